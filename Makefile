@@ -1,0 +1,38 @@
+# make demo: set up .venv and train the classifier on the embedded digits dataset.
+# make test: set up .venv, then ruff, torchstyle lint (on itself) and pytest.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch/torchvision pinned here (not in pyproject) to the builds this project is tested with.
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/torchstyle train --model classifier --data digits --epochs 8 --run-dir runs/demo --overwrite
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/torchstyle lint torchstyle bench
+
+test: lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/lint_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

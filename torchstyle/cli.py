@@ -1,0 +1,56 @@
+"""``torchstyle`` command line: parse, then call the library. Nothing imports this module.
+
+Each subcommand lives with its feature and exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them together and turns user errors into a
+one-line message with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, help). Modules are imported lazily so `torchstyle lint` never loads torch.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("torchstyle.engine.commands", "train a model (the guide's training loop, done right)"),
+    "test": ("torchstyle.engine.commands", "evaluate a finished run's checkpoint on the test split"),
+    "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
+    "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
+    "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the top-level parser with one sub-parser per subcommand."""
+    from torchstyle import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="torchstyle",
+        description="The PyTorch style guide as working software.",
+    )
+    parser.add_argument("--version", action="version", version=f"torchstyle {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        getattr(module, f"add_{name}_arguments")(p)
+        p.set_defaults(_run=getattr(module, f"run_{name}"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit code."""
+    from torchstyle.errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"torchstyle {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""``torchstyle lint``: the style guide's don'ts, found in anyone's PyTorch code."""

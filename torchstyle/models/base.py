@@ -1,0 +1,149 @@
+"""The contract between a finished model and the engine.
+
+A finished model keeps ``forward`` for inference and says how to train itself through plain
+methods. The engine never knows which model it drives:
+
+* :meth:`TorchstyleModel.configure_optimizers` returns an *ordered* dict of optimizers; each key
+  is a phase of one training iteration (a classifier has one, a GAN has ``"d"`` then ``"g"``).
+* :meth:`TorchstyleModel.training_step` runs one phase on one batch and returns a dict whose
+  ``"loss"`` entry is back-propagated into that phase's optimizer; other entries are logged.
+* :meth:`TorchstyleModel.evaluation_step` returns per-sample values, shape ``(B,)``; the engine
+  averages them over the whole split, so an uneven last batch (or uneven ranks) weighs right.
+
+The engine reaches both steps through :class:`StepModule`, a module whose ``__call__`` it uses,
+so that DataParallel/DDP hooks fire and a model that packs its networks *and* losses into one
+module ("super network", pix2pixHD style) gets its whole batch split across devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from torchstyle.spec import DataSpec
+
+Batch = Any  # Whatever the data loader yields, already on the model's device.
+
+# Optimizer factories by name; a new optimizer is a new entry, not a new branch.
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+}
+OPTIMIZER_NAMES = tuple(_OPTIMIZERS)
+
+
+def build_optimizer(
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+    name: str,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """Builds an optimizer by name.
+
+    Args:
+        params: Parameters or parameter groups.
+        name: One of ``sgd``, ``adam``, ``adamw``, ``rmsprop``.
+        lr: Learning rate.
+        weight_decay: Weight decay (decoupled for ``adamw``).
+        **kwargs: Extra optimizer arguments (``betas``, ``momentum``, ...).
+
+    Returns:
+        The optimizer.
+    """
+    assert name in _OPTIMIZERS, f"unknown optimizer {name!r}; choose from {', '.join(_OPTIMIZERS)}"
+    assert lr > 0, f"learning rate must be positive, got {lr}"
+    if name == "sgd":
+        # Plain SGD without momentum trains our models poorly; 0.9 is the usual default.
+        kwargs.setdefault("momentum", 0.9)
+    return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+class TorchstyleModel(nn.Module):
+    """Base class of finished models (see the module docstring for the contract).
+
+    Class attributes:
+        model_name: Set by ``register_model``.
+        monitor: ``(metric, "max"|"min")``: which evaluation metric picks the best checkpoint.
+        default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
+        default_lr: Learning rate used when the user does not pass ``--lr``.
+    """
+
+    model_name: ClassVar[str] = ""
+    monitor: ClassVar[tuple[str, str]] = ("loss", "min")
+    default_optimizer: ClassVar[str] = "adamw"
+    default_lr: ClassVar[float] = 1e-3
+
+    @classmethod
+    def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:
+        """Builds the model for a dataset; ``kwargs`` override what the spec implies."""
+        args: dict[str, Any] = {
+            "in_channels": spec.channels,
+            "image_size": spec.image_size,
+            "num_classes": spec.num_classes,
+        }
+        args.update(kwargs)
+        return cls(**args)
+
+    def hparams(self) -> dict[str, Any]:
+        """Constructor arguments, saved with checkpoints to rebuild the model."""
+        return dict(getattr(self, "_hparams", {}))
+
+    def configure_optimizers(
+        self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
+    ) -> dict[str, torch.optim.Optimizer]:
+        """Returns the optimizers, in phase order. Default: one optimizer over all parameters.
+
+        Args:
+            name: Optimizer name, or None for the model's default.
+            lr: Learning rate, or None for the model's default.
+            weight_decay: Weight decay.
+        """
+        return {
+            "model": build_optimizer(
+                self.parameters(),
+                name or self.default_optimizer,
+                lr=lr or self.default_lr,
+                weight_decay=weight_decay,
+            )
+        }
+
+    def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
+        """Runs one phase of a training iteration; returns at least ``{"loss": scalar}``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step")
+
+    def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
+        """Returns per-sample metric values, each of shape ``(B,)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluation_step")
+
+    def sample_images(self, num: int) -> Tensor | None:
+        """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""
+        return None
+
+    def batch_size_of(self, batch: Batch) -> int:
+        """Number of samples in ``batch`` (first tensor's leading dim)."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return int(first.shape[0])
+
+
+class StepModule(nn.Module):
+    """Routes ``__call__`` to a model's training or evaluation step.
+
+    Wrapping this (not the bare model) in DataParallel/DDP makes the whole step, losses
+    included, run on each replica with its share of the batch.
+    """
+
+    def __init__(self, model: TorchstyleModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, phase: str | None = None) -> dict[str, Tensor]:
+        if phase is None:
+            return self.model.evaluation_step(batch)
+        return self.model.training_step(batch, phase)

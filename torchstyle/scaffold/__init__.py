@@ -1,0 +1,1 @@
+"""``torchstyle new``: start a project in the guide's file layout."""
