@@ -14,8 +14,14 @@ from collections.abc import Sequence
 
 # subcommand -> (module, help). Modules are imported lazily so `torchstyle lint` never loads torch.
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("torchstyle.engine.commands", "train a model (the guide's training loop, done right)"),
-    "test": ("torchstyle.engine.commands", "evaluate a finished run's checkpoint on the test split"),
+    "train": (
+        "torchstyle.engine.commands",
+        "train a model (the guide's training loop, done right)",
+    ),
+    "test": (
+        "torchstyle.engine.commands",
+        "evaluate a finished run's checkpoint on the test split",
+    ),
     "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
@@ -40,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    # An error raised in a DataLoader worker comes back wrapped with the worker's traceback;
+    # its own message is the last line, after "module.ErrorClass: ".
+    if "\nOriginal Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
     from torchstyle.errors import UserError
@@ -49,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        print(f"torchstyle {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"torchstyle {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,8 +1,26 @@
-"""Errors that mean "the user asked for something wrong", not "torchstyle broke"."""
+"""Errors that mean "the user asked for something wrong" or "the run cannot go on",
+not "torchstyle broke"."""
 
 
 class UserError(Exception):
-    """Bad input: the CLI prints the message on one line and exits with code 2, no traceback.
+    """Bad input: the CLI prints the message on one line and exits with ``exit_code``, no traceback.
 
     The message names the problem and the fix.
     """
+
+    exit_code = 2
+
+
+class TrainingError(UserError):
+    """The run cannot go on (a non-finite loss under ``--nan-policy stop``); exit code 3."""
+
+    exit_code = 3
+
+
+class RunInterruptedError(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint at the current batch was saved."""
+
+    def __init__(self, signum: int, checkpoint: str) -> None:
+        super().__init__(f"interrupted by signal {signum}; checkpoint saved to {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint

@@ -70,13 +70,17 @@ class TorchstyleModel(nn.Module):
 
     Class attributes:
         model_name: Set by ``register_model``.
-        monitor: ``(metric, "max"|"min")``: which evaluation metric picks the best checkpoint.
+        monitor: ``(metric, "max"|"min")``: which evaluation metric picks the best checkpoint;
+            None when no metric does (the best checkpoint is then the latest).
+        default_image_size: Input side the model wants when the user gives no ``--image-size``;
+            None takes the dataset's own size.
         default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
         default_lr: Learning rate used when the user does not pass ``--lr``.
     """
 
     model_name: ClassVar[str] = ""
-    monitor: ClassVar[tuple[str, str]] = ("loss", "min")
+    monitor: ClassVar[tuple[str, str] | None] = ("loss", "min")
+    default_image_size: ClassVar[int | None] = None
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
 
@@ -121,6 +125,10 @@ class TorchstyleModel(nn.Module):
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
         """Returns per-sample metric values, each of shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement evaluation_step")
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Class probabilities ``(B, num_classes)`` for ``torchstyle predict``."""
+        raise NotImplementedError(f"{type(self).__name__} does not classify images")
 
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""

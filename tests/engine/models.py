@@ -1,0 +1,80 @@
+"""Small models for engine tests (not registered: tests pass instances to the Trainer)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+from torchstyle.data import DataBundle, TensorImageDataset
+from torchstyle.models.base import TorchstyleModel
+from torchstyle.spec import DataSpec
+
+
+class TinyMLP(TorchstyleModel):
+    """An MLP without batch norm; optionally sleeps a known time per training step."""
+
+    monitor = ("accuracy", "max")
+    default_optimizer = "sgd"
+    default_lr = 0.1
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        image_size: int = 8,
+        num_classes: int = 10,
+        step_sleep: float = 0.0,
+    ):
+        super().__init__()
+        self.step_sleep = step_sleep
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * image_size * image_size, 32),
+            nn.Tanh(),
+            nn.Linear(32, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, phase):
+        if self.step_sleep:
+            time.sleep(self.step_sleep)
+        x, y = batch
+        return {"loss": nn.functional.cross_entropy(self(x), y)}
+
+    def evaluation_step(self, batch):
+        x, y = batch
+        logits = self(x)
+        return {
+            "loss": nn.functional.cross_entropy(logits, y, reduction="none"),
+            "accuracy": (logits.argmax(1) == y).float(),
+        }
+
+
+class SlowBatches(TensorImageDataset):
+    """In-memory data whose every batch costs a known time to load."""
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_cost: float) -> None:
+        super().__init__(images, labels)
+        self.batch_cost = batch_cost
+
+    def __getitems__(self, indices):
+        time.sleep(self.batch_cost)
+        return super().__getitems__(indices)
+
+
+def random_bundle(
+    n_train: int = 256, n_test: int = 64, batch_cost: float = 0.0, seed: int = 0
+) -> DataBundle:
+    """Random 1x8x8 images with random labels."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 1, 8, 8, generator=g)
+    y = torch.randint(10, (n_train + n_test,), generator=g)
+    return DataBundle(
+        train=SlowBatches(x[:n_train], y[:n_train], batch_cost),
+        test=TensorImageDataset(x[n_train:], y[n_train:]),
+        spec=DataSpec(channels=1, image_size=8, num_classes=10),
+    )

@@ -1,0 +1,96 @@
+"""`torchstyle train` end to end: accuracy, summary, TensorBoard events, saved config."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.engine.conftest import read_jsonl, summary_value
+
+TRAIN_TAGS = {
+    "train/loss",
+    "train/accuracy",
+    "train/lr",
+    "train/compute_efficiency",
+    "train/samples_per_sec",
+}
+TEST_TAGS = {"test/accuracy", "test/loss"}
+
+
+def test_demo_reaches_97_percent_and_prints_summary(demo_run):
+    run_dir, proc = demo_run
+    assert summary_value(proc.stdout, "accuracy") >= 0.97
+    assert f"run folder:      {run_dir}" in proc.stdout
+    assert f"best checkpoint: {run_dir}/checkpoints/best.pt" in proc.stdout
+    assert f"tensorboard --logdir {run_dir}" in proc.stdout
+    assert "best accuracy:" in proc.stdout
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+
+
+def test_tensorboard_events_hold_real_values_at_increasing_steps(demo_run):
+    run_dir, _ = demo_run
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert tags >= TRAIN_TAGS | TEST_TAGS
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    # 1437 training images, batch 64: 23 steps an epoch, 184 in all, logged every 10 steps
+    # plus each epoch's tail.
+    loss_events = acc.Scalars("train/loss")
+    steps = [e.step for e in loss_events]
+    assert steps == sorted(set(steps)), "steps must strictly increase"
+    assert steps[0] == 10 and steps[-1] == 184
+    assert all(s % 10 == 0 or s % 23 == 0 for s in steps)
+    values = [e.value for e in loss_events]
+    assert all(math.isfinite(v) and v > 0 for v in values)
+    assert values[-1] < values[0] / 3, "the loss must fall"
+    # metrics.jsonl holds the same scalars at the same steps.
+    jsonl_loss = {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+    assert sorted(jsonl_loss) == steps
+    for e in loss_events:
+        assert math.isclose(jsonl_loss[e.step], e.value, rel_tol=1e-5)
+    eff = [e.value for e in acc.Scalars("train/compute_efficiency")]
+    assert all(0.0 <= v <= 1.0 for v in eff)
+    assert all(e.value > 0 for e in acc.Scalars("train/samples_per_sec"))
+    assert all(math.isclose(e.value, 3e-3, rel_tol=1e-6) for e in acc.Scalars("train/lr"))
+    test_steps = [e.step for e in acc.Scalars("test/accuracy")]
+    assert test_steps == [23 * k for k in range(1, 9)]
+
+
+def test_config_is_saved_with_the_run(demo_run):
+    run_dir, _ = demo_run
+    text = (run_dir / "config.txt").read_text()
+    assert text.startswith("Namespace(") and "model='classifier'" in text
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["epochs"] == 8 and cfg["log_every"] == 10 and cfg["data"] == "digits"
+
+
+def test_config_file_then_flags(tmp_path, cli):
+    (tmp_path / "cfg.toml").write_text(
+        "epochs = 0\nbatch_size = 16\nlr = 0.01\nmodel_args = {width = 8}\n"
+    )
+    run_dir = tmp_path / "run"
+    proc = cli(
+        "train",
+        "--config",
+        str(tmp_path / "cfg.toml"),
+        "--batch-size",
+        "32",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["batch_size"] == 32  # the flag wins over the file
+    assert cfg["lr"] == 0.01 and cfg["epochs"] == 0 and cfg["model_args"] == {"width": 8}
+
+
+def test_help_lists_subcommands(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for name in ("train", "test", "predict", "lint", "new"):
+        assert name in proc.stdout

@@ -1,0 +1,140 @@
+"""The Trainer in-process: gradient accumulation, compute efficiency, exact evaluation."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from tests.engine.conftest import read_jsonl
+from tests.engine.models import TinyMLP, random_bundle
+from torchstyle.config import TrainConfig
+from torchstyle.data import EpochBatchSampler, make_loader
+from torchstyle.data.digits import load_digits_split
+from torchstyle.engine.evaluation import evaluate
+from torchstyle.engine.trainer import Trainer
+from torchstyle.models import create_model
+from torchstyle.models.base import StepModule
+
+
+def _train(tmp_path, name, model, data, **overrides):
+    cfg = TrainConfig(run_dir=str(tmp_path / name), progress=False, **overrides)
+    trainer = Trainer(cfg, model=model, data=data)
+    result = trainer.fit()
+    return trainer, result
+
+
+def _mlp(seed=0, **kw):
+    torch.manual_seed(seed)
+    return TinyMLP(**kw)
+
+
+def test_accumulation_equals_the_large_batch(tmp_path):
+    data = random_bundle()
+    big, _ = _train(
+        tmp_path,
+        "big",
+        _mlp(),
+        data,
+        batch_size=32,
+        max_steps=1,
+        log_every=1,
+        lr=0.1,
+        optimizer="sgd",
+    )
+    acc, _ = _train(
+        tmp_path,
+        "acc",
+        _mlp(),
+        data,
+        batch_size=8,
+        accumulate=4,
+        max_steps=1,
+        log_every=1,
+        lr=0.1,
+        optimizer="sgd",
+    )
+    untouched = _mlp()
+    for (name, a), b, c in zip(
+        big.model.state_dict().items(),
+        acc.model.state_dict().values(),
+        untouched.state_dict().values(),
+        strict=True,
+    ):
+        assert not torch.equal(a, c), f"{name} did not train"
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    # The logged loss is the true mean loss of the 32 samples, not divided by 4.
+    loss_big = read_jsonl(tmp_path / "big" / "metrics.jsonl")[0]["train/loss"]
+    loss_acc = read_jsonl(tmp_path / "acc" / "metrics.jsonl")[0]["train/loss"]
+    assert loss_big == pytest.approx(loss_acc, rel=1e-5)
+    assert loss_big > 1.5  # ~ln(10) for random labels
+
+
+def test_accumulation_weights_an_uneven_last_micro_batch(tmp_path):
+    # 40 samples: batch 40 in one step vs micro-batches 16 + 16 + 8 in one step of accumulate 3.
+    data = random_bundle(n_train=40)
+    big, _ = _train(tmp_path, "big", _mlp(), data, batch_size=40, epochs=1, lr=0.1, optimizer="sgd")
+    acc, _ = _train(
+        tmp_path,
+        "acc",
+        _mlp(),
+        data,
+        batch_size=16,
+        accumulate=3,
+        epochs=1,
+        lr=0.1,
+        optimizer="sgd",
+    )
+    assert big.n_iter == acc.n_iter == 1
+    for a, b in zip(big.model.state_dict().values(), acc.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("batch_cost", "step_cost"),
+    [(0.020, 0.005), (0.002, 0.020)],
+    ids=["data-bound", "compute-bound"],
+)
+def test_compute_efficiency_matches_calibrated_truth(tmp_path, batch_cost, step_cost):
+    data = random_bundle(n_train=16 * 40, batch_cost=batch_cost)
+    _train(
+        tmp_path,
+        "run",
+        _mlp(step_sleep=step_cost),
+        data,
+        batch_size=16,
+        workers=0,
+        log_every=5,
+        max_steps=40,
+    )
+    rows = [
+        r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "train/compute_efficiency" in r
+    ]
+    measured = statistics.mean(
+        r["train/compute_efficiency"] for r in rows[1:]
+    )  # skip warm-up window
+    truth = step_cost / (step_cost + batch_cost)
+    assert abs(measured - truth) < 0.05, f"measured {measured:.3f}, truth {truth:.3f}"
+
+
+def test_evaluation_is_exact_over_any_batching():
+    torch.manual_seed(0)
+    data = load_digits_split()
+    model = create_model("classifier", data.spec, width=8)
+    model.eval()
+    with torch.no_grad():
+        x, y = data.test.images, data.test.labels
+        logits = model(x)
+        truth_acc = (logits.argmax(1) == y).sum().item() / len(y)
+        truth_loss = torch.nn.functional.cross_entropy(logits, y).item()
+    results = []
+    for bs in (7, 64, 1000):  # 360 test images: uneven last batches for 7 and 64
+        loader = make_loader(
+            data.test, EpochBatchSampler(len(data.test), batch_size=bs, shuffle=False)
+        )
+        results.append(evaluate(StepModule(model), model, loader, torch.device("cpu")))
+    for r in results:
+        assert r["accuracy"] == pytest.approx(truth_acc, abs=1e-9)
+        assert r["loss"] == pytest.approx(truth_loss, rel=1e-5)
+    assert model.training is False  # restored to the mode it was in

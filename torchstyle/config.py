@@ -1,0 +1,283 @@
+"""``TrainConfig``: every training setting in one typed dataclass, with the reason for each default.
+
+One config path: dataclass defaults -> ``--config FILE`` (JSON or TOML) -> command-line flags ->
+saved next to the outputs as the guide's ``config.txt`` and as ``config.json``. A resumed run
+starts from the saved ``config.json`` instead of the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from torchstyle.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULERS = ("none", "cosine", "step", "onecycle")
+AMP_MODES = ("off", "bf16", "fp16")
+NAN_POLICIES = ("stop", "skip")
+STRATEGIES = ("auto", "single", "dp", "ddp")
+
+
+def _opt(default: Any, help_text: str, **kw: Any) -> Any:
+    """A dataclass field that carries its command-line help (and optional choices/flag)."""
+    meta = {"help": help_text, **kw}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Field comments give the reason for each default."""
+
+    # What to train, on what.
+    model: str = _opt("classifier", "registered model name")
+    model_args: dict[str, Any] = _opt(
+        {},
+        "model constructor argument KEY=VALUE (VALUE parsed as JSON); repeatable",
+        metavar="KEY=VALUE",
+    )
+    # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
+    data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
+    data_dir: str | None = _opt(None, "where a named dataset (cifar10) lives")
+    image_size: int | None = _opt(
+        None, "resize images to this side (default: the model's or data's)"
+    )
+    download: bool = _opt(False, "allow downloading a missing named dataset (cifar10)")
+    skip_bad_images: bool = _opt(False, "skip unreadable images (counted) instead of stopping")
+
+    # Optimisation.
+    epochs: int = _opt(10, "number of epochs")
+    # 64 fits every built-in model on a CPU and is the guide's own example batch size.
+    batch_size: int = _opt(64, "global batch size (split across GPUs/processes)")
+    lr: float | None = _opt(None, "learning rate (default: the model's own)")
+    optimizer: str | None = _opt(None, "optimizer (default: the model's own)", choices=OPTIMIZERS)
+    weight_decay: float = _opt(0.0, "weight decay")
+    # No schedule by default: it is one less thing between the user and their loop.
+    scheduler: str = _opt(
+        "none", "learning-rate schedule, stepped per optimizer step", choices=SCHEDULERS
+    )
+    accumulate: int = _opt(1, "micro-batches per optimizer step (virtual batch = batch-size x N)")
+    clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
+    amp: str = _opt("off", "mixed precision autocast", choices=AMP_MODES)
+
+    # Data loading. None picks: 0 for in-memory data (workers only add IPC), else min(8, CPUs).
+    workers: int | None = _opt(None, "DataLoader worker processes (default: auto)")
+
+    # Reproducibility. The guide seeds with 1.
+    seed: int = _opt(1, "seed of python, numpy, torch and cuda RNGs and of the data order")
+    deterministic: bool = _opt(
+        False, "deterministic algorithms only (slower; fails on ops without one)"
+    )
+    # Off by default: the guide warns it hurts when input shapes vary.
+    cudnn_benchmark: bool = _opt(False, "let cuDNN benchmark convolution algorithms (fixed shapes)")
+
+    # Hardware.
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    strategy: str = _opt(
+        "auto", "single device, DataParallel or DDP (torchrun)", choices=STRATEGIES
+    )
+    compile: bool = _opt(False, "torch.compile the model")
+    channels_last: bool = _opt(False, "channels-last memory format (faster convs on tensor cores)")
+
+    # Logging, evaluation, checkpoints.
+    # 50 steps: often enough to see curves, rare enough that logging costs nothing measurable.
+    log_every: int = _opt(50, "log losses every N optimizer steps")
+    eval_every: int = _opt(1, "evaluate every N epochs (0: only at the end)")
+    keep: int = _opt(3, "keep the last N epoch checkpoints besides latest and best")
+    early_stopping: int = _opt(0, "stop after N evaluations without improvement (0: off)")
+    nan_policy: str = _opt(
+        "stop", "on a NaN/inf loss: stop, or skip that step", choices=NAN_POLICIES
+    )
+    max_steps: int | None = _opt(None, "stop after N optimizer steps in total")
+    progress: bool = _opt(True, "show the tqdm progress bar")
+
+    # Run folder.
+    run_dir: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
+    resume: str | None = _opt(None, "resume the run in this folder from its latest checkpoint")
+    overwrite: bool = _opt(False, "replace an existing run folder")
+
+    def validate(self) -> None:
+        """Checks value ranges.
+
+        Raises:
+            UserError: A value is out of range; the message names the flag and the fix.
+        """
+        positive = ("batch_size", "accumulate", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"--{_flag(name)} must be a positive integer, got {value!r}")
+        non_negative = ("epochs", "eval_every", "keep", "early_stopping")
+        for name in non_negative:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UserError(f"--{_flag(name)} must be an integer >= 0, got {value!r}")
+        for name in ("workers", "max_steps", "image_size"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or value < (0 if name == "workers" else 1)
+            ):
+                raise UserError(f"--{_flag(name)} is out of range: {value!r}")
+        if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):
+            raise UserError(f"--lr must be a positive number, got {self.lr!r}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise UserError(f"--clip-grad must be a positive number, got {self.clip_grad!r}")
+        if not self.weight_decay >= 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise UserError(
+                    f"--{_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}"
+                )
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.deterministic and self.cudnn_benchmark:
+            raise UserError("--deterministic and --cudnn-benchmark contradict each other; pick one")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict."""
+        return asdict(self)
+
+    def save(self, run_dir: Path) -> None:
+        """Writes the guide's ``config.txt`` (the parsed namespace) and ``config.json``."""
+        (run_dir / "config.txt").write_text(str(argparse.Namespace(**self.to_dict())) + "\n")
+        (run_dir / "config.json").write_text(
+            json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Builds from a dict, refusing unknown keys (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(
+                f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        cfg = cls(**d)
+        _check_types(cfg, source)
+        return cfg
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _check_types(cfg: TrainConfig, source: str) -> None:
+    hints = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        hint = hints[f.name]
+        if value is None and "None" in str(hint):
+            continue
+        base = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
+        expected = next((t for t in base if t in getattr(hint, "__args__", ()) or hint is t), None)
+        if hint == dict[str, Any]:
+            expected = dict
+        if expected is None:
+            continue
+        if isinstance(value, bool) and expected is not bool:
+            raise UserError(f"{source}: {f.name} must be {expected.__name__}, got {value!r}")
+        if not isinstance(value, base[expected]):
+            raise UserError(f"{source}: {f.name} must be {expected.__name__}, got {value!r}")
+        if expected is float:
+            setattr(cfg, f.name, float(value))
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Reads a JSON or TOML config file into a dict.
+
+    Raises:
+        UserError: The file is missing or does not parse.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as e:
+        raise UserError(f"config file {p} does not parse: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a table/object of settings")
+    return data
+
+
+def _parse_model_arg(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per TrainConfig field, plus ``--config``.
+
+    Every flag defaults to ``argparse.SUPPRESS`` so that only flags the user typed override the
+    config file (or, on resume, the saved run config).
+    """
+    hints = get_type_hints(TrainConfig)
+    parser.add_argument(
+        "--config", metavar="FILE", help="JSON or TOML file of settings; flags override it"
+    )
+    for f in dataclasses.fields(TrainConfig):
+        flag = f"--{_flag(f.name)}"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f"{f.metadata['help']} (default: {default})"
+        kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
+        hint = hints[f.name]
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if f.name == "model_args":
+            parser.add_argument(
+                "--model-arg", action="append", type=_parse_model_arg, metavar="KEY=VALUE", **kw
+            )
+            continue
+        inner = [t for t in getattr(hint, "__args__", (hint,)) if t is not type(None)]
+        kw["type"] = inner[0]
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        kw["metavar"] = f.metadata.get(
+            "metavar", f.name.upper() if "choices" not in f.metadata else None
+        )
+        if kw["metavar"] is None:
+            del kw["metavar"]
+        parser.add_argument(flag, **kw)
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """Merges ``base`` (a saved run config, or nothing), ``--config FILE`` and the typed flags."""
+    merged: dict[str, Any] = dict(base or {})
+    if getattr(args, "config", None):
+        merged.update(load_config_file(args.config))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name in names:
+        if name in vars(args):
+            value = getattr(args, name)
+            if name == "model_args":
+                value = {**merged.get("model_args", {}), **dict(value)}
+            merged[name] = value
+    cfg = TrainConfig.from_dict(merged, source=getattr(args, "config", None) or "flags")
+    cfg.validate()
+    return cfg

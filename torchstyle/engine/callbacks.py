@@ -1,0 +1,110 @@
+"""Named hooks: extend the engine without subclassing its loop.
+
+A callback overrides any of the ``on_*`` methods; the trainer calls them at the points their
+names say. ``on_step_end`` runs every optimizer step, so the trainer calls it only for
+callbacks that override it. A callback with state (early stopping's counter) saves it through
+``state_dict``/``load_state_dict`` and so survives a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torchstyle.engine.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class Callback:
+    """Base class; every hook does nothing."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first epoch (after a resume has restored state)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first batch of ``epoch``."""
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        """After optimizer step ``step`` (1-based). Keep it cheap: it runs every step."""
+
+    def on_log(self, trainer: Trainer, step: int, scalars: dict[str, float]) -> None:
+        """Before training scalars are written; add entries to ``scalars`` to log them too."""
+
+    def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """After an evaluation of the test split."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """After ``epoch`` (and its evaluation, if one was due)."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last epoch, or after an early stop."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to store in checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+
+
+class LearningRateLogger(Callback):
+    """Logs each optimizer's learning rate (first parameter group) as ``lr`` or ``lr/NAME``."""
+
+    def on_log(self, trainer: Trainer, step: int, scalars: dict[str, float]) -> None:
+        """Adds the learning rates."""
+        optimizers = trainer.optimizers
+        for name, opt in optimizers.items():
+            key = "lr" if len(optimizers) == 1 else f"lr/{name}"
+            scalars[key] = float(opt.param_groups[0]["lr"])
+
+
+class EarlyStopping(Callback):
+    """Stops training after ``patience`` evaluations without a better monitored metric.
+
+    Args:
+        patience: Evaluations without improvement to tolerate.
+        min_delta: Improvement smaller than this does not count.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        assert patience > 0, "patience must be positive"
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.bad_evaluations = 0
+
+    def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Counts evaluations without improvement; asks the trainer to stop at ``patience``."""
+        monitor = trainer.monitor
+        if monitor is None or monitor[0] not in metrics:
+            return
+        value = metrics[monitor[0]]
+        sign = 1.0 if monitor[1] == "max" else -1.0
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best = value
+            self.bad_evaluations = 0
+            return
+        self.bad_evaluations += 1
+        if self.bad_evaluations >= self.patience:
+            trainer.request_stop(
+                f"early stopping: no better {monitor[0]} for {self.patience} evaluations"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best value and counter."""
+        return {"best": self.best, "bad_evaluations": self.bad_evaluations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores best value and counter."""
+        self.best = state["best"]
+        self.bad_evaluations = state["bad_evaluations"]
+
+
+class Checkpointing(Callback):
+    """Saves ``latest.pt`` (and epoch and best files) at the end of every epoch."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """Writes the checkpoint of the finished epoch."""
+        trainer.save_checkpoint(epoch_end=epoch + 1)

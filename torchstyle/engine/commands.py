@@ -1,0 +1,204 @@
+"""CLI glue for ``torchstyle train | test | predict``: parse, call the engine, report.
+
+torch is imported inside the ``run_*`` functions so ``torchstyle lint`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from torchstyle.config import add_train_arguments as _add_config_flags
+from torchstyle.errors import UserError
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- train
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``train`` flags (one per TrainConfig field)."""
+    parser.epilog = (
+        "Settings merge as: defaults, then --config FILE, then flags. With --resume RUN the "
+        "run's saved config.json replaces the defaults, so only flags you type change it."
+    )
+    _add_config_flags(parser)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Trains, then prints the run's summary."""
+    from torchstyle.config import config_from_args
+    from torchstyle.errors import RunInterruptedError
+
+    base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
+    cfg = config_from_args(args, base)
+    _setup_logging()
+    from torchstyle.engine.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        result = trainer.fit()
+    except RunInterruptedError as e:
+        print(
+            f"torchstyle train: {e}; continue with: torchstyle train --resume {trainer.run_dir}",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
+    if trainer.dist.is_main:
+        print(format_summary(result))
+    from torchstyle.engine import distributed
+
+    distributed.teardown(trainer.dist)
+    return 0
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise UserError(
+            f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
+        )
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(
+            f"{path} does not parse ({e}); fix it or pass every setting as flags"
+        ) from None
+
+
+def format_summary(result: Any) -> str:
+    """The few lines printed at the end of training."""
+    lines = [
+        f"done: {result.epochs} epochs, {result.steps} steps"
+        + (f" ({result.stop_reason})" if result.stop_reason else "")
+    ]
+    if result.metrics:
+        lines.append(
+            "test: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
+        )
+    if result.best_metric and result.best_value is not None:
+        lines.append(
+            f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
+        )
+    lines.append(f"run folder:      {result.run_dir}")
+    if result.best_checkpoint is not None:
+        lines.append(f"best checkpoint: {result.best_checkpoint}")
+    lines.append(f"TensorBoard:     tensorboard --logdir {result.run_dir}")
+    lines.append(f"evaluate again:  torchstyle test {result.run_dir}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- test
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run folder written by `torchstyle train`")
+    parser.add_argument(
+        "--checkpoint", default="best", help="best, latest, or a checkpoint file (default: best)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="evaluation batch size (default: 256)"
+    )
+
+
+def add_test_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``test`` flags."""
+    _add_run_arguments(parser)
+    parser.add_argument("--data", help="evaluate on this data instead of the run's own")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run_test(args: argparse.Namespace) -> int:
+    """Evaluates a run's checkpoint on the test split and prints the metrics."""
+    from torchstyle.data import DataOptions, EpochBatchSampler, build_data, make_loader
+    from torchstyle.engine.distributed import resolve_device
+    from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
+    from torchstyle.models.base import StepModule
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    device = resolve_device(args.device)
+    path = checkpoint_path(Path(args.run), args.checkpoint)
+    model, state = load_run_model(path, device)
+    cfg = state["config"]
+    spec = run_spec(state)
+    data = build_data(
+        DataOptions(
+            name=args.data or cfg["data"],
+            data_dir=cfg.get("data_dir"),
+            image_size=spec.image_size,
+            seed=cfg["seed"],
+        )
+    )
+    sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
+    loader = make_loader(data.test, sampler, workers=0)
+    metrics = evaluate(StepModule(model), model, loader, device)
+    if args.json:
+        print(json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics}))
+    else:
+        print(
+            f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+        )
+        for k, v in sorted(metrics.items()):
+            print(f"test {k}: {v:.4f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- predict
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``predict`` flags."""
+    _add_run_arguments(parser)
+    parser.add_argument("images", nargs="+", help="image files to classify")
+    parser.add_argument("--output", help="also write the predictions to this CSV file")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Prints the predicted class and its probability for each image."""
+    import torch
+
+    from torchstyle.data.folder import load_image
+    from torchstyle.engine.distributed import resolve_device
+    from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    device = resolve_device(args.device)
+    path = checkpoint_path(Path(args.run), args.checkpoint)
+    model, state = load_run_model(path, device)
+    spec = run_spec(state)
+    if not spec.class_names:
+        raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")
+    # Read every image first: a bad file stops the command before any output is written.
+    for p in args.images:
+        if not Path(p).is_file():
+            raise UserError(f"no such image file: {p}")
+    hint = "pass image files only"
+    images = [load_image(Path(p), spec.channels, spec.image_size, hint) for p in args.images]
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(images), args.batch_size):
+            x = torch.stack(images[start : start + args.batch_size]).to(device)  # (B, C, H, W)
+            try:
+                probs = model.predict(x)
+            except NotImplementedError as e:
+                raise UserError(f"{e}; `predict` needs a classifier run") from None
+            conf, label = probs.max(dim=1)
+            for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
+                rows.append((args.images[start + i], spec.class_names[k], c))
+    for image, name, prob in rows:
+        print(f"{image}\t{name}\t{prob:.4f}")
+    if args.output:
+        with open(args.output, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "class", "probability"])
+            writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
+    return 0

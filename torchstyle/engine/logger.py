@@ -1,0 +1,75 @@
+"""Run logging: TensorBoard events and ``metrics.jsonl`` get the same scalars at the same steps."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class RunLogger:
+    """Writes scalars and images of one run.
+
+    Args:
+        run_dir: The run folder; events go to ``run_dir`` itself, images to ``run_dir/samples``.
+        enabled: False on non-zero ranks, which log nothing.
+        purge_step: On resume, the step to continue from: TensorBoard hides events at or after
+            it that an interrupted run had written, so curves do not fold back on themselves.
+    """
+
+    def __init__(
+        self, run_dir: Path, *, enabled: bool = True, purge_step: int | None = None
+    ) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self._writer: Any = None
+        self._jsonl: Any = None
+        self._purge_step = purge_step
+
+    def _open(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self._purge_step)
+        self._jsonl = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+
+    def log_scalars(self, step: int, scalars: dict[str, float], prefix: str = "") -> None:
+        """Logs ``prefix + name`` for each scalar at ``step``."""
+        if not self.enabled or not scalars:
+            return
+        if self._writer is None:
+            self._open()
+        record: dict[str, Any] = {"step": step}
+        for name, value in scalars.items():
+            tag = f"{prefix}{name}"
+            self._writer.add_scalar(tag, value, step)
+            record[tag] = value if math.isfinite(value) else str(value)
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+
+    def log_images(self, step: int, tag: str, images: torch.Tensor, path: Path) -> None:
+        """Logs a grid of ``images`` in ``[-1, 1]`` to TensorBoard and saves it as a PNG."""
+        if not self.enabled:
+            return
+        from torchvision.utils import make_grid, save_image
+
+        if self._writer is None:
+            self._open()
+        grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
+        self._writer.add_image(tag, grid, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+
+    def flush(self) -> None:
+        """Pushes buffered events to disk."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the files."""
+        if self._writer is not None:
+            self._writer.close()
+            self._jsonl.close()
+            self._writer = None

@@ -1,0 +1,127 @@
+"""Throughput and compute efficiency, measured without a host-device sync per step.
+
+Compute efficiency is the share of wall time in which the compute device did *not* wait for
+data: ``1 - data_wait / wall``, over the steps since the last report.
+
+* On the CPU the loop itself computes, so the time spent in ``next(loader)`` is the wait.
+* On a GPU the host runs ahead of the device; the host blocking on the loader costs nothing
+  while the GPU still has queued work. :class:`EfficiencyMeter` records a CUDA event just
+  before and just after each fetch. The GPU timestamps an event when it reaches it in its
+  queue, so the gap between the two events is exactly the time the GPU sat idle waiting for
+  that batch (zero while it was still busy with earlier steps). The events are read only
+  when a report is asked for, once every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+class EfficiencyMeter:
+    """Accumulates data-wait time and wall time between reports.
+
+    Args:
+        device: The compute device; CUDA devices are timed with events.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._pool: list[torch.cuda.Event] = []
+        self._begin: torch.cuda.Event | None = None
+        self.reset()
+
+    def _event(self) -> torch.cuda.Event:
+        ev = self._pool.pop() if self._pool else torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def reset(self) -> None:
+        """Starts a new measurement window now."""
+        self._wait = 0.0
+        self._t_start = time.perf_counter()
+        self._samples = 0
+        if self.cuda:
+            for a, b in self._pairs:
+                self._pool += [a, b]
+            self._pairs = []
+            if self._begin is not None:
+                self._pool.append(self._begin)
+            self._window_start = self._event()
+
+    def fetch_begin(self) -> None:
+        """Call right before asking the loader for a batch."""
+        if self.cuda:
+            self._begin = self._event()
+        else:
+            self._t_fetch = time.perf_counter()
+
+    def fetch_end(self, num_samples: int) -> None:
+        """Call right after the batch is on the device and before the step uses it."""
+        self._samples += num_samples
+        if self.cuda:
+            assert self._begin is not None
+            self._pairs.append((self._begin, self._event()))
+            self._begin = None
+        else:
+            self._wait += time.perf_counter() - self._t_fetch
+
+    def report(self) -> tuple[float, float]:
+        """Returns ``(compute_efficiency, samples_per_second)`` since the last reset, and resets.
+
+        On CUDA this waits for the device to reach the present point (one sync per report).
+        """
+        wall = time.perf_counter() - self._t_start
+        if self.cuda:
+            end = self._event()
+            end.synchronize()
+            gpu_wall = self._window_start.elapsed_time(end) / 1e3
+            wait = sum(a.elapsed_time(b) for a, b in self._pairs) / 1e3
+            self._pool.append(end)
+            self._pool.append(self._window_start)
+            efficiency = 1.0 - wait / gpu_wall if gpu_wall > 0 else 1.0
+        else:
+            efficiency = 1.0 - self._wait / wall if wall > 0 else 1.0
+        rate = self._samples / wall if wall > 0 else 0.0
+        self.reset()
+        return min(1.0, max(0.0, efficiency)), rate
+
+
+class MetricBuffer:
+    """Per-step training values kept on the device until a report reads them all at once.
+
+    One row per step; reading ``log_every`` rows costs one device-to-host copy, and a
+    non-finite loss is found at its exact step.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+        self.rows: list[torch.Tensor] = []
+        self.first_step = 0
+
+    def append(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        """Adds one step's scalars (device tensors; no sync)."""
+        if not self.rows:
+            self.first_step = step
+        if self.keys is None:
+            self.keys = list(values)
+        self.rows.append(torch.stack([values[k].detach().float().reshape(()) for k in self.keys]))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def drain(self) -> tuple[dict[str, float], int | None]:
+        """Returns the per-key means and the first step with a non-finite value (or None)."""
+        if not self.rows:
+            return {}, None
+        assert self.keys is not None
+        table = torch.stack(self.rows).cpu()  # (steps, keys): the one sync of the report
+        self.rows = []
+        finite = torch.isfinite(table).all(dim=1)
+        bad_step = None
+        if not bool(finite.all()):
+            bad_step = self.first_step + int((~finite).nonzero()[0, 0])
+        means = table.mean(dim=0).tolist()
+        return dict(zip(self.keys, means, strict=True)), bad_step

@@ -1,0 +1,586 @@
+"""The training loop: the guide's recommended loop, done right, readable top to bottom.
+
+Read :meth:`Trainer.fit`, then :meth:`Trainer._train_step`; everything else is set-up.
+What this loop fixes in the guide's own example (see DESIGN.md):
+
+* compute efficiency is measured, not guessed: data wait over wall time, with CUDA events
+  on a GPU so no step waits for the device (``meters.py``);
+* losses reach TensorBoard with their values, at a step counter that increases;
+* a checkpoint stores where to resume (the next batch), so no finished work is redone;
+* no host-device sync per step: values stay on the device until every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchstyle.config import TrainConfig
+from torchstyle.data import (
+    DataBundle,
+    DataOptions,
+    DevicePrefetcher,
+    EpochBatchSampler,
+    build_data,
+    make_loader,
+)
+from torchstyle.engine import distributed
+from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
+from torchstyle.engine.checkpoint import CheckpointManager, load_checkpoint, load_model_state
+from torchstyle.engine.evaluation import evaluate
+from torchstyle.engine.logger import RunLogger
+from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
+from torchstyle.engine.reproducibility import (
+    capture_rng_state,
+    configure_backends,
+    restore_rng_state,
+    seed_everything,
+)
+from torchstyle.errors import RunInterruptedError, TrainingError, UserError
+from torchstyle.models import TorchstyleModel, create_model, get_model_class
+from torchstyle.models.base import StepModule
+
+log = logging.getLogger(__name__)
+
+# Images in a GAN's sample grid.
+NUM_SAMPLES = 64
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    epochs: int
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    best_metric: str | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None
+    best_checkpoint: Path | None = None
+    stop_reason: str | None = None
+
+
+class Trainer:
+    """Trains a registered model as ``TrainConfig`` says.
+
+    Args:
+        cfg: The run's settings (already merged and validated).
+        callbacks: Extra hooks, called after the built-in ones.
+        model: A model instance to train instead of ``create_model(cfg.model)``.
+        data: Datasets to use instead of ``build_data(cfg.data)``.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        callbacks: Sequence[Callback] = (),
+        model: TorchstyleModel | None = None,
+        data: DataBundle | None = None,
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.dist = distributed.setup(cfg.strategy, cfg.device)
+        self.device = self.dist.device
+        self.run_dir = self._resolve_run_dir()
+        resume_state = self._load_resume_state()  # before anything is built or written
+
+        seed_everything(cfg.seed + self.dist.rank)
+        configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
+
+        # Data first: the model's input shape comes from it.
+        model_cls = type(model) if model is not None else get_model_class(cfg.model)
+        options = DataOptions(
+            name=cfg.data,
+            data_dir=cfg.data_dir,
+            image_size=cfg.image_size or model_cls.default_image_size,
+            skip_bad_images=cfg.skip_bad_images,
+            download=cfg.download,
+            seed=cfg.seed,
+        )
+        self.data = data if data is not None else build_data(options)
+        self.model = model if model is not None else self._create_model()
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.monitor = self.model.monitor
+
+        self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
+        self.train_sampler, self.train_loader = self._loader(self.data.train, train=True)
+        self.test_sampler, self.test_loader = self._loader(self.data.test, train=False)
+        self.steps_per_epoch = math.ceil(len(self.train_sampler) / cfg.accumulate)
+        self.schedulers = self._schedulers()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+
+        # The engine calls steps through a module's __call__, so DP/DDP hooks fire and a
+        # "super network" (networks + losses in one module) gets its whole batch split.
+        step_module: torch.nn.Module = StepModule(self.model)
+        self.eval_module = step_module
+        if cfg.compile:
+            step_module = torch.compile(step_module)
+        self.step_module = distributed.wrap(
+            step_module, self.dist, find_unused_parameters=len(self.optimizers) > 1
+        )
+
+        self.callbacks: list[Callback] = [LearningRateLogger(), Checkpointing()]
+        if cfg.early_stopping:
+            self.callbacks.append(EarlyStopping(cfg.early_stopping))
+        self.callbacks += list(callbacks)
+        self._step_callbacks = [
+            c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end
+        ]
+
+        # Position in training: `epoch` is the epoch in progress, `batch` the micro-batches of
+        # it already consumed, `n_iter` the optimizer steps taken (TensorBoard's x axis).
+        self.epoch = 0
+        self.batch = 0
+        self.n_iter = 0
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.metrics: dict[str, float] = {}
+        self.should_stop = False
+        self.stop_reason: str | None = None
+        self.skipped_steps = 0
+        self._interrupt: int | None = None
+        self._is_best = False
+        self._pbar: Any = None
+        if resume_state is not None:
+            self._restore(resume_state)
+
+        self._prepare_run_dir()
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
+        self.logger = RunLogger(
+            self.run_dir,
+            enabled=self.dist.is_main,
+            purge_step=self.n_iter + 1 if resume_state is not None else None,
+        )
+        self.buffer = MetricBuffer()
+        self.meter = EfficiencyMeter(self.device)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        """Runs the remaining epochs; returns the summary of the run."""
+        cfg = self.cfg
+        with self._signals_handled():
+            self._emit("on_train_start")
+            while self.epoch < cfg.epochs and not self.should_stop:
+                epoch = self.epoch
+                self.model.train()
+                self.train_sampler.set_epoch(epoch, start_batch=self.batch)
+                self._emit("on_epoch_start", epoch)
+                self.meter.reset()
+                for group in self._batch_groups(self._progress(epoch)):
+                    self._train_step(group)
+                    self.n_iter += 1
+                    self.batch += len(group)
+                    for cb in self._step_callbacks:
+                        cb.on_step_end(self, self.n_iter)
+                    if self.n_iter % cfg.log_every == 0:
+                        self._log_training()
+                    if self._interrupt is not None:
+                        self._stop_for_signal()
+                    if cfg.max_steps is not None and self.n_iter >= cfg.max_steps:
+                        self.request_stop(f"reached --max-steps {cfg.max_steps}")
+                        break
+                self._log_training()  # the epoch's tail, and a NaN check before saving
+                if self.batch < self.train_sampler.batches_per_epoch():
+                    # Stopped mid-epoch (--max-steps): save where we are, resumable.
+                    self.save_checkpoint(epoch_end=None)
+                    break
+                self.epoch, self.batch = epoch + 1, 0
+                last = self.epoch == cfg.epochs
+                if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last:
+                    self._evaluate_and_log(epoch)
+                self._emit("on_epoch_end", epoch)
+                if self._interrupt is not None:
+                    raise RunInterruptedError(self._interrupt, str(self.checkpoints.latest))
+            if not self.metrics:
+                self._evaluate_and_log(max(self.epoch - 1, 0))
+            self._emit("on_train_end")
+        self.logger.close()
+        return self._result()
+
+    def _train_step(self, micro_batches: list[Any]) -> None:
+        """One optimizer step per phase over ``micro_batches`` (gradient accumulation).
+
+        Each micro-batch's loss is weighted by its share of the samples, so N accumulated
+        micro-batches give exactly the gradient of one batch of their combined size, even
+        when the last one is short. The logged values are the true (unweighted) losses.
+        """
+        cfg = self.cfg
+        sizes = [self.model.batch_size_of(b) for b in micro_batches]
+        weights = [n / sum(sizes) for n in sizes]
+        logged: dict[str, Tensor] = {}
+        for phase, optimizer in self.optimizers.items():
+            optimizer.zero_grad(set_to_none=True)
+            values: dict[str, Tensor] = {}
+            for i, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+                # Under DDP only the last micro-batch all-reduces gradients.
+                with self._no_sync(i < len(micro_batches) - 1), self._autocast():
+                    out = self.step_module(batch, phase)
+                if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
+                    out = {k: v.mean() for k, v in out.items()}
+                if cfg.nan_policy == "skip" and not bool(torch.isfinite(out["loss"])):
+                    values = {}  # drop this phase's step; its gradients are zeroed next time
+                    self.skipped_steps += 1
+                    break
+                loss = out["loss"] if len(weights) == 1 else out["loss"] * weight
+                self.scaler.scale(loss).backward()
+                for k, v in out.items():
+                    v = v.detach() if len(weights) == 1 else v.detach() * weight
+                    values[k] = values[k] + v if k in values else v
+            if not values:
+                continue
+            if cfg.clip_grad is not None:
+                self.scaler.unscale_(optimizer)
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            if phase in self.schedulers:
+                self.schedulers[phase].step()
+            prefix = "" if len(self.optimizers) == 1 else f"{phase}/"
+            logged.update({prefix + k: v for k, v in values.items()})
+        if logged:
+            self.buffer.append(self.n_iter + 1, logged)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Evaluates the test split (every process its shard; results reduced across them)."""
+        self.test_sampler.set_epoch(0)
+        return evaluate(
+            self.eval_module,
+            self.model,
+            self.test_loader,
+            self.device,
+            autocast=self._autocast,
+            reduce_sum=lambda t: distributed.all_reduce_sum(t, self.dist),
+        )
+
+    def _evaluate_and_log(self, epoch: int) -> None:
+        metrics = self.evaluate()
+        self.metrics = metrics
+        self.logger.log_scalars(self.n_iter, metrics, prefix="test/")
+        images = self.model.sample_images(NUM_SAMPLES) if self.dist.is_main else None
+        if images is not None:
+            path = self.run_dir / "samples" / f"epoch_{epoch + 1:04d}.png"
+            self.logger.log_images(self.n_iter, "samples", images, path)
+        self.logger.flush()
+        log.info(
+            "epoch %d/%d: %s",
+            epoch + 1,
+            self.cfg.epochs,
+            ", ".join(f"test {k} {v:.4f}" for k, v in metrics.items()),
+        )
+        self._update_best(epoch, metrics)
+        self._emit("on_evaluation_end", epoch, metrics)
+
+    def _update_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._is_best = False
+        if self.monitor is None:
+            self._is_best, self.best_epoch = True, epoch + 1
+            return
+        name, mode = self.monitor
+        assert name in metrics, (
+            f"monitored metric {name!r} not in evaluation output {sorted(metrics)}"
+        )
+        value = metrics[name]
+        better = self.best_value is None or (
+            value > self.best_value if mode == "max" else value < self.best_value
+        )
+        if better:
+            self.best_value, self.best_epoch, self._is_best = value, epoch + 1, True
+
+    # ------------------------------------------------------------------ logging
+    def _log_training(self) -> None:
+        if not len(self.buffer):
+            return
+        means, bad_step = self.buffer.drain()
+        if bad_step is not None:
+            self._nonfinite(bad_step)
+        efficiency, rate = self.meter.report()
+        scalars = {**means, "compute_efficiency": efficiency, "samples_per_sec": rate}
+        if self.skipped_steps:
+            scalars["skipped_steps"] = float(self.skipped_steps)
+        for cb in self.callbacks:
+            cb.on_log(self, self.n_iter, scalars)
+        self.logger.log_scalars(self.n_iter, scalars, prefix="train/")
+        if self._pbar is not None:
+            loss = means.get("loss", means.get(next(iter(means), ""), float("nan")))
+            self._pbar.set_postfix_str(
+                f"loss={loss:.4f} eff={efficiency:.2f} {rate:.0f} samples/s", refresh=False
+            )
+
+    def _nonfinite(self, step: int) -> None:
+        where = (
+            f"{self.checkpoints.latest}"
+            if self.checkpoints.latest.exists()
+            else "none was written yet"
+        )
+        self.logger.close()
+        raise TrainingError(
+            f"loss became NaN or inf at step {step} (epoch {self.epoch + 1}); stopped; last good "
+            f"checkpoint: {where}; lower --lr, add --clip-grad, or pass --nan-policy skip"
+        )
+
+    def _progress(self, epoch: int) -> Iterator[Any]:
+        """Batches of the epoch on the device, behind a tqdm bar on the main process."""
+        batches = DevicePrefetcher(self.train_loader, self.device)
+        self._pbar = None
+        if not (self.cfg.progress and self.dist.is_main):
+            yield from batches
+            return
+        from tqdm import tqdm
+
+        total = len(self.train_sampler)
+        desc = f"epoch {epoch + 1}/{self.cfg.epochs}"
+        with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
+            self._pbar = bar
+            for batch in batches:
+                yield batch
+                bar.update()
+        self._pbar = None
+
+    def _batch_groups(self, batches: Iterator[Any]) -> Iterator[list[Any]]:
+        """Groups micro-batches for accumulation, timing each fetch for compute efficiency."""
+        it = iter(batches)
+        while True:
+            group = []
+            for _ in range(self.cfg.accumulate):
+                self.meter.fetch_begin()
+                batch = next(it, None)
+                if batch is None:
+                    break
+                self.meter.fetch_end(self.model.batch_size_of(batch))
+                group.append(batch)
+            if not group:
+                return
+            yield group
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly where this one is."""
+        return {
+            "net": self.model.state_dict(),
+            "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scheduler": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "n_iter": self.n_iter,
+            "rng": capture_rng_state(),
+            "config": self.cfg.to_dict(),
+            "spec": self.data.spec.to_dict(),
+            "model": {"name": self.cfg.model, "hparams": self.model.hparams()},
+            "best": {
+                "value": self.best_value,
+                "epoch": self.best_epoch,
+                "monitor": list(self.monitor or []),
+            },
+            "metrics": self.metrics,
+            "skipped_steps": self.skipped_steps,
+            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+        }
+
+    def save_checkpoint(self, *, epoch_end: int | None) -> None:
+        """Saves the current state (main process only). ``epoch_end``: the epoch just finished."""
+        if not self.dist.is_main:
+            return
+        is_best = epoch_end is not None and getattr(self, "_is_best", False)
+        self.checkpoints.save(self.state_dict(), epoch_end=epoch_end, is_best=is_best)
+        self._is_best = False
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        path = self.run_dir / "checkpoints" / "latest.pt"
+        load_model_state(self.model, state["net"], path)
+        missing = sorted(set(self.optimizers) - set(state["optim"]))
+        if missing:
+            raise UserError(
+                f"{path} has no optimizer state for {missing}; it was saved by another model"
+            )
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optim"][k])
+        for k, sched in self.schedulers.items():
+            if k in state["scheduler"]:
+                sched.load_state_dict(state["scheduler"][k])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.n_iter = state["epoch"], state["batch"], state["n_iter"]
+        self.best_value, self.best_epoch = state["best"]["value"], state["best"]["epoch"]
+        self.metrics = state["metrics"]
+        self.skipped_steps = state.get("skipped_steps", 0)
+        for cb in self.callbacks:
+            cb_state = state["callbacks"].get(type(cb).__name__)
+            if cb_state:
+                cb.load_state_dict(cb_state)
+        restore_rng_state(state["rng"])
+        log.info(
+            "resumed %s at epoch %d, batch %d (step %d)",
+            self.run_dir,
+            self.epoch + 1,
+            self.batch,
+            self.n_iter,
+        )
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _create_model(self) -> TorchstyleModel:
+        try:
+            return create_model(self.cfg.model, self.data.spec, **self.cfg.model_args)
+        except TypeError as e:
+            raise UserError(f"model {self.cfg.model!r}: {e}; check --model-arg names") from None
+        except AssertionError as e:
+            raise UserError(f"model {self.cfg.model!r}: {e}") from None
+
+    def _loader(self, dataset: Any, *, train: bool) -> tuple[EpochBatchSampler, Any]:
+        cfg, info = self.cfg, self.dist
+        if cfg.batch_size % info.world_size:
+            raise UserError(
+                f"--batch-size {cfg.batch_size} does not split evenly over {info.world_size} processes; "
+                f"use a multiple of {info.world_size}"
+            )
+        sampler = EpochBatchSampler(
+            len(dataset),
+            batch_size=cfg.batch_size // info.world_size,
+            shuffle=train,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            pad=train and info.world_size > 1,
+        )
+        workers = cfg.workers
+        if workers is None:  # in-memory data gains nothing from worker processes
+            workers = 0 if getattr(dataset, "batched", False) else min(8, os.cpu_count() or 1)
+        loader = make_loader(
+            dataset, sampler, workers=workers, pin_memory=self.device.type == "cuda"
+        )
+        return sampler, loader
+
+    def _schedulers(self) -> dict[str, Any]:
+        kind = self.cfg.scheduler
+        if kind == "none":
+            return {}
+        total = self.cfg.epochs * self.steps_per_epoch
+        if self.cfg.max_steps:
+            total = min(total, self.cfg.max_steps)
+        total = max(total, 1)
+        lr_sched = torch.optim.lr_scheduler
+        factories = {
+            "cosine": lambda o: lr_sched.CosineAnnealingLR(o, T_max=total),
+            "step": lambda o: lr_sched.StepLR(o, step_size=max(1, total // 3), gamma=0.1),
+            "onecycle": lambda o: lr_sched.OneCycleLR(
+                o, max_lr=[g["lr"] for g in o.param_groups], total_steps=total
+            ),
+        }
+        return {name: factories[kind](opt) for name, opt in self.optimizers.items()}
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _no_sync(self, skip_sync: bool) -> contextlib.AbstractContextManager[Any]:
+        if skip_sync and self.dist.strategy == "ddp":
+            return self.step_module.no_sync()  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def _resolve_run_dir(self) -> Path:
+        cfg = self.cfg
+        if cfg.resume:
+            run_dir = Path(cfg.resume)
+            if not run_dir.is_dir():
+                raise UserError(
+                    f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
+                )
+            return run_dir
+        if cfg.run_dir:
+            run_dir = Path(cfg.run_dir)
+        else:
+            import time
+
+            run_dir = (
+                Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+        if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
+            raise UserError(
+                f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
+                "--overwrite to replace it, or another --run-dir"
+            )
+        return run_dir
+
+    def _load_resume_state(self) -> dict[str, Any] | None:
+        if not self.cfg.resume:
+            return None
+        path = self.run_dir / "checkpoints" / "latest.pt"
+        if not path.exists():
+            raise UserError(f"--resume {self.run_dir}: no checkpoint at {path}; nothing to resume")
+        return load_checkpoint(path, map_location=self.device)
+
+    def _prepare_run_dir(self) -> None:
+        if self.dist.is_main:
+            if self.cfg.overwrite and not self.cfg.resume and self.run_dir.exists():
+                shutil.rmtree(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir)
+        distributed.barrier(self.dist)
+
+    def request_stop(self, reason: str) -> None:
+        """Ends training after the current step or evaluation (for callbacks)."""
+        self.should_stop = True
+        self.stop_reason = reason
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    @contextlib.contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupt is not None:  # a second signal: the user insists
+                raise KeyboardInterrupt
+            self._interrupt = signum
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+    def _stop_for_signal(self) -> None:
+        assert self._interrupt is not None
+        self._log_training()
+        self.save_checkpoint(epoch_end=None)
+        self.logger.close()
+        raise RunInterruptedError(self._interrupt, str(self.checkpoints.latest))
+
+    def _result(self) -> TrainResult:
+        best_ckpt = self.checkpoints.best if self.checkpoints.best.exists() else None
+        return TrainResult(
+            run_dir=self.run_dir,
+            epochs=self.epoch,
+            steps=self.n_iter,
+            metrics=self.metrics,
+            best_metric=self.monitor[0] if self.monitor else None,
+            best_value=self.best_value,
+            best_epoch=self.best_epoch,
+            best_checkpoint=best_ckpt,
+            stop_reason=self.stop_reason,
+        )
