@@ -180,8 +180,11 @@ class DevicePrefetcher:
 
     def __iter__(self) -> Iterator[Any]:
         if not self.cuda:
-            for batch in self.loader:
-                yield to_device(batch, self.device)
+            if self.device.type == "cpu":  # loaders already yield CPU tensors
+                yield from self.loader
+            else:
+                for batch in self.loader:
+                    yield to_device(batch, self.device)
             return
         assert self.stream is not None
         it = iter(self.loader)

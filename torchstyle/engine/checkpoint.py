@@ -100,7 +100,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], path: Path) -> None:
     """Loads weights strictly, naming the missing and unexpected keys on mismatch."""
-    result = model.load_state_dict(state_dict, strict=False)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as e:  # shape mismatches raise even with strict=False
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+        raise CheckpointLoadError(
+            f"{path} does not fit model {type(model).__name__}: {detail}; was it saved by "
+            "another model or with other --model-arg values?"
+        ) from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing keys {_abbrev(result.missing_keys)}")
@@ -132,6 +139,14 @@ class CheckpointManager:
     def __init__(self, directory: Path, keep: int) -> None:
         self.directory = directory
         self.keep = keep
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        # A process killed mid-write leaves its temporary file behind; the target is intact.
+        if self.directory.is_dir():
+            for stale in self.directory.glob(".*.tmp-*"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     @property
     def latest(self) -> Path:

@@ -92,36 +92,49 @@ class EfficiencyMeter:
 class MetricBuffer:
     """Per-step training values kept on the device until a report reads them all at once.
 
-    One row per step; reading ``log_every`` rows costs one device-to-host copy, and a
-    non-finite loss is found at its exact step.
+    Appending only keeps references (no device op); reading ``log_every`` steps costs one
+    stack and one device-to-host copy, and a non-finite loss is found at its exact step.
     """
 
     def __init__(self) -> None:
-        self.keys: list[str] | None = None
-        self.rows: list[torch.Tensor] = []
+        self.rows: list[dict[str, torch.Tensor]] = []
         self.first_step = 0
 
     def append(self, step: int, values: dict[str, torch.Tensor]) -> None:
-        """Adds one step's scalars (device tensors; no sync)."""
+        """Adds one step's detached scalars (device tensors; no sync)."""
         if not self.rows:
             self.first_step = step
-        if self.keys is None:
-            self.keys = list(values)
-        self.rows.append(torch.stack([values[k].detach().float().reshape(()) for k in self.keys]))
+        self.rows.append(values)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def drain(self) -> tuple[dict[str, float], int | None]:
-        """Returns the per-key means and the first step with a non-finite value (or None)."""
+        """Returns the per-key means and the first step with a non-finite value (or None).
+
+        A key missing from some steps (a phase skipped by ``--nan-policy skip``) is averaged
+        over the steps that have it.
+        """
         if not self.rows:
             return {}, None
-        assert self.keys is not None
-        table = torch.stack(self.rows).cpu()  # (steps, keys): the one sync of the report
+        keys = list(dict.fromkeys(k for row in self.rows for k in row))
+        flat, where = [], []
+        for i, row in enumerate(self.rows):
+            for j, k in enumerate(keys):
+                if k in row:
+                    flat.append(row[k].reshape(()).float())
+                    where.append((i, j))
+        values = torch.stack(flat).cpu()  # the one device-to-host copy of the report
+        table = torch.full((len(self.rows), len(keys)), float("nan"), dtype=torch.float64)
+        present = torch.zeros_like(table, dtype=torch.bool)
+        idx = torch.tensor(where)  # (n, 2)
+        table[idx[:, 0], idx[:, 1]] = values.double()
+        present[idx[:, 0], idx[:, 1]] = True
         self.rows = []
-        finite = torch.isfinite(table).all(dim=1)
+        bad_rows = (present & ~torch.isfinite(table)).any(dim=1)
         bad_step = None
-        if not bool(finite.all()):
-            bad_step = self.first_step + int((~finite).nonzero()[0, 0])
-        means = table.mean(dim=0).tolist()
-        return dict(zip(self.keys, means, strict=True)), bad_step
+        if bool(bad_rows.any()):
+            bad_step = self.first_step + int(bad_rows.nonzero()[0, 0])
+        sums = torch.where(present, table, torch.zeros_like(table)).sum(dim=0)
+        means = (sums / present.sum(dim=0)).tolist()
+        return dict(zip(keys, means, strict=True)), bad_step
