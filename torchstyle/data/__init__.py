@@ -60,6 +60,10 @@ def build_data(options: DataOptions) -> DataBundle:
     source = DATA_SOURCES.get(options.name)
     if source is not None:
         return source(options)
+    if options.layout == "paired":
+        from torchstyle.data.paired import build_paired
+
+        return build_paired(options)
     from torchstyle.data.folder import build_folder
 
     if (

@@ -25,6 +25,8 @@ class DataOptions:
         skip_bad_images: Drop unreadable images (counted and reported) instead of failing.
         download: Allow downloading a named dataset that is missing (CIFAR-10 only).
         seed: Seeds anything random in building the datasets (splits, synthetic data).
+        layout: How a folder is organised: ``classes`` (one subfolder per class, the guide's
+            ImageFolder layout) or ``paired`` (A|B image pairs side by side, pix2pix style).
     """
 
     name: str = "digits"
@@ -33,6 +35,7 @@ class DataOptions:
     skip_bad_images: bool = False
     download: bool = False
     seed: int = 0
+    layout: str = "classes"
 
 
 @dataclass

@@ -137,6 +137,7 @@ def run_test(args: argparse.Namespace) -> int:
             data_dir=cfg.get("data_dir"),
             image_size=spec.image_size,
             seed=cfg["seed"],
+            layout=type(model).data_layout,
         )
     )
     sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)

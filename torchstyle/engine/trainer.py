@@ -109,6 +109,7 @@ class Trainer:
             skip_bad_images=cfg.skip_bad_images,
             download=cfg.download,
             seed=cfg.seed,
+            layout=model_cls.data_layout,
         )
         self.data = data if data is not None else build_data(options)
         self.model = model if model is not None else self._create_model()

@@ -74,6 +74,8 @@ class TorchstyleModel(nn.Module):
             None when no metric does (the best checkpoint is then the latest).
         default_image_size: Input side the model wants when the user gives no ``--image-size``;
             None takes the dataset's own size.
+        data_layout: The folder layout the model trains on: ``classes`` (ImageFolder) or
+            ``paired`` (A|B pairs side by side); see ``torchstyle.data.DataOptions``.
         default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
         default_lr: Learning rate used when the user does not pass ``--lr``.
     """
@@ -81,6 +83,7 @@ class TorchstyleModel(nn.Module):
     model_name: ClassVar[str] = ""
     monitor: ClassVar[tuple[str, str] | None] = ("loss", "min")
     default_image_size: ClassVar[int | None] = None
+    data_layout: ClassVar[str] = "classes"
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
 
