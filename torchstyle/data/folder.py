@@ -113,7 +113,13 @@ class ImageFolderDataset(Dataset):
             ``e`` is drawn from ``(seed, e, i)``, so it does not depend on worker count or on
             where a resumed run restarted.
         seed: Base seed of the flips.
+
+    Being ``epoch_aware``, it takes ``(index, epoch)`` keys from
+    :class:`~torchstyle.data.EpochBatchSampler` (plain indices mean epoch 0): persistent
+    workers hold their own copy of the dataset, so the epoch must travel with the key.
     """
+
+    epoch_aware = True
 
     def __init__(
         self,
@@ -130,24 +136,28 @@ class ImageFolderDataset(Dataset):
         self.image_size = image_size
         self.hflip = hflip
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose augmentation draws ``__getitem__`` uses."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         path, label = self.samples[index]
         x = load_image(path, self.channels, self.image_size)
-        if self.hflip:
-            # Cheap keyed draw: no global RNG touched, same answer in any worker.
-            key = hash((self.seed, self.epoch, index)) & 0xFFFFFFFF
-            if key % 2:
-                x = x.flip(-1)
+        if self.hflip and keyed_coin(self.seed, epoch, index):
+            x = x.flip(-1)
         return x, label
+
+
+def keyed_coin(seed: int, epoch: int, index: int) -> bool:
+    """A fair coin drawn from ``(seed, epoch, index)`` alone: no RNG state, same in any worker."""
+    # splitmix64 finaliser: consecutive keys give independent-looking bits.
+    z = (
+        seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB
+    ) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return bool((z ^ (z >> 31)) & 1)
 
 
 def _drop_bad(samples: list[tuple[Path, int]], channels: int, split: str) -> list[tuple[Path, int]]:

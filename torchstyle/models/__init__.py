@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from torchstyle.errors import UserError
 from torchstyle.models.base import TorchstyleModel, build_optimizer
 from torchstyle.spec import DataSpec
 
@@ -31,7 +32,7 @@ _builtins_loaded = False
 M = TypeVar("M", bound=type[TorchstyleModel])
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a model name that is not registered; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would repr() the message.
