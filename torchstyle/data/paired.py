@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torchstyle.data.base import DataBundle, DataOptions
-from torchstyle.data.folder import IMAGE_EXTENSIONS, SPLITS, BadImageError
+from torchstyle.data.folder import IMAGE_EXTENSIONS, SPLITS, BadImageError, keyed_coin
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
@@ -182,8 +182,8 @@ class PairedImageDataset(Dataset):
 
     def flipped(self, index: int, epoch: int = 0) -> bool:
         """Whether sample ``index`` is flipped in ``epoch``."""
-        # Cheap keyed draw (as ImageFolderDataset): no global RNG touched, same in any worker.
-        return self.hflip and bool((hash((self.seed, epoch, index)) & 0xFFFFFFFF) % 2)
+        # The keyed coin ImageFolderDataset flips with: no RNG state, same in any worker.
+        return self.hflip and keyed_coin(self.seed, epoch, index)
 
     def __getitem__(self, key: Key) -> tuple[Tensor, Tensor]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
