@@ -1,0 +1,293 @@
+"""How fast `torchstyle lint` checks a large codebase, in lines per second on one core.
+
+Usage:
+    python bench/lint_speed.py                 # generates a ~150k-line PyTorch codebase
+    python bench/lint_speed.py path/to/code    # any folder (e.g. a model library)
+    python bench/lint_speed.py --lines 500000 --repeat 5 --select ALL
+
+The figure covers everything the CLI does per file (find, read, decode, parse, walk every
+rule, noqa), in one process on one core; printing the findings is left out. The generated
+code is PyTorch code in the guide's style (layers, networks, losses, datasets, training
+scripts), with some of the guide's don'ts, so that the rules have work to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from torchstyle.lint import files, registry
+from torchstyle.lint.runner import Linter, decode_source
+
+_HEADER = '''"""Generated module {i}: {kind}."""
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+'''
+
+_LAYER = '''
+
+class ConvBlock{i}_{j}(nn.Module):
+    """Conv, norm, activation ({j})."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        block = [nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)]
+        block += [nn.BatchNorm2d(out_channels)]
+        block += [nn.ReLU(inplace=True)]
+        self.block = nn.Sequential(*block)
+        self.scale = math.sqrt(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)  # (B, C, H, W)
+        if out.shape[1] == x.shape[1]:
+            out = out + x
+        return out / self.scale
+
+
+class ResnetBlock{i}_{j}(nn.Module):
+    def __init__(self, dim: int, use_dropout: bool = False) -> None:
+        super().__init__()
+        layers = [nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU(True)]
+        if use_dropout:
+            layers += [nn.Dropout(0.5)]
+        layers += [nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        features = self.conv_block(x)
+        weights = np.sqrt(features.shape[1])
+        return x + features / weights
+
+
+class Attention{i}_{j}(nn.Module):
+    def __init__(self, dim: int, heads: int = 8) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads)  # (B, N, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
+        attn = attn.softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        if self.training:
+            out = F.dropout(out, 0.1)
+        stats = {{"mean": out.mean(), "std": out.std()}}
+        return self.proj(out), stats
+'''
+
+_NETWORK = """
+
+class Network{i}_{j}(nn.Module):
+    def __init__(self, num_blocks: int = 6, channels: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        layers = [ConvBlock{i}_0(3, channels)]
+        for _ in range(num_blocks):
+            layers += [ResnetBlock{i}_0(channels, use_dropout=True)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(channels, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.data.fill_(1.0)
+                m.bias.data.zero_()
+
+    def forward(self, x):
+        x = self.features(x)
+        x = self.pool(x).flatten(1)  # (B, C)
+        logits = self.head(x)
+        return logits
+
+    def predict(self, x):
+        with torch.no_grad():
+            return self.forward(x).argmax(dim=1)
+
+
+class PerceptualLoss{i}_{j}(nn.Module):
+    def __init__(self, weights=(1.0, 0.5, 0.25)) -> None:
+        super().__init__()
+        self.weights = weights
+        self.criterion = nn.L1Loss()
+
+    def forward(self, outputs, targets):
+        loss = 0.0
+        for w, a, b in zip(self.weights, outputs, targets):
+            loss = loss + w * self.criterion(a, b.detach())
+        return loss
+"""
+
+_DATASET = """
+
+class Folder{i}(Dataset):
+    def __init__(self, root: str, transform=None) -> None:
+        self.root = root
+        self.transform = transform
+        self.samples = sorted(
+            (os.path.join(root, c, f), k)
+            for k, c in enumerate(sorted(os.listdir(root)))
+            for f in os.listdir(os.path.join(root, c))
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        with open(path, "rb") as f:
+            image = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+"""
+
+_TRAIN = """
+
+def train_one_epoch_{i}(model, loader, criterion, optimizer, device, epoch, log_every=50):
+    model.train()
+    running = torch.zeros((), device=device)
+    for step, (images, labels) in enumerate(loader):
+        images, labels = images.to(device), labels.to(device)
+        outputs = model(images)
+        loss = criterion(outputs, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss
+        if step % log_every == 0:
+            print(f"epoch {{epoch}} step {{step}} loss {{loss.item():.4f}}")
+    return running.item() / max(len(loader), 1)
+
+
+def evaluate_{i}(model, loader, device):
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        predictions = model(images).argmax(dim=1)
+        correct += (predictions == labels).sum().item()
+        total += labels.numel()
+    return correct / max(total, 1)
+
+
+def main_{i}(argv=None):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = Network{i}_0().to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_loader = DataLoader(Folder{i}("data/train"), batch_size=64, shuffle=True)
+    val_loader = DataLoader(Folder{i}("data/val"), batch_size=64)
+    best = 0.0
+    for epoch in range(10):
+        train_one_epoch_{i}(model, train_loader, criterion, optimizer, device, epoch)
+        accuracy = evaluate_{i}(model, val_loader, device)
+        if accuracy > best:
+            best = accuracy
+            torch.save({{"net": model.state_dict(), "epoch": epoch + 1}}, "best.pt")
+        state = torch.load("best.pt", map_location="cpu")
+        model.load_state_dict(state["net"])
+    return best
+"""
+
+
+def generate(folder: str, target_lines: int) -> int:
+    """Writes PyTorch modules into ``folder`` until about ``target_lines`` lines; returns lines."""
+    written = 0
+    i = 0
+    while written < target_lines:
+        kind = ("layers", "networks", "training")[i % 3]
+        parts = [_HEADER.format(i=i, kind=kind)]
+        parts += [_LAYER.format(i=i, j=j) for j in range(4)]
+        parts += [_NETWORK.format(i=i, j=j) for j in range(2)]
+        parts += [_DATASET.format(i=i), _TRAIN.format(i=i)]
+        text = "".join(parts)
+        sub = os.path.join(folder, f"pkg{i // 50}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"module_{i}.py"), "w", encoding="utf-8") as f:
+            f.write(text)
+        written += text.count("\n")
+        i += 1
+    return written
+
+
+def lint_folder(paths: list[str], linter: Linter) -> tuple[int, int, int, float]:
+    """Lints every file once; returns (files, lines, findings, seconds)."""
+    patterns = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
+    start = time.perf_counter()
+    n_files = n_lines = n_findings = 0
+    for path in paths:
+        for file in files.iter_python_files(path, patterns):
+            with open(file, "rb") as f:
+                data = f.read()
+            try:
+                text = decode_source(data).text
+            except (UnicodeDecodeError, SyntaxError, LookupError):
+                continue
+            n_findings += len(linter.lint(text, file))
+            n_files += 1
+            n_lines += text.count("\n") + 1
+    return n_files, n_lines, n_findings, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and prints lines per second."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", help="folders to lint (default: a generated codebase)")
+    parser.add_argument("--lines", type=int, default=150_000, help="size of the generated codebase")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs (the best and median are shown)"
+    )
+    parser.add_argument(
+        "--select", default=None, help="rule codes or prefixes (default: the default rules)"
+    )
+    args = parser.parse_args(argv)
+    codes = (
+        None
+        if args.select is None
+        else registry.expand(registry.split_codes(args.select), option="select")
+    )
+    linter = Linter(codes)
+    with tempfile.TemporaryDirectory(prefix="torchstyle-lint-bench-") as tmp:
+        paths = args.paths
+        if not paths:
+            generate(tmp, args.lines)
+            paths = [tmp]
+        lint_folder(paths, linter)  # warm-up: file cache, rule tables
+        runs = [lint_folder(paths, linter) for _ in range(max(args.repeat, 1))]
+    n_files, n_lines, n_findings, _ = runs[0]
+    times = [r[3] for r in runs]
+    best, median = min(times), statistics.median(times)
+    where = (
+        ", ".join(args.paths)
+        if args.paths
+        else f"generated codebase ({args.lines:,} lines requested)"
+    )
+    sys.stdout.write(
+        f"linted {n_files:,} files, {n_lines:,} lines ({where}) with {len(linter.rules)} rules; "
+        f"{n_findings:,} findings\n"
+        f"best {best:.3f} s = {n_lines / best:,.0f} lines/s; median {median:.3f} s = "
+        f"{n_lines / median:,.0f} lines/s (one process, one core, Python {sys.version.split()[0]})\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

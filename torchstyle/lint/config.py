@@ -1,0 +1,137 @@
+"""``[tool.torchstyle.lint]`` in pyproject.toml.
+
+Keys (dashes or underscores)::
+
+    [tool.torchstyle.lint]
+    select = ["TS1", "TS2"]          # replaces the default rule set
+    extend-select = ["TS601"]        # adds rules (e.g. ones that are off by default)
+    ignore = ["TS401"]               # removes rules
+    exclude = ["tests/lint/fixtures", "legacy/"]   # gitignore syntax, relative to this file
+    respect-gitignore = true         # honour .gitignore files (default true)
+
+    [tool.torchstyle.lint.per-file-ignores]
+    "scripts/*.py" = ["TS401"]
+
+The nearest pyproject.toml with that section, from the current folder upwards, applies;
+``--config`` names one, ``--isolated`` ignores them all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchstyle.errors import UserError
+from torchstyle.lint import registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+_KEYS = ("select", "extend-select", "ignore", "exclude", "per-file-ignores", "respect-gitignore")
+
+
+@dataclass
+class LintConfig:
+    """Settings from pyproject.toml; ``root`` is the folder relative paths start from."""
+
+    root: str = field(default_factory=os.getcwd)
+    path: str | None = None
+    select: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
+    respect_gitignore: bool = True
+
+
+def find_pyproject(start: str) -> str | None:
+    """The nearest pyproject.toml at or above ``start`` that has ``[tool.torchstyle.lint]``."""
+    folder = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as f:
+                    if b"torchstyle" in f.read():
+                        data = _load_toml(candidate)
+                        if "lint" in data.get("tool", {}).get("torchstyle", {}):
+                            return candidate
+            except OSError:
+                pass
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _str_list(value: Any, key: str, path: str) -> list[str]:
+    if isinstance(value, str):
+        return registry.split_codes(value) if key != "exclude" else [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UserError(f"{path}: [tool.torchstyle.lint] {key} must be a list of strings")
+
+
+def load_config(path: str | None) -> LintConfig:
+    """Reads the lint section of the pyproject.toml at ``path`` (defaults when None)."""
+    if path is None:
+        return LintConfig()
+    data = _load_toml(path)
+    section = data.get("tool", {}).get("torchstyle", {}).get("lint", {})
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: [tool.torchstyle.lint] must be a table")
+    config = LintConfig(root=os.path.dirname(os.path.abspath(path)), path=path)
+    for raw_key, value in section.items():
+        key = raw_key.replace("_", "-")
+        if key not in _KEYS:
+            raise UserError(
+                f"{path}: unknown key {raw_key!r} in [tool.torchstyle.lint]; "
+                f"known keys: {', '.join(_KEYS)}"
+            )
+        if key == "select":
+            config.select = _str_list(value, key, path)
+        elif key == "extend-select":
+            config.extend_select = _str_list(value, key, path)
+        elif key == "ignore":
+            config.ignore = _str_list(value, key, path)
+        elif key == "exclude":
+            config.exclude = _str_list(value, key, path)
+        elif key == "respect-gitignore":
+            if not isinstance(value, bool):
+                raise UserError(f"{path}: [tool.torchstyle.lint] {key} must be true or false")
+            config.respect_gitignore = value
+        else:
+            if not isinstance(value, dict):
+                raise UserError(f"{path}: [tool.torchstyle.lint.per-file-ignores] must be a table")
+            config.per_file_ignores = {
+                str(glob): _str_list(codes, key, path) for glob, codes in value.items()
+            }
+    # Validate codes now, so a typo in pyproject.toml is an error, not a silent no-op.
+    for selectors, option in (
+        (config.select or [], "select"),
+        (config.extend_select, "extend-select"),
+        (config.ignore, "ignore"),
+        *(
+            (codes, f"per-file-ignores[{glob!r}]")
+            for glob, codes in config.per_file_ignores.items()
+        ),
+    ):
+        try:
+            registry.expand(selectors, option=option)
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
+    return config

@@ -1,0 +1,114 @@
+"""Rendering findings: ``text`` (``path:line:col: CODE message``), ``json``, ``github``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from torchstyle.lint import registry
+from torchstyle.lint.base import Finding
+from torchstyle.lint.fixes import fix_allowed
+
+FORMATS = ("text", "json", "github")
+
+
+def _fix_json(finding: Finding) -> dict[str, object] | None:
+    if finding.fix is None:
+        return None
+    return {
+        "applicability": finding.fix.applicability,
+        "edits": [{"start": e.start, "end": e.end, "content": e.text} for e in finding.fix.edits],
+    }
+
+
+def _github_escape(text: str, *, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def render_findings(findings: Sequence[Finding], fmt: str) -> str:
+    """The findings in format ``fmt``, one per line for text/github, a JSON array for json."""
+    if fmt == "json":
+        rows = [
+            {
+                "path": f.path,
+                "line": f.line,
+                "column": f.col,
+                "end_line": f.end_line,
+                "end_column": f.end_col,
+                "code": f.code,
+                "name": _rule_name(f.code),
+                "message": f.message,
+                "fix": _fix_json(f),
+            }
+            for f in findings
+        ]
+        return json.dumps(rows, indent=2) + "\n"
+    lines = []
+    for f in findings:
+        if fmt == "github":
+            props = ",".join(
+                [
+                    f"file={_github_escape(f.path, prop=True)}",
+                    f"line={f.line}",
+                    f"col={f.col}",
+                    f"endLine={f.end_line}",
+                    f"endColumn={f.end_col}",
+                    f"title={_github_escape(f'torchstyle ({f.code})', prop=True)}",
+                ]
+            )
+            body = _github_escape(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}")
+            lines.append(f"::error {props}::{body}")
+        else:
+            lines.append(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}")
+    return "".join(line + "\n" for line in lines)
+
+
+def render_summary(findings: Sequence[Finding], fixed: int, *, unsafe: bool, fixing: bool) -> str:
+    """The closing line of the text format (empty when nothing was found or fixed)."""
+    parts = []
+    if findings:
+        noun = "problem" if len(findings) == 1 else "problems"
+        parts.append(f"Found {len(findings)} {noun}")
+    if fixed:
+        parts.append(f"fixed {fixed}")
+    if not parts:
+        return ""
+    text = ", ".join(parts)
+    text = text[0].upper() + text[1:]
+    safe = sum(1 for f in findings if fix_allowed(f, unsafe=False))
+    hidden = sum(1 for f in findings if f.fix is not None) - safe
+    hints = []
+    if safe and not fixing:
+        hints.append(f"{safe} fixable with --fix")
+    if hidden and not unsafe:
+        hints.append(f"{hidden} more with --unsafe-fixes")
+    if hints:
+        text += f" ({'; '.join(hints)})"
+    return text + ".\n"
+
+
+def _rule_name(code: str) -> str:
+    rule = registry.all_rules().get(code)
+    return rule.name if rule is not None else ""
+
+
+def render_statistics(findings: Sequence[Finding], fmt: str) -> str:
+    """Counts per code, most frequent first."""
+    counts = Counter(f.code for f in findings)
+    fixable = Counter(f.code for f in findings if f.fix is not None)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if fmt == "json":
+        rows = [
+            {"code": code, "name": _rule_name(code), "count": n, "fixable": fixable[code] > 0}
+            for code, n in ordered
+        ]
+        return json.dumps(rows, indent=2) + "\n"
+    width = max((len(str(n)) for _, n in ordered), default=1)
+    return "".join(
+        f"{n:>{width}}  {code}  {'[*]' if fixable[code] else '   '} {_rule_name(code)}\n"
+        for code, n in ordered
+    )

@@ -1,0 +1,98 @@
+"""TS304: evaluation without ``torch.no_grad()``/``torch.inference_mode()``."""
+
+from __future__ import annotations
+
+import ast
+
+from torchstyle.lint import facts
+from torchstyle.lint.base import Rule, on, on_call
+from torchstyle.lint.context import FileContext, LoopFrame, Scope
+from torchstyle.lint.registry import register
+
+
+@register
+class EvalWithoutNoGrad(Rule):
+    """An evaluation loop that runs with autograd on.
+
+    What:
+        A loop that evaluates (it iterates over ``val_loader``/``test_loader``/... or sits
+        in ``evaluate()``/``validate()``/``test()``/``predict()``), calls a network and
+        never calls ``.backward()``, with no ``torch.no_grad()``/``torch.inference_mode()``
+        (context manager or decorator) around or inside it. Flagged only where nobody else
+        can have turned autograd off: at module level, in a function that also trains, or in
+        an evaluation function that sets ``model.eval()`` itself and is not called under
+        ``no_grad`` in the same file.
+
+    Why:
+        Without it, every forward pass records the autograd graph and keeps every
+        intermediate activation alive for a backward pass that never comes: evaluation uses
+        several times the memory it needs (larger batches run out of memory) and runs
+        slower.
+
+    Example:
+        model.eval()
+        for inputs, targets in val_loader:
+            correct += (model(inputs).argmax(1) == targets).sum().item()
+
+    Use instead:
+        model.eval()
+        with torch.no_grad():   # or torch.inference_mode()
+            for inputs, targets in val_loader:
+                correct += (model(inputs).argmax(1) == targets).sum().item()
+    """
+
+    code = "TS304"
+    name = "eval-without-no-grad"
+    message = (
+        "evaluation loop over {what} runs with autograd on; wrap it in `with torch.no_grad():`"
+    )
+
+    def begin_file(self, ctx: FileContext) -> None:
+        """Resets the candidates."""
+        super().begin_file(ctx)
+        self.candidates: list[tuple[ast.For, str, Scope | None]] = []
+        self.called_without_grad: set[str] = set()
+        self.sets_eval: set[int] = set()
+        self.test_framework = ctx.imports_any("pytest", "unittest")
+
+    @on_call("eval")
+    def eval_call(self, node: ast.Call) -> None:
+        """Notes ``.eval()`` calls."""
+        if facts.mode_call(node) == "eval":
+            scope = self.ctx.function
+            if scope is not None:
+                self.sets_eval.add(id(scope))
+
+    @on(ast.Call)
+    def call(self, node: ast.Call) -> None:
+        """Notes the functions called with autograd off."""
+        if self.ctx.grad_off_depth:
+            name = facts.last_name(node.func)
+            if name is not None:
+                self.called_without_grad.add(name)
+
+    def on_loop_exit(self, frame: LoopFrame) -> None:
+        """Keeps evaluation loops that run with autograd on."""
+        node = frame.node
+        if not isinstance(node, ast.For | ast.AsyncFor) or frame.has_step or not frame.calls_model:
+            return
+        if frame.grad_off or frame.grad_off_inside:
+            return
+        scope = self.ctx.function
+        name = scope.name if scope is not None else None
+        if name is not None and facts.is_test_function(name, self.ctx.path, self.test_framework):
+            return
+        what = facts.eval_loop_marker(frame.iter_names(), name)
+        if what is not None:
+            self.candidates.append((node, what, scope))  # type: ignore[arg-type]
+
+    def end_file(self) -> None:
+        """Reports the loops whose callers cannot have turned autograd off."""
+        for node, what, scope in self.candidates:
+            if (
+                scope is not None
+                and not scope.has_step
+                and (scope.name in self.called_without_grad or id(scope) not in self.sets_eval)
+            ):
+                continue
+            self.report(node, self.message.format(what=what), end=node.iter)

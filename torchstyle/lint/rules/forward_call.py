@@ -1,0 +1,75 @@
+"""TS102: ``module.forward(x)`` instead of ``module(x)``."""
+
+from __future__ import annotations
+
+import ast
+
+from torchstyle.lint.base import Edit, Fix, Rule, on_call
+from torchstyle.lint.registry import register
+
+
+@register
+class ForwardCall(Rule):
+    """``module.forward(x)`` called directly instead of ``module(x)``.
+
+    What:
+        A call of ``.forward(...)`` with at least one argument on anything but ``super()``.
+        Calls of a base class's ``forward`` inside a subclass (``Base.forward(self, x)``) and
+        ``self.forward`` inside a ``__call__`` override are left alone.
+
+    Why:
+        The guide: "use the call method instead of forward on an nn.Module"; the two are not
+        the same. ``module(x)`` runs ``__call__``, which runs the forward pre-hooks and hooks
+        (used by DataParallel/DDP, quantization, pruning, profilers, ``torch.compile`` and
+        tools that capture activations) around ``forward``; ``module.forward(x)`` skips them
+        silently.
+
+    Example:
+        output = self.net.forward(input)
+
+    Use instead:
+        output = self.net(input)
+
+    Fix:
+        Safe: removes ``.forward``.
+    """
+
+    code = "TS102"
+    name = "forward-call"
+    message = (
+        "call the module (`m(x)`) instead of `m.forward(x)`: forward() skips the module's hooks"
+    )
+    fixable = "safe"
+    triggers = (".forward",)
+
+    @on_call("forward")
+    def call(self, node: ast.Call) -> None:
+        """Checks one call."""
+        func = node.func
+        if not isinstance(func, ast.Attribute) or func.attr != "forward":
+            return
+        if not node.args and not node.keywords:
+            return  # e.g. a browser's .forward(): not a module call
+        receiver = func.value
+        if (
+            isinstance(receiver, ast.Call)
+            and isinstance(receiver.func, ast.Name)
+            and receiver.func.id == "super"
+        ):
+            return
+        receiver_is_self = isinstance(receiver, ast.Name) and receiver.id == "self"
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Name) and first.id == "self" and not receiver_is_self:
+            return  # Base.forward(self, x): an explicit base-class call
+        scope = self.ctx.function
+        if receiver_is_self and scope is not None and scope.name == "__call__":
+            return
+        self.report(node, fix=self._fix(func))
+
+    def _fix(self, func: ast.Attribute) -> Fix | None:
+        ctx = self.ctx
+        start = ctx.offset(func.value.end_lineno or 0, func.value.end_col_offset or 0)
+        end = ctx.offset(func.end_lineno or 0, func.end_col_offset or 0)
+        if "".join(ctx.source[start:end].split()) != ".forward":
+            return None  # a comment or odd spacing in between: leave it to the user
+        return Fix((Edit(start, end, ""),), "safe")

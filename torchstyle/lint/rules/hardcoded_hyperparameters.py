@@ -1,0 +1,190 @@
+"""TS401: a training script with hard-coded hyperparameters and no command-line parsing."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from torchstyle.lint import facts
+from torchstyle.lint.base import Rule, on, on_call
+from torchstyle.lint.context import FileContext, LoopFrame
+from torchstyle.lint.registry import register
+
+#: Importing any of these means the script reads its settings from outside the file.
+_CONFIG_MODULES = (
+    "argparse",
+    "click",
+    "typer",
+    "fire",
+    "hydra",
+    "jsonargparse",
+    "absl",
+    "tyro",
+    "simple_parsing",
+    "docopt",
+    "configargparse",
+    "omegaconf",
+    "gin",
+    "ml_collections",
+    "yaml",
+    "toml",
+    "tomllib",
+    "tomli",
+)
+_CONFIG_NAMES = frozenset(
+    {
+        "transformers.HfArgumentParser",
+        "lightning.pytorch.cli.LightningCLI",
+        "pytorch_lightning.cli.LightningCLI",
+    }
+)
+_HYPERPARAMETER = re.compile(
+    r"^(?:lr|learning_rate|batch_size|epochs|num_epochs|n_epochs|max_epochs|weight_decay"
+    r"|momentum|num_steps|max_steps|num_iters|n_iters)$",
+    re.IGNORECASE,
+)
+_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
+_OPTIMIZERS = (
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "Adagrad",
+    "Adadelta",
+    "Adafactor",
+    "ASGD",
+    "LBFGS",
+    "SparseAdam",
+)
+
+
+@register
+class HardcodedHyperparameters(Rule):
+    """A training script with hard-coded hyperparameters and no command-line parsing.
+
+    What:
+        A file that trains (a loop calls ``.backward()`` or ``optimizer.step()``) and runs as
+        a script (``if __name__ == "__main__":`` or training at module level), with a literal
+        hyperparameter (``lr=0.01``, ``batch_size=64``, ``EPOCHS = 10``,
+        ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
+        click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
+        configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``.
+
+    Why:
+        The guide: "use command line arguments" for batch size, learning rate and the like,
+        and save the parsed arguments next to the results (its ``config.txt``). Editing the
+        file for every experiment loses which settings produced which run, and sweeps need
+        copies of the script.
+
+    Example:
+        if __name__ == "__main__":
+            optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+            for epoch in range(10):
+                ...
+
+    Use instead:
+        if __name__ == "__main__":
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--lr", type=float, default=1e-3)
+            parser.add_argument("--epochs", type=int, default=10)
+            opt = parser.parse_args()
+            with open("config.txt", "w") as f:
+                f.write(str(opt))
+    """
+
+    code = "TS401"
+    name = "hardcoded-hyperparameters"
+    message = "training script hard-codes {what} and parses no command line; use argparse (or click, typer, ...)"
+    triggers = ("backward", ".step(")
+
+    def begin_file(self, ctx: FileContext) -> None:
+        """Resets the evidence."""
+        super().begin_file(ctx)
+        self.evidence: list[tuple[ast.AST, str]] = []
+        self.trains = False
+        self.is_script = False
+        self.parses = False
+
+    @on(ast.If)
+    def main_guard(self, node: ast.If) -> None:
+        """Notes ``if __name__ == "__main__":``."""
+        test = node.test
+        if isinstance(test, ast.Compare) and getattr(test.left, "id", None) == "__name__":
+            self.is_script = True
+
+    @on_call("HfArgumentParser", "LightningCLI")
+    def parser(self, node: ast.Call) -> None:
+        """Notes argument parsers that come with frameworks."""
+        if self.ctx.qualname(node.func) in _CONFIG_NAMES:
+            self.parses = True
+
+    @on(ast.keyword)
+    def learning_rate(self, node: ast.keyword) -> None:
+        """Collects ``lr=0.01`` in any call."""
+        if node.arg in ("lr", "learning_rate") and facts.is_number_literal(node.value):
+            self.evidence.append((node.value, f"`{node.arg}={self.ctx.text(node.value)}`"))
+
+    @on_call("DataLoader")
+    def loader(self, node: ast.Call) -> None:
+        """Collects ``DataLoader(..., batch_size=64)``."""
+        if self.ctx.qualname(node.func) in _LOADERS:
+            kw = facts.keyword(node, "batch_size")
+            if kw is not None and facts.is_number_literal(kw.value):
+                self.evidence.append((kw.value, f"`batch_size={self.ctx.text(kw.value)}`"))
+
+    @on_call(*_OPTIMIZERS)
+    def optimizer(self, node: ast.Call) -> None:
+        """Collects a learning rate passed by position: ``SGD(params, 0.1)``."""
+        qualname = self.ctx.qualname(node.func)
+        lr = node.args[1] if len(node.args) > 1 else None
+        if (
+            lr is not None
+            and qualname
+            and facts.is_optimizer_qualname(qualname)
+            and facts.is_number_literal(lr)
+        ):
+            self.evidence.append((lr, f"the learning rate `{self.ctx.text(lr)}`"))
+
+    @on(ast.Assign)
+    def assign(self, node: ast.Assign) -> None:
+        """Collects ``LR = 0.01``-style assignments."""
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if _HYPERPARAMETER.match(name) and facts.is_number_literal(node.value):
+                self.evidence.append((node, f"`{name} = {self.ctx.text(node.value)}`"))
+
+    @on(ast.For)
+    def epoch_loop(self, node: ast.For) -> None:
+        """Collects ``for epoch in range(10)``."""
+        target, it = node.target, node.iter
+        if not (isinstance(target, ast.Name) and "epoch" in target.id.lower()):
+            return
+        if (
+            isinstance(it, ast.Call)
+            and getattr(it.func, "id", None) == "range"
+            and 0 < len(it.args) <= 2
+            and facts.is_number_literal(it.args[-1])
+        ):
+            self.evidence.append((it, f"`{self.ctx.text(it)}` epochs"))
+
+    def on_loop_exit(self, frame: LoopFrame) -> None:
+        """Notes that the file trains, and whether it does so at module level."""
+        if frame.has_step:
+            self.trains = True
+            if self.ctx.function is None:
+                self.is_script = True
+
+    def end_file(self) -> None:
+        """Reports the first literal hyperparameter of a script that parses nothing."""
+        if not (self.trains and self.is_script and self.evidence) or self.parses:
+            return
+        if "argv" in self.ctx.source:
+            return  # reads sys.argv itself
+        if self.ctx.imports_any(*_CONFIG_MODULES):
+            return
+        node, what = min(self.evidence, key=lambda e: (e[0].lineno, e[0].col_offset))  # type: ignore[attr-defined]
+        self.report(node, self.message.format(what=what))

@@ -1,0 +1,125 @@
+"""TS101: numpy in the ``forward`` of an ``nn.Module``."""
+
+from __future__ import annotations
+
+import ast
+
+from torchstyle.lint.base import Rule, after, on
+from torchstyle.lint.context import KIND_MODULE, KIND_TENSOR, FileContext
+from torchstyle.lint.registry import register
+
+_SHAPE_ATTRS = frozenset({"shape", "ndim"})
+_SHAPE_METHODS = frozenset({"size", "dim", "numel"})
+
+
+@register
+class NumpyInForward(Rule):
+    """numpy code inside the ``forward`` of an ``nn.Module`` subclass.
+
+    What:
+        Inside ``forward``: a call into numpy on tensor data (``np.exp(x)``, ``np.array(x)``,
+        anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. numpy on plain numbers
+        (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) is left alone.
+
+    Why:
+        The guide: "avoid numpy code in the forward of an nn.Module". numpy runs on the CPU,
+        so each call copies the tensor off the GPU and waits for it; the result is outside
+        autograd, so no gradient flows back through it; ``np.random`` is not seeded by
+        ``torch.manual_seed``. torch has an equivalent for nearly every numpy function.
+
+    Example:
+        class Net(nn.Module):
+            def forward(self, x):
+                x = self.conv(x)
+                return torch.from_numpy(np.tanh(x.detach().cpu().numpy()))
+
+    Use instead:
+        class Net(nn.Module):
+            def forward(self, x):
+                return torch.tanh(self.conv(x))
+    """
+
+    code = "TS101"
+    name = "numpy-in-forward"
+    message = "numpy in forward"
+    triggers = ("forward",)
+
+    def begin_file(self, ctx: FileContext) -> None:
+        """Resets the forward stack."""
+        super().begin_file(ctx)
+        self.stack: list[tuple[ast.AST, str]] = []
+
+    @on(ast.FunctionDef, ast.AsyncFunctionDef)
+    def enter(self, node: ast.FunctionDef) -> None:
+        """Notes entering the forward of a module class."""
+        scope = self.ctx.scope
+        info = scope.class_info
+        if node.name == "forward" and scope.kind == "class" and info is not None and info.is_module:
+            self.stack.append((node, info.name))
+
+    @after(ast.FunctionDef, ast.AsyncFunctionDef)
+    def leave(self, node: ast.FunctionDef) -> None:
+        """Notes leaving it."""
+        if self.stack and self.stack[-1][0] is node:
+            self.stack.pop()
+
+    @on(ast.Call)
+    def call(self, node: ast.Call) -> None:
+        """Checks a call made inside forward."""
+        if not self.stack:
+            return
+        where = f"{self.stack[-1][1]}.forward"
+        func = node.func
+        if isinstance(func, ast.Attribute) and not node.args and not node.keywords:
+            if func.attr == "numpy":
+                self.report(
+                    node,
+                    f"`.numpy()` in `{where}` copies to the CPU and leaves autograd; keep the computation in torch",
+                )
+                return
+            if func.attr == "tolist":
+                self.report(
+                    node,
+                    f"`.tolist()` in `{where}` waits for the device and leaves autograd; keep the computation in torch",
+                )
+                return
+        qualname = self.ctx.qualname(func)
+        if qualname is None or not qualname.startswith("numpy."):
+            return
+        if not qualname.startswith("numpy.random.") and self._only_numbers(node):
+            return
+        shown = self.ctx.text(func) or qualname
+        self.report(
+            node,
+            f"numpy call `{shown}` in `{where}` runs on the CPU outside autograd; use the torch equivalent",
+        )
+
+    def _only_numbers(self, call: ast.Call) -> bool:
+        args = [*call.args, *(kw.value for kw in call.keywords)]
+        return all(self._is_number(a) for a in args)
+
+    def _is_number(self, node: ast.expr) -> bool:
+        if isinstance(node, ast.Constant):
+            return True
+        if isinstance(node, ast.UnaryOp):
+            return self._is_number(node.operand)
+        if isinstance(node, ast.BinOp):
+            return self._is_number(node.left) and self._is_number(node.right)
+        if isinstance(node, ast.Tuple | ast.List):
+            return all(self._is_number(e) for e in node.elts)
+        if isinstance(node, ast.Subscript):
+            return self._is_number(node.value)
+        if isinstance(node, ast.Attribute):
+            if node.attr in _SHAPE_ATTRS:
+                return True
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                return self.ctx.attr_kind(node) not in (KIND_MODULE, KIND_TENSOR)
+            return False
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in _SHAPE_METHODS:
+                return True
+            return isinstance(func, ast.Name) and func.id in ("len", "int", "float")
+        if isinstance(node, ast.Name):
+            return self.ctx.kind_of(self.ctx.binding(node.id)) == "number"
+        return False
