@@ -12,6 +12,7 @@ from torchstyle.spec import DataSpec
 # Small widths keep every model fast; a model not listed here is built with its defaults.
 TINY = {
     "classifier": {"width": 8},
+    "mlp": {"hidden": [16]},
     "dcgan": {"base_width": 8, "latent_dim": 8},
     "pix2pix": {"ngf": 8, "ndf": 8, "n_blocks": 1},
 }

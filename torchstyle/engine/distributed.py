@@ -108,11 +108,22 @@ def wrap(module: nn.Module, info: DistInfo, *, find_unused_parameters: bool) -> 
     return module
 
 
-def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sums ``t`` across processes (identity when not distributed)."""
+def all_reduce(t: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
+    """Reduces ``t`` in place across processes with ``op`` (sum, min or max); identity alone."""
     if info.strategy == "ddp":
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(
+            t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
+        )
     return t
+
+
+def gather_objects(obj: object, info: DistInfo) -> list[object]:
+    """Every process's ``obj``, in rank order (``[obj]`` when not distributed)."""
+    if info.strategy != "ddp":
+        return [obj]
+    out: list[object] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(info: DistInfo) -> None:

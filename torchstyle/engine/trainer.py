@@ -189,9 +189,10 @@ class Trainer:
                     self.batch += len(group)
                     for cb in self._step_callbacks:
                         cb.on_step_end(self, self.n_iter)
-                    if self.n_iter % cfg.log_every == 0:
+                    log_step = self.n_iter % cfg.log_every == 0
+                    if log_step:
                         self._log_training()
-                    if self._interrupt is not None:
+                    if self._interrupted(log_step):
                         self._stop_for_signal()
                     if cfg.max_steps is not None and self.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
@@ -206,8 +207,8 @@ class Trainer:
                 if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last:
                     self._evaluate_and_log(epoch)
                 self._emit("on_epoch_end", epoch)
-                if self._interrupt is not None:
-                    raise RunInterruptedError(self._interrupt, str(self.checkpoints.latest))
+                if self._interrupted(True):  # the epoch's checkpoint is already written
+                    raise RunInterruptedError(self._interrupt or 0, str(self.checkpoints.latest))
             if not self.metrics:
                 self._evaluate_and_log(max(self.epoch - 1, 0))
             self._emit("on_train_end")
@@ -234,7 +235,7 @@ class Trainer:
                     out = self.step_module(batch, phase)
                 if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
                     out = {k: v.mean() for k, v in out.items()}
-                if cfg.nan_policy == "skip" and not bool(torch.isfinite(out["loss"])):
+                if cfg.nan_policy == "skip" and not self._all_finite(out["loss"]):
                     values = {}  # drop this phase's step; its gradients are zeroed next time
                     self.skipped_steps += 1
                     break
@@ -268,7 +269,7 @@ class Trainer:
             self.test_loader,
             self.device,
             autocast=self._autocast,
-            reduce_sum=lambda t: distributed.all_reduce_sum(t, self.dist),
+            reduce_sum=lambda t: distributed.all_reduce(t, self.dist),
         )
 
     def _evaluate_and_log(self, epoch: int) -> None:
@@ -310,9 +311,12 @@ class Trainer:
         if not len(self.buffer):
             return
         means, bad_step = self.buffer.drain()
+        if self.dist.strategy == "ddp":  # log the global mean, and stop together on a NaN
+            means, bad_step = self._reduce_logs(means, bad_step)
         if bad_step is not None:
             self._nonfinite(bad_step)
         efficiency, rate = self.meter.report()
+        rate *= self.dist.world_size  # every process loads its share at about the same pace
         scalars = {**means, "compute_efficiency": efficiency, "samples_per_sec": rate}
         if self.skipped_steps:
             scalars["skipped_steps"] = float(self.skipped_steps)
@@ -324,6 +328,37 @@ class Trainer:
             self._pbar.set_postfix_str(
                 f"loss={loss:.4f} eff={efficiency:.2f} {rate:.0f} samples/s", refresh=False
             )
+
+    def _all_finite(self, loss: Tensor) -> bool:
+        """Whether the loss is finite on every process (a host sync; ``--nan-policy skip`` only)."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        return not bool(distributed.all_reduce(bad, self.dist, op="max").item())
+
+    def _reduce_logs(
+        self, means: dict[str, float], bad_step: int | None
+    ) -> tuple[dict[str, float], int | None]:
+        keys = sorted(means)
+        t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=self.device)
+        t = distributed.all_reduce(t, self.dist) / self.dist.world_size
+        none = 2**62
+        bad = torch.tensor([none if bad_step is None else bad_step], device=self.device)
+        first_bad = int(
+            distributed.all_reduce(bad, self.dist, op="min").item()
+        )  # earliest of any rank
+        return dict(zip(keys, t.tolist(), strict=True)), (None if first_bad == none else first_bad)
+
+    def _interrupted(self, at_log_step: bool) -> bool:
+        """True once SIGINT/SIGTERM arrived. Under DDP the ranks agree at logging steps only,
+        so they all stop at the same step without a collective on every step."""
+        if self.dist.strategy != "ddp":
+            return self._interrupt is not None
+        if not at_log_step:
+            return False
+        flag = torch.tensor([self._interrupt or 0], device=self.device)
+        signum = int(distributed.all_reduce(flag, self.dist, op="max").item())
+        if signum:
+            self._interrupt = signum
+        return bool(signum)
 
     def _nonfinite(self, step: int) -> None:
         where = (
@@ -372,8 +407,13 @@ class Trainer:
             yield group
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue exactly where this one is."""
+    def state_dict(self, rng_states: list[Any] | None = None) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly where this one is.
+
+        Args:
+            rng_states: Every process's RNG state in rank order (default: this process's).
+        """
+        rng_states = rng_states or [capture_rng_state()]
         return {
             "net": self.model.state_dict(),
             "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -382,7 +422,8 @@ class Trainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "n_iter": self.n_iter,
-            "rng": capture_rng_state(),
+            "rng": rng_states[0],
+            "rng_per_rank": rng_states,
             "config": self.cfg.to_dict(),
             "spec": self.data.spec.to_dict(),
             "model": {"name": self.cfg.model, "hparams": self.model.hparams()},
@@ -397,11 +438,15 @@ class Trainer:
         }
 
     def save_checkpoint(self, *, epoch_end: int | None) -> None:
-        """Saves the current state (main process only). ``epoch_end``: the epoch just finished."""
+        """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
+
+        Every process calls it (their RNG states are gathered); only the main one writes.
+        """
+        rng_states = distributed.gather_objects(capture_rng_state(), self.dist)
         if not self.dist.is_main:
             return
         is_best = epoch_end is not None and getattr(self, "_is_best", False)
-        self.checkpoints.save(self.state_dict(), epoch_end=epoch_end, is_best=is_best)
+        self.checkpoints.save(self.state_dict(rng_states), epoch_end=epoch_end, is_best=is_best)
         self._is_best = False
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -427,7 +472,9 @@ class Trainer:
             cb_state = state["callbacks"].get(type(cb).__name__)
             if cb_state:
                 cb.load_state_dict(cb_state)
-        restore_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank") or []
+        same_world = len(per_rank) == self.dist.world_size
+        restore_rng_state(per_rank[self.dist.rank] if same_world else state["rng"])
         log.info(
             "resumed %s at epoch %d, batch %d (step %d)",
             self.run_dir,
