@@ -84,8 +84,10 @@ def on_call(*names: str) -> Callable[[H], H]:
     Cheaper than ``@on(ast.Call)``, which runs on every call of the file.
     """
 
+    unique = tuple(dict.fromkeys(names))
+
     def mark(func: H) -> H:
-        func._lint_calls = names  # type: ignore[attr-defined]
+        func._lint_calls = unique  # type: ignore[attr-defined]
         return func
 
     return mark

@@ -332,6 +332,7 @@ def _exit_loop(w: Checker, frame: LoopFrame) -> None:
         parent.child_step |= frame.direct_step
         parent.calls_model |= frame.calls_model
         parent.grad_off_inside |= frame.grad_off_inside
+        parent.bound |= frame.bound
     ctx.loop = parent
 
 

@@ -62,6 +62,7 @@ class LoopFrame:
         grad_off_inside: A ``with torch.no_grad()`` block sits inside the body.
         guard_base: The checker's guard depth when the loop was entered; a node is on every
             iteration's path when the current guard depth equals it.
+        bound: Names assigned anywhere in the loop (its variables included).
         data: Free space for rules, keyed by rule code.
     """
 
@@ -75,6 +76,7 @@ class LoopFrame:
     child_step: bool = False
     calls_model: bool = False
     grad_off_inside: bool = False
+    bound: set[str] = field(default_factory=set)
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -318,6 +320,8 @@ class FileContext:
     def bind(self, name: str, kind: str | None, deps: tuple[Binding, ...] = ()) -> None:
         """Starts a new binding of ``name`` in the current scope."""
         scope = self.scope
+        if self.loop is not None:
+            self.loop.bound.add(name)
         version = scope.versions.get(name, 0) + 1
         scope.versions[name] = version
         if kind is not None:

@@ -275,7 +275,7 @@ def has_star_kwargs(call: ast.Call) -> bool:
 
 
 def eval_loop_marker(iter_names: list[str], function_name: str | None) -> str | None:
-    """Why a loop looks like evaluation: ``"val_loader"`` or ``"evaluate()"``; None otherwise.
+    """Why a loop looks like evaluation: ``over `val_loader` `` or ``in `evaluate()` ``; else None.
 
     Args:
         iter_names: Identifiers in the loop's iterable.
@@ -283,9 +283,9 @@ def eval_loop_marker(iter_names: list[str], function_name: str | None) -> str | 
     """
     for name in iter_names:
         if EVAL_DATA_NAME.search(name):
-            return f"`{name}`"
+            return f"over `{name}`"
     if function_name is not None and EVAL_FUNCTION_NAME.search(function_name):
-        return f"`{function_name}()`"
+        return f"in `{function_name}()`"
     return None
 
 

@@ -60,9 +60,7 @@ class EvalWithoutEvalMode(Rule):
 
     code = "TS305"
     name = "eval-without-eval-mode"
-    message = (
-        "evaluation loop over {what} runs the network in training mode; call `model.eval()` first"
-    )
+    message = "evaluation loop {what} runs the network in training mode; call `model.eval()` first"
 
     def begin_file(self, ctx: FileContext) -> None:
         """Notes whether the file uses a test framework."""

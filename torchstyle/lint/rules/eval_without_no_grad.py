@@ -43,9 +43,7 @@ class EvalWithoutNoGrad(Rule):
 
     code = "TS304"
     name = "eval-without-no-grad"
-    message = (
-        "evaluation loop over {what} runs with autograd on; wrap it in `with torch.no_grad():`"
-    )
+    message = "evaluation loop {what} runs with autograd on; wrap it in `with torch.no_grad():`"
 
     def begin_file(self, ctx: FileContext) -> None:
         """Resets the candidates."""

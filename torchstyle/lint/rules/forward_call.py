@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.registry import register
+
+_ATTRIBUTE = re.compile(r"[\s)]*\.\s*forward")
 
 
 @register
@@ -70,6 +73,8 @@ class ForwardCall(Rule):
         ctx = self.ctx
         start = ctx.offset(func.value.end_lineno or 0, func.value.end_col_offset or 0)
         end = ctx.offset(func.end_lineno or 0, func.end_col_offset or 0)
-        if "".join(ctx.source[start:end].split()) != ".forward":
-            return None  # a comment or odd spacing in between: leave it to the user
-        return Fix((Edit(start, end, ""),), "safe")
+        text = ctx.source[start:end]
+        if not _ATTRIBUTE.fullmatch(text):
+            return None  # a comment in between: leave it to the user
+        dot = text.rindex(".")
+        return Fix((Edit(start + dot, end, ""),), "safe")

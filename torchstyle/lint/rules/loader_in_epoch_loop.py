@@ -24,8 +24,9 @@ class LoaderInEpochLoop(Rule):
         ``DataLoader(...)``, a ``torchvision.datasets`` class or a ``Dataset`` subclass of the
         file constructed inside a loop that trains: the loop around the training-step loop
         (the epoch loop, or any loop whose variable is named like ``epoch``) or the step loop
-        itself. Loaders that depend on the loop's variable (``DataLoader(folds[k])``,
-        ``batch_size=schedule[epoch]``) are rebuilt on purpose and left alone.
+        itself. Loaders built from anything the loop assigns (its variable in
+        ``DataLoader(folds[k])`` or ``batch_size=schedule[epoch]``, a dataset made in the
+        loop) are rebuilt on purpose, or reported where that is made, and left alone.
 
     Why:
         The guide: "separate the DataLoader from the main program". Building a loader each
@@ -89,7 +90,7 @@ class LoaderInEpochLoop(Rule):
             or frame.child_step
             or any("epoch" in t.lower() for t in frame.targets)
         )
-        keep = [(n, w, names) for n, w, names in found if not names & frame.targets]
+        keep = [(n, w, names) for n, w, names in found if not names & frame.bound]
         if not epoch_loop:
             if frame.parent is not None:
                 frame.parent.data.setdefault(self.code, []).extend(keep)
