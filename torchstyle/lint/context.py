@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ KIND_NUMBER = "number"
 KIND_OPTIMIZER = "optimizer"
 KIND_DERIVED = "derived"
 
+_NEWLINE = re.compile(r"\r\n?|\n")
 _KEEP_KIND_METHODS = frozenset(
     {"to", "cuda", "cpu", "half", "float", "double", "bfloat16", "train", "eval", "requires_grad_"}
 )
@@ -150,9 +152,20 @@ class FileContext:
 
     @property
     def lines(self) -> list[str]:
-        """The file's lines, without line endings."""
+        """The file's lines, without line endings (``\n``, ``\r\n`` or a lone ``\r``)."""
         if self._lines is None:
-            self._lines = self.source.split("\n")
+            source = self.source
+            if "\r" not in source:
+                self._lines = source.split("\n")
+                self._line_starts = None
+            else:
+                starts, lines, pos = [0], [], 0
+                for match in _NEWLINE.finditer(source):
+                    lines.append(source[pos : match.start()])
+                    pos = match.end()
+                    starts.append(pos)
+                lines.append(source[pos:])
+                self._lines, self._line_starts = lines, starts
         return self._lines
 
     def char_col(self, lineno: int, col_offset: int) -> int:
@@ -167,9 +180,10 @@ class FileContext:
 
     def offset(self, lineno: int, col_offset: int) -> int:
         """The character offset into :attr:`source` of an AST position."""
+        lines = self.lines
         if self._line_starts is None:
             starts = [0]
-            for line in self.lines[:-1]:
+            for line in lines[:-1]:
                 starts.append(starts[-1] + len(line) + 1)
             self._line_starts = starts
         starts = self._line_starts

@@ -19,6 +19,7 @@ _FILE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _SPLIT = re.compile(r"[\s,]+")
+_NEWLINE = re.compile(r"\r\n?|\n")
 
 #: Marks "every code" in a set of suppressed codes.
 ALL = "*"
@@ -60,8 +61,9 @@ def scan(source: str) -> Suppressions | None:
     for match in _FILE.finditer(source):
         file_codes |= _codes(match.group("codes"))
     result.file = frozenset(file_codes)
-    for number, line in enumerate(source.split("\n"), start=1):
-        if "noqa" not in line and "NOQA" not in line.upper():
+    lines = _NEWLINE.split(source) if "\r" in source else source.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if "noqa" not in line.lower():
             continue
         match = _LINE.search(line)
         if match is not None and not _FILE.match(line):

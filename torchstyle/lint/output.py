@@ -69,16 +69,18 @@ def render_findings(findings: Sequence[Finding], fmt: str) -> str:
 
 def render_summary(findings: Sequence[Finding], fixed: int, *, unsafe: bool, fixing: bool) -> str:
     """The closing line of the text format (empty when nothing was found or fixed)."""
-    parts = []
-    if findings:
-        noun = "problem" if len(findings) == 1 else "problems"
-        parts.append(f"Found {len(findings)} {noun}")
-    if fixed:
-        parts.append(f"fixed {fixed}")
-    if not parts:
+
+    def count(n: int) -> str:
+        return f"{n} problem" if n == 1 else f"{n} problems"
+
+    if findings and fixed:
+        text = f"Fixed {count(fixed)}, found {count(len(findings))} more"
+    elif findings:
+        text = f"Found {count(len(findings))}"
+    elif fixed:
+        text = f"Fixed {count(fixed)}"
+    else:
         return ""
-    text = ", ".join(parts)
-    text = text[0].upper() + text[1:]
     safe = sum(1 for f in findings if fix_allowed(f, unsafe=False))
     hidden = sum(1 for f in findings if f.fix is not None) - safe
     hints = []
