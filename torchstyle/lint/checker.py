@@ -329,6 +329,7 @@ def _exit_loop(w: Checker, frame: LoopFrame) -> None:
     parent = frame.parent
     if parent is not None:
         parent.nested_step |= frame.has_step
+        parent.any_backward |= frame.any_backward
         parent.child_step |= frame.direct_step
         parent.calls_model |= frame.calls_model
         parent.grad_off_inside |= frame.grad_off_inside
@@ -474,17 +475,25 @@ def _call(w: Checker, node: ast.Call) -> None:
     ctx = w.ctx
     assert ctx is not None
     func = node.func
+    loop = ctx.loop
     if isinstance(func, ast.Attribute):
         attr = func.attr
         step = False
-        if attr == "backward":
-            step = True
-            if node.args and facts.backward_takes_argument(func):
+        if attr in ("backward", "manual_backward"):
+            if node.args and (attr == "manual_backward" or facts.backward_takes_argument(func)):
                 roots = facts.loss_roots(node.args[0])
             else:
                 roots = facts.loss_roots(func.value)
             for name in roots:
                 ctx.mark_backwarded(name)
+            ctx.scope.has_step = True
+            if loop is not None:
+                loop.direct_backward = loop.any_backward = True
+                step = loop.direct_zero_grad
+        elif attr == "zero_grad":
+            if loop is not None:
+                loop.direct_zero_grad = True
+                step = loop.direct_backward
         elif attr == "step":
             step = facts.is_optimizer_step(func)
         elif (
@@ -498,8 +507,8 @@ def _call(w: Checker, node: ast.Call) -> None:
             ctx.grad_off_depth += 1  # until the end of this body
         if step:
             ctx.scope.has_step = True
-            if ctx.loop is not None:
-                ctx.loop.direct_step = True
+            if loop is not None:
+                loop.direct_step = True
     if ctx.loop is not None and not ctx.loop.calls_model and ctx.is_model_callee(func):
         ctx.loop.calls_model = True
     calls = w._plan.calls

@@ -53,8 +53,10 @@ class LoopFrame:
     """A ``for``/``while`` loop being walked (loops are tracked per function).
 
     Attributes:
-        direct_step: A backward pass or optimizer step runs in this loop's own body (not in
-            a nested loop): it is a training-step loop.
+        direct_step: This loop's own body (not a nested loop) runs an optimizer step, or a
+            backward pass and ``zero_grad()``: it is a training-step loop.
+        direct_backward: This loop's own body runs a backward pass.
+        any_backward: A backward pass runs anywhere in this loop.
         nested_step: A loop nested in this one is a training-step loop (or contains one).
         child_step: A loop directly in this one's body is a training-step loop: this one is
             an epoch loop.
@@ -74,6 +76,9 @@ class LoopFrame:
     guard_base: int
     grad_off: bool
     direct_step: bool = False
+    direct_backward: bool = False
+    direct_zero_grad: bool = False
+    any_backward: bool = False
     nested_step: bool = False
     child_step: bool = False
     calls_model: bool = False
@@ -106,7 +111,7 @@ class Scope:
     """A module, class or function body.
 
     Attributes:
-        has_step: A backward pass or optimizer step runs somewhere in this body.
+        has_step: A backward pass, ``zero_grad()`` or optimizer step runs in this body.
         grad_off: Autograd is off for the whole body (decorator or ``set_grad_enabled``).
         data: Free space for rules, keyed by rule code.
     """

@@ -124,7 +124,7 @@ GRAD_OFF = frozenset(
 
 #: Receivers of ``.backward(loss)`` that take the loss as an argument (Accelerate, DeepSpeed).
 _BACKWARD_BY_ARGUMENT = re.compile(r"accelerator|fabric|engine|trainer|manual_backward", re.I)
-_OPTIMIZER_NAME = re.compile(r"optim|^opt(?:_\w+|[gd]|\d*)$|_opt$", re.I)
+_OPTIMIZER_NAME = re.compile(r"optim|^opt(?:_\w+|[gd]|\d*)$|_opt$|engine", re.I)
 _SCALER_NAME = re.compile(r"scaler", re.I)
 _MODEL_NAME = re.compile(
     r"model|(?:^|_)net|net(?:[gd]|_\w+)?$|encoder|decoder|classifier|generator|discriminator"
@@ -137,9 +137,11 @@ EVAL_DATA_NAME = re.compile(
     r"(?:$|_|loader|dataloader|set|data|ds|dl|iter|batches|samples)",
     re.I,
 )
-#: Function names of evaluation routines: evaluate, validate_epoch, test, predict_batch, ...
+#: Function names of evaluation routines: evaluate, validate_epoch, predict_batch, test, ...
+#: (``test_*`` names other than test_epoch/test_model are unit tests, not evaluation.)
 EVAL_FUNCTION_NAME = re.compile(
-    r"^_*(?:evaluate|evaluation|eval|validate|validation|val|test|predict|inference|infer)(?:_|$)",
+    r"^_*(?:evaluate|evaluation|eval|validate|validation|val|predict|inference|infer)(?:_|$)"
+    r"|^test(?:_epoch|_model|_loop|_one_epoch)?$",
     re.I,
 )
 
@@ -223,7 +225,7 @@ def loss_roots(node: ast.expr) -> list[str]:
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Add | ast.Sub):
             return loss_roots(node.left) + loss_roots(node.right)
-        if isinstance(node.op, ast.Mul | ast.Div):
+        if isinstance(node.op, ast.Mult | ast.Div):
             left, right = node.left, node.right
             if isinstance(right, ast.Constant) or isinstance(node.op, ast.Div):
                 return loss_roots(left)

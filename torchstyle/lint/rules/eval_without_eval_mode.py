@@ -96,7 +96,9 @@ class EvalWithoutEvalMode(Rule):
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Keeps evaluation loops."""
         node = frame.node
-        if not isinstance(node, ast.For | ast.AsyncFor) or frame.has_step or not frame.calls_model:
+        if not isinstance(node, ast.For | ast.AsyncFor) or not frame.calls_model:
+            return
+        if frame.has_step or frame.any_backward:
             return
         scope = self.ctx.function
         name = scope.name if scope is not None else None

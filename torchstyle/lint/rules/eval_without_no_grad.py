@@ -72,7 +72,9 @@ class EvalWithoutNoGrad(Rule):
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Keeps evaluation loops that run with autograd on."""
         node = frame.node
-        if not isinstance(node, ast.For | ast.AsyncFor) or frame.has_step or not frame.calls_model:
+        if not isinstance(node, ast.For | ast.AsyncFor) or not frame.calls_model:
+            return
+        if frame.has_step or frame.any_backward:
             return
         if frame.grad_off or frame.grad_off_inside:
             return

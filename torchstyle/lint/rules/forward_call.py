@@ -9,6 +9,16 @@ from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.registry import register
 
 _ATTRIBUTE = re.compile(r"[\s)]*\.\s*forward")
+#: ``x().forward(...)`` where ``x()`` is not the module itself: ``super()``, RPC proxies.
+_PROXIES = frozenset({"super", "rpc_sync", "rpc_async", "remote"})
+#: Methods that implement calling the module: there, ``self.forward`` is the point.
+_CALL_IMPLEMENTATIONS = frozenset({"__call__", "_call_impl", "_wrapped_call_impl"})
+
+
+def _last_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
 
 
 @register
@@ -17,8 +27,9 @@ class ForwardCall(Rule):
 
     What:
         A call of ``.forward(...)`` with at least one argument on anything but ``super()``.
-        Calls of a base class's ``forward`` inside a subclass (``Base.forward(self, x)``) and
-        ``self.forward`` inside a ``__call__`` override are left alone.
+        Calls of a base class's ``forward`` inside a subclass (``Base.forward(self, x)``),
+        ``self.forward`` inside a ``__call__`` override and calls through RPC proxies
+        (``rref.rpc_sync().forward(x)``) are left alone.
 
     Why:
         The guide: "use the call method instead of forward on an nn.Module"; the two are not
@@ -54,18 +65,14 @@ class ForwardCall(Rule):
         if not node.args and not node.keywords:
             return  # e.g. a browser's .forward(): not a module call
         receiver = func.value
-        if (
-            isinstance(receiver, ast.Call)
-            and isinstance(receiver.func, ast.Name)
-            and receiver.func.id == "super"
-        ):
-            return
+        if isinstance(receiver, ast.Call) and _last_name(receiver.func) in _PROXIES:
+            return  # super().forward(x); rref.rpc_sync().forward(x) on a remote module
         receiver_is_self = isinstance(receiver, ast.Name) and receiver.id == "self"
         first = node.args[0] if node.args else None
         if isinstance(first, ast.Name) and first.id == "self" and not receiver_is_self:
             return  # Base.forward(self, x): an explicit base-class call
         scope = self.ctx.function
-        if receiver_is_self and scope is not None and scope.name == "__call__":
+        if receiver_is_self and scope is not None and scope.name in _CALL_IMPLEMENTATIONS:
             return
         self.report(node, fix=self._fix(func))
 

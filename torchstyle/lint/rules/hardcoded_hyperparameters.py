@@ -68,7 +68,8 @@ class HardcodedHyperparameters(Rule):
 
     What:
         A file that trains (a loop calls ``.backward()`` or ``optimizer.step()``) and runs as
-        a script (``if __name__ == "__main__":`` or training at module level), with a literal
+        a script (``if __name__ == "__main__":``, or a training or epoch loop at module
+        level), with a literal
         hyperparameter (``lr=0.01``, ``batch_size=64``, ``EPOCHS = 10``,
         ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
         click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
@@ -172,11 +173,13 @@ class HardcodedHyperparameters(Rule):
             self.evidence.append((it, f"`{self.ctx.text(it)}` epochs"))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
-        """Notes that the file trains, and whether it does so at module level."""
+        """Notes that the file trains, and whether it runs an epoch loop at module level."""
         if frame.has_step:
             self.trains = True
-            if self.ctx.function is None:
-                self.is_script = True
+        if self.ctx.scope.kind == "module" and (
+            frame.has_step or any("epoch" in t.lower() for t in frame.targets)
+        ):
+            self.is_script = True
 
     def end_file(self) -> None:
         """Reports the first literal hyperparameter of a script that parses nothing."""

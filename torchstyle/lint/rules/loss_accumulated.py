@@ -98,7 +98,7 @@ class LossAccumulated(Rule):
         found = frame.data.pop(self.code, None)
         if not found:
             return
-        if frame.has_step:
+        if frame.has_step or frame.any_backward:
             self.confirmed += found
         elif frame.parent is not None:
             frame.parent.data.setdefault(self.code, []).extend(found)

@@ -10,6 +10,19 @@ from torchstyle.lint.registry import register
 
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
+_ERROR_CALLS = frozenset({"_assert", "warn", "warning", "error", "exception"})
+
+
+def _reports_error(body: list[ast.stmt]) -> bool:
+    for stmt in body:
+        if isinstance(stmt, ast.Raise | ast.Assert):
+            return True
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            func = stmt.value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _ERROR_CALLS:
+                return True
+    return False
 
 
 @register
@@ -19,7 +32,8 @@ class NumpyInForward(Rule):
     What:
         Inside ``forward``: a call into numpy on tensor data (``np.exp(x)``, ``np.array(x)``,
         anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. numpy on plain numbers
-        (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) is left alone.
+        (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) and code in a branch that raises,
+        asserts or warns (building an error message) are left alone.
 
     Why:
         The guide: "avoid numpy code in the forward of an nn.Module". numpy runs on the CPU,
@@ -48,6 +62,7 @@ class NumpyInForward(Rule):
         """Resets the forward stack."""
         super().begin_file(ctx)
         self.stack: list[tuple[ast.AST, str]] = []
+        self.error_branches: list[ast.If] = []
 
     @on(ast.FunctionDef, ast.AsyncFunctionDef)
     def enter(self, node: ast.FunctionDef) -> None:
@@ -63,11 +78,23 @@ class NumpyInForward(Rule):
         if self.stack and self.stack[-1][0] is node:
             self.stack.pop()
 
+    @on(ast.If)
+    def enter_if(self, node: ast.If) -> None:
+        """Notes entering an error branch (one that raises, asserts or warns)."""
+        if self.stack and (self.error_branches or _reports_error(node.body)):
+            self.error_branches.append(node)
+
+    @after(ast.If)
+    def leave_if(self, node: ast.If) -> None:
+        """Notes leaving it."""
+        if self.error_branches and self.error_branches[-1] is node:
+            self.error_branches.pop()
+
     @on(ast.Call)
     def call(self, node: ast.Call) -> None:
         """Checks a call made inside forward."""
-        if not self.stack:
-            return
+        if not self.stack or self.error_branches:
+            return  # not in forward, or building an error message
         where = f"{self.stack[-1][1]}.forward"
         func = node.func
         if isinstance(func, ast.Attribute) and not node.args and not node.keywords:
