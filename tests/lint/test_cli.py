@@ -81,7 +81,7 @@ def test_exit_codes_text_output_and_syntax_errors(tmp_path: Path) -> None:
     assert usage.stderr.startswith("torchstyle lint: error:") and "TS999" in usage.stderr
 
 
-def test_json_format(tmp_path: Path) -> None:
+def test_json_and_github_formats(tmp_path: Path) -> None:
     write(tmp_path, {"bad.py": BAD})
     result = lint("--format", "json", "--isolated", "bad.py", cwd=tmp_path)
     assert result.returncode == 1
@@ -89,6 +89,9 @@ def test_json_format(tmp_path: Path) -> None:
     assert finding["code"] == "TS102" and finding["name"] == "forward-call"
     assert (finding["path"], finding["line"], finding["column"]) == ("bad.py", 4, 12)
     assert finding["fix"]["applicability"] == "safe"
+    github = lint("--format", "github", "--isolated", "bad.py", cwd=tmp_path)
+    assert github.returncode == 1
+    assert github.stdout.startswith("::error file=bad.py,line=4,col=12,endLine=4,endColumn=28,")
 
 
 def test_config_noqa_excludes_and_ignores_from_pyproject(tmp_path: Path) -> None:

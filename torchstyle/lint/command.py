@@ -207,8 +207,12 @@ def run_lint(args: argparse.Namespace) -> int:
         if args.diff:
             diffs.append(_diff(source.text, new_text, shown))
         else:
-            with open(path, "wb") as f:
-                f.write(source.encode(new_text))
+            try:
+                with open(path, "wb") as f:
+                    f.write(source.encode(new_text))
+            except OSError as e:
+                fixed -= n
+                findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
     if args.diff:
         _write("".join(diffs))
         return 0 if args.exit_zero or not diffs else 1
