@@ -22,6 +22,8 @@ SCHEDULERS = ("none", "cosine", "step", "onecycle")
 AMP_MODES = ("off", "bf16", "fp16")
 NAN_POLICIES = ("stop", "skip")
 STRATEGIES = ("auto", "single", "dp", "ddp")
+AUGMENTS = ("none", "flip", "crop-flip", "rrc-flip")  # torchstyle.data.augment.AUGMENTS
+DECODERS = ("cpu", "gpu")
 
 
 def _opt(default: Any, help_text: str, **kw: Any) -> Any:
@@ -69,6 +71,19 @@ class TrainConfig:
 
     # Data loading. None picks: 0 for in-memory data (workers only add IPC), else min(8, CPUs).
     workers: int | None = _opt(None, "DataLoader worker processes (default: auto)")
+    # None: the source's own (digits none, cifar10 crop-flip, folders flip).
+    augment: str | None = _opt(
+        None, "training augmentation policy (default: the data source's)", choices=AUGMENTS
+    )
+    data_on_device: bool = _opt(
+        False, "hold the whole dataset in device memory; batches and augmentation as device ops"
+    )
+    # cpu: decode in DataLoader workers (the stock path).
+    decode: str = _opt(
+        "cpu",
+        "where JPEGs are decoded: cpu (workers) or gpu (batched on the compute device)",
+        choices=DECODERS,
+    )
 
     # Reproducibility. The guide seeds with 1.
     seed: int = _opt(1, "seed of python, numpy, torch and cuda RNGs and of the data order")
@@ -140,6 +155,10 @@ class TrainConfig:
                 )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.data_on_device and self.decode == "gpu":
+            raise UserError(
+                "--data-on-device and --decode gpu exclude each other: data on the device is already decoded"
+            )
         if self.deterministic and self.cudnn_benchmark:
             raise UserError("--deterministic and --cudnn-benchmark contradict each other; pick one")
 

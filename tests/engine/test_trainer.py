@@ -93,11 +93,12 @@ def test_accumulation_weights_an_uneven_last_micro_batch(tmp_path):
 
 @pytest.mark.parametrize(
     ("batch_cost", "step_cost"),
-    [(0.020, 0.005), (0.002, 0.020)],
+    # Sleeps long enough that the model's own few-hundred-microsecond step hardly counts.
+    [(0.040, 0.010), (0.004, 0.040)],
     ids=["data-bound", "compute-bound"],
 )
 def test_compute_efficiency_matches_calibrated_truth(tmp_path, batch_cost, step_cost):
-    data = random_bundle(n_train=16 * 40, batch_cost=batch_cost)
+    data = random_bundle(n_train=16 * 30, batch_cost=batch_cost)
     _train(
         tmp_path,
         "run",

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from torchstyle.data.augment import augment_batch, to_float
 from torchstyle.spec import DataSpec
 
 
@@ -27,6 +29,8 @@ class DataOptions:
         seed: Seeds anything random in building the datasets (splits, synthetic data).
         layout: How a folder is organised: ``classes`` (one subfolder per class, the guide's
             ImageFolder layout) or ``paired`` (A|B image pairs side by side, pix2pix style).
+        augment: Training augmentation policy (see ``torchstyle.data.augment``); None takes
+            the source's default (digits: none, CIFAR-10: crop-flip, folders: flip).
     """
 
     name: str = "digits"
@@ -36,6 +40,7 @@ class DataOptions:
     download: bool = False
     seed: int = 0
     layout: str = "classes"
+    augment: str | None = None
 
 
 @dataclass
@@ -48,30 +53,52 @@ class DataBundle:
 
 
 class TensorImageDataset(Dataset):
-    """Images and labels held as two tensors.
+    """Images and labels held as two tensors, augmented a whole batch at a time.
 
     ``__getitems__`` returns a whole batch with one indexing op; loaders built by
-    :func:`torchstyle.data.make_loader` use it and skip per-sample collation.
+    :func:`torchstyle.data.make_loader` use it and skip per-sample collation. With an
+    augmentation policy the dataset is ``epoch_aware``: the sampler hands it
+    ``(index, epoch)`` keys, the draws' keys.
 
     Args:
-        images: ``(N, C, H, W)`` float images in ``[-1, 1]``.
+        images: ``(N, C, H, W)`` uint8 images, or float images in ``[-1, 1]``.
         labels: ``(N,)`` int64 labels.
+        augment: ``none``, ``flip`` or ``crop-flip`` (see ``torchstyle.data.augment``).
+        seed: Base seed of the augmentation draws.
     """
 
     batched = True
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(
+        self, images: Tensor, labels: Tensor, *, augment: str = "none", seed: int = 0
+    ) -> None:
         assert images.ndim == 4, f"images must be (N, C, H, W), got {tuple(images.shape)}"
         assert labels.shape == images.shape[:1], "one label per image"
+        assert augment in ("none", "flip", "crop-flip"), (
+            f"unsupported augment {augment!r} for in-memory data"
+        )
         self.images = images
         self.labels = labels.long()
+        self.augment = augment
+        self.seed = seed
+        self.epoch_aware = augment != "none"
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index], self.labels[index]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        x, y = self.__getitems__([key])
+        return x[0], y[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[idx], self.labels[idx]
+    def __getitems__(self, keys: Sequence[Any]) -> tuple[Tensor, Tensor]:
+        if keys and isinstance(keys[0], tuple):
+            idx = torch.as_tensor([k[0] for k in keys], dtype=torch.long)
+            epoch = keys[0][1]
+        else:
+            idx, epoch = torch.as_tensor(keys, dtype=torch.long), 0
+        return self.batch(idx, epoch)
+
+    def batch(self, idx: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+        """The samples ``idx`` of ``epoch``, augmented; ``idx`` lives where the data lives."""
+        x = augment_batch(to_float(self.images[idx]), self.augment, self.seed, epoch, idx)
+        return x, self.labels[idx]

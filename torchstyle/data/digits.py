@@ -13,11 +13,15 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
-def load_digits_split(image_size: int | None = None) -> DataBundle:
+def load_digits_split(
+    image_size: int | None = None, augment: str = "none", seed: int = 0
+) -> DataBundle:
     """Loads the digits with a fixed, stratified train/test split.
 
     Args:
         image_size: Resize the 8x8 images to this side (bilinear); None keeps 8.
+        augment: Training augmentation policy; digits are not mirror-symmetric, so none.
+        seed: Base seed of the augmentation draws.
 
     Returns:
         1,437 training and 360 test images, 1 channel, in ``[-1, 1]``.
@@ -44,7 +48,9 @@ def load_digits_split(image_size: int | None = None) -> DataBundle:
         channels=1, image_size=size, num_classes=10, class_names=tuple(str(i) for i in range(10))
     )
     return DataBundle(
-        train=TensorImageDataset(images[train_idx_t], labels[train_idx_t]),
+        train=TensorImageDataset(
+            images[train_idx_t], labels[train_idx_t], augment=augment, seed=seed
+        ),
         test=TensorImageDataset(images[test_idx_t], labels[test_idx_t]),
         spec=spec,
     )
@@ -52,4 +58,10 @@ def load_digits_split(image_size: int | None = None) -> DataBundle:
 
 def build_digits(options: DataOptions) -> DataBundle:
     """Data source ``digits``."""
-    return load_digits_split(options.image_size)
+    if options.augment == "rrc-flip":
+        from torchstyle.errors import UserError
+
+        raise UserError(
+            "--augment rrc-flip needs images of varying size; use none, flip or crop-flip"
+        )
+    return load_digits_split(options.image_size, options.augment or "none", options.seed)

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from torchstyle.data.base import DataBundle, DataOptions
+from torchstyle.data.augment import AUGMENTS, flip_mask, transform_images
+from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
@@ -77,13 +78,17 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 _DATASET_HINT = "fix or delete the file, or pass --skip-bad-images to skip unreadable images"
 
 
-def load_image(path: Path, channels: int, image_size: int, hint: str = _DATASET_HINT) -> Tensor:
-    """Decodes one image to a ``(C, S, S)`` float tensor in ``[-1, 1]``.
+def bad_image(path: Path, problem: object, hint: str = _DATASET_HINT) -> BadImageError:
+    """The one error every decoding path raises for an unreadable image."""
+    return BadImageError(f"cannot read image {path}: {problem}; {hint}")
+
+
+def read_image(path: Path, channels: int, hint: str = _DATASET_HINT) -> Tensor:
+    """Decodes one image at full size to a ``(C, H, W)`` uint8 tensor.
 
     Args:
         path: The image file.
         channels: 1 reads grayscale, 3 RGB.
-        image_size: Side to resize to (bilinear).
         hint: The fix the error message suggests.
 
     Raises:
@@ -94,12 +99,25 @@ def load_image(path: Path, channels: int, image_size: int, hint: str = _DATASET_
     try:
         with Image.open(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
-            img = img.resize((image_size, image_size), Image.BILINEAR)
+            w, h = img.size
             data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(f"cannot read image {path}: {e}; {hint}") from None
-    x = data.view(image_size, image_size, channels).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    return x.float().div_(127.5).sub_(1.0)
+        raise bad_image(path, e, hint) from None
+    return data.view(h, w, channels).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+
+def load_image(path: Path, channels: int, image_size: int, hint: str = _DATASET_HINT) -> Tensor:
+    """Decodes one image and resizes it to a ``(C, S, S)`` float tensor in ``[-1, 1]``."""
+    img = read_image(path, channels, hint)
+    return transform_images(
+        [img],
+        "none",
+        image_size,
+        seed=0,
+        epoch=0,
+        index=torch.zeros(1, dtype=torch.long),
+        train=False,
+    )[0]
 
 
 class ImageFolderDataset(Dataset):
@@ -108,11 +126,11 @@ class ImageFolderDataset(Dataset):
     Args:
         samples: ``(path, label)`` pairs.
         channels: 1 to read grayscale, 3 for RGB.
-        image_size: Side length images are resized to.
-        hflip: Randomly flip training images horizontally. The flip of sample ``i`` in epoch
-            ``e`` is drawn from ``(seed, e, i)``, so it does not depend on worker count or on
-            where a resumed run restarted.
-        seed: Base seed of the flips.
+        image_size: Side length of the images it yields.
+        augment: Augmentation policy of ``torchstyle.data.augment`` (training splits).
+        train: Augment (a test split is only resized).
+        seed: Base seed of the augmentation draws, which are keyed on ``(seed, epoch, index)``
+            so they do not depend on worker count or on where a resumed run restarted.
 
     Being ``epoch_aware``, it takes ``(index, epoch)`` keys from
     :class:`~torchstyle.data.EpochBatchSampler` (plain indices mean epoch 0): persistent
@@ -127,14 +145,17 @@ class ImageFolderDataset(Dataset):
         *,
         channels: int,
         image_size: int,
-        hflip: bool = False,
+        augment: str = "flip",
+        train: bool = True,
         seed: int = 0,
     ) -> None:
         assert channels in (1, 3), f"channels must be 1 or 3, got {channels}"
+        assert augment in AUGMENTS, f"augment must be one of {AUGMENTS}, got {augment!r}"
         self.samples = samples
         self.channels = channels
         self.image_size = image_size
-        self.hflip = hflip
+        self.augment = augment
+        self.train = train
         self.seed = seed
 
     def __len__(self) -> int:
@@ -143,28 +164,40 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         path, label = self.samples[index]
-        x = load_image(path, self.channels, self.image_size)
-        if self.hflip and keyed_coin(self.seed, epoch, index):
-            x = x.flip(-1)
-        return x, label
+        img = read_image(path, self.channels)
+        idx = torch.tensor([index])
+        x = transform_images(
+            [img], self.augment, self.image_size, self.seed, epoch, idx, self.train
+        )
+        return x[0], label
+
+    def to_tensor_dataset(self) -> TensorImageDataset:
+        """Decodes every image once into memory (uint8), for ``--data-on-device``."""
+        images = []
+        for path, _ in self.samples:
+            img = read_image(path, self.channels)
+            img = transform_images(
+                [img], "none", self.image_size, 0, 0, torch.zeros(1, dtype=torch.long), False
+            )
+            images.append(((img[0] + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8))
+        labels = torch.tensor([label for _, label in self.samples])
+        policy = self.augment if self.train else "none"
+        if policy == "rrc-flip":  # images are already at their final size in memory
+            policy = "flip"
+        return TensorImageDataset(torch.stack(images), labels, augment=policy, seed=self.seed)
 
 
 def keyed_coin(seed: int, epoch: int, index: int) -> bool:
-    """A fair coin drawn from ``(seed, epoch, index)`` alone: no RNG state, same in any worker."""
-    # splitmix64 finaliser: consecutive keys give independent-looking bits.
-    z = (
-        seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB
-    ) % 2**64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-    return bool((z ^ (z >> 31)) & 1)
+    """A fair coin drawn from ``(seed, epoch, index)`` alone: no RNG state, same in any worker,
+    and the same flip the batched device path draws for this sample."""
+    return bool(flip_mask(seed, epoch, torch.tensor(index)))
 
 
 def _drop_bad(samples: list[tuple[Path, int]], channels: int, split: str) -> list[tuple[Path, int]]:
     good = []
     for path, label in samples:
         try:
-            load_image(path, channels, 8)
+            read_image(path, channels)
         except BadImageError as e:
             log.warning("skipping %s", e)
             continue
@@ -216,9 +249,14 @@ def build_folder(options: DataOptions) -> DataBundle:
         num_classes=len(train_classes),
         class_names=tuple(train_classes),
     )
-    common = {"channels": channels, "image_size": size, "seed": options.seed}
+    common = {
+        "channels": channels,
+        "image_size": size,
+        "seed": options.seed,
+        "augment": options.augment or "flip",
+    }
     return DataBundle(
-        train=ImageFolderDataset(train_samples, hflip=True, **common),
-        test=ImageFolderDataset(test_samples, hflip=False, **common),
+        train=ImageFolderDataset(train_samples, train=True, **common),
+        test=ImageFolderDataset(test_samples, train=False, **common),
         spec=spec,
     )

@@ -8,7 +8,7 @@ distributed run shards the same order across ranks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -69,6 +69,19 @@ class EpochBatchSampler(Sampler[list[Any]]):
         self.epoch = epoch
         self.start_batch = start_batch
 
+    def epoch_order(self) -> Tensor:
+        """This rank's sample indices for the epoch, in order (batches are slices of it)."""
+        return self._rank_indices()
+
+    def batch_bounds(self) -> list[tuple[int, int]]:
+        """``(start, end)`` into :meth:`epoch_order` of each batch still to yield."""
+        end = self.batches_per_epoch() * self.batch_size
+        n = len(range(self.rank, self._padded_len(), self.world_size))
+        return [
+            (s, min(s + self.batch_size, n))
+            for s in range(self.start_batch * self.batch_size, min(end, n), self.batch_size)
+        ]
+
     def _rank_indices(self) -> Tensor:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * _EPOCH_STRIDE + self.epoch)
@@ -95,9 +108,8 @@ class EpochBatchSampler(Sampler[list[Any]]):
 
     def __iter__(self) -> Iterator[list[Any]]:
         indices = self._rank_indices()
-        end = self.batches_per_epoch() * self.batch_size
-        for start in range(self.start_batch * self.batch_size, end, self.batch_size):
-            batch = indices[start : start + self.batch_size].tolist()
+        for start, end in self.batch_bounds():
+            batch = indices[start:end].tolist()
             if self.epoch_keys:
                 yield [(i, self.epoch) for i in batch]
             else:
@@ -114,6 +126,7 @@ def make_loader(
     *,
     workers: int = 0,
     pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """Builds a DataLoader with settings that suit the dataset.
 
@@ -123,6 +136,7 @@ def make_loader(
         batch_sampler: Decides the batches.
         workers: Worker processes; 0 loads in the main process (best for in-memory data).
         pin_memory: Pin host memory so device copies can be asynchronous (CUDA only).
+        collate_fn: Batches the samples (default: torch's default collation).
 
     Returns:
         The loader. With workers, they persist across epochs (no re-fork each epoch) and keep
@@ -135,6 +149,8 @@ def make_loader(
         kwargs.update(persistent_workers=True, prefetch_factor=4)
     if getattr(dataset, "batched", False):
         kwargs["collate_fn"] = _passthrough
+    elif collate_fn is not None:
+        kwargs["collate_fn"] = collate_fn
     # A private generator: creating an iterator draws worker seeds from it, not from the
     # global RNG, so a resumed run's global RNG stream matches the uninterrupted run's.
     generator = torch.Generator().manual_seed(batch_sampler.seed)
@@ -167,11 +183,19 @@ class DevicePrefetcher:
     Args:
         loader: Any iterable of batches.
         device: The target device.
+        transform: Runs on each batch once it is on the device, on the same side stream
+            (GPU decoding and augmentation), so it overlaps the previous step too.
     """
 
-    def __init__(self, loader: Iterable[Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        loader: Iterable[Any],
+        device: torch.device,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.loader = loader
         self.device = device
+        self.transform = transform
         self.cuda = device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if self.cuda else None
 
@@ -180,11 +204,12 @@ class DevicePrefetcher:
 
     def __iter__(self) -> Iterator[Any]:
         if not self.cuda:
-            if self.device.type == "cpu":  # loaders already yield CPU tensors
+            if self.device.type == "cpu" and self.transform is None:  # already CPU tensors
                 yield from self.loader
             else:
                 for batch in self.loader:
-                    yield to_device(batch, self.device)
+                    batch = to_device(batch, self.device)
+                    yield self.transform(batch) if self.transform else batch
             return
         assert self.stream is not None
         it = iter(self.loader)
@@ -202,7 +227,8 @@ class DevicePrefetcher:
         except StopIteration:
             return None
         with torch.cuda.stream(self.stream):
-            return to_device(batch, self.device, non_blocking=True)
+            batch = to_device(batch, self.device, non_blocking=True)
+            return self.transform(batch) if self.transform else batch
 
 
 def _record_stream(batch: Any, stream: torch.cuda.Stream) -> None:

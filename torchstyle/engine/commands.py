@@ -119,7 +119,13 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_test(args: argparse.Namespace) -> int:
     """Evaluates a run's checkpoint on the test split and prints the metrics."""
-    from torchstyle.data import DataOptions, EpochBatchSampler, build_data, make_loader
+    from torchstyle.data import (
+        DataOptions,
+        DevicePrefetcher,
+        EpochBatchSampler,
+        build_data,
+        make_loader,
+    )
     from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
     from torchstyle.models.base import StepModule
@@ -141,7 +147,7 @@ def run_test(args: argparse.Namespace) -> int:
         )
     )
     sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
-    loader = make_loader(data.test, sampler, workers=0)
+    loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
     metrics = evaluate(StepModule(model), model, loader, device)
     if args.json:
         print(json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics}))

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchstyle.data import DevicePrefetcher
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel, create_model
@@ -36,7 +35,7 @@ def evaluate(
     Args:
         step_module: Module whose ``__call__(batch)`` runs ``model.evaluation_step``.
         model: The model (switched to eval mode and back).
-        loader: Batches of the split.
+        loader: Batches of the split, already on ``device``.
         device: Where to compute.
         autocast: Factory of the mixed-precision context.
         reduce_sum: Sums a tensor across processes (identity when alone).
@@ -49,7 +48,7 @@ def evaluate(
     sums: dict[str, Tensor] = {}
     count = torch.zeros((), device=device, dtype=torch.float64)
     try:
-        for batch in DevicePrefetcher(loader, device):
+        for batch in loader:
             with autocast():
                 out = step_module(batch)
             for k, v in out.items():

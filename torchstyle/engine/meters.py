@@ -14,6 +14,7 @@ data: ``1 - data_wait / wall``, over the steps since the last report.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -117,24 +118,17 @@ class MetricBuffer:
         """
         if not self.rows:
             return {}, None
-        keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        flat, where = [], []
-        for i, row in enumerate(self.rows):
-            for j, k in enumerate(keys):
-                if k in row:
-                    flat.append(row[k].reshape(()).float())
-                    where.append((i, j))
-        values = torch.stack(flat).cpu()  # the one device-to-host copy of the report
-        table = torch.full((len(self.rows), len(keys)), float("nan"), dtype=torch.float64)
-        present = torch.zeros_like(table, dtype=torch.bool)
-        idx = torch.tensor(where)  # (n, 2)
-        table[idx[:, 0], idx[:, 1]] = values.double()
-        present[idx[:, 0], idx[:, 1]] = True
-        self.rows = []
-        bad_rows = (present & ~torch.isfinite(table)).any(dim=1)
+        rows, self.rows = self.rows, []
+        flat = [v.reshape(()) for row in rows for v in row.values()]
+        values = iter(torch.stack(flat).double().tolist())  # the one device-to-host copy
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         bad_step = None
-        if bool(bad_rows.any()):
-            bad_step = self.first_step + int(bad_rows.nonzero()[0, 0])
-        sums = torch.where(present, table, torch.zeros_like(table)).sum(dim=0)
-        means = (sums / present.sum(dim=0)).tolist()
-        return dict(zip(keys, means, strict=True)), bad_step
+        for i, row in enumerate(rows):
+            for k in row:
+                v = next(values)
+                if bad_step is None and not math.isfinite(v):
+                    bad_step = self.first_step + i
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+        return {k: sums[k] / counts[k] for k in sums}, bad_step

@@ -20,6 +20,7 @@ import shutil
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ from torchstyle.data import (
     DataOptions,
     DevicePrefetcher,
     EpochBatchSampler,
+    TensorImageDataset,
     build_data,
     make_loader,
 )
+from torchstyle.data.device import DeviceBatches
+from torchstyle.data.folder import ImageFolderDataset
 from torchstyle.engine import distributed
 from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
 from torchstyle.engine.checkpoint import CheckpointManager, load_checkpoint, load_model_state
@@ -110,6 +114,7 @@ class Trainer:
             download=cfg.download,
             seed=cfg.seed,
             layout=model_cls.data_layout,
+            augment=cfg.augment,
         )
         self.data = data if data is not None else build_data(options)
         self.model = model if model is not None else self._create_model()
@@ -119,8 +124,11 @@ class Trainer:
         self.monitor = self.model.monitor
 
         self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
-        self.train_sampler, self.train_loader = self._loader(self.data.train, train=True)
-        self.test_sampler, self.test_loader = self._loader(self.data.test, train=False)
+        # Batches already on the device: the stock loader behind a device prefetcher,
+        # the whole dataset in device memory (--data-on-device), or bytes decoded on the
+        # device (--decode gpu).
+        self.train_sampler, self.train_batches = self._loader(self.data.train, train=True)
+        self.test_sampler, self.test_batches = self._loader(self.data.test, train=False)
         self.steps_per_epoch = math.ceil(len(self.train_sampler) / cfg.accumulate)
         self.schedulers = self._schedulers()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
@@ -266,7 +274,7 @@ class Trainer:
         return evaluate(
             self.eval_module,
             self.model,
-            self.test_loader,
+            self.test_batches,
             self.device,
             autocast=self._autocast,
             reduce_sum=lambda t: distributed.all_reduce(t, self.dist),
@@ -374,7 +382,7 @@ class Trainer:
 
     def _progress(self, epoch: int) -> Iterator[Any]:
         """Batches of the epoch on the device, behind a tqdm bar on the main process."""
-        batches = DevicePrefetcher(self.train_loader, self.device)
+        batches = self.train_batches
         self._pbar = None
         if not (self.cfg.progress and self.dist.is_main):
             yield from batches
@@ -508,13 +516,40 @@ class Trainer:
             world_size=info.world_size,
             pad=train and info.world_size > 1,
         )
+        if cfg.data_on_device:
+            return sampler, DeviceBatches(self._in_memory(dataset), sampler, self.device)
         workers = cfg.workers
         if workers is None:  # in-memory data gains nothing from worker processes
             workers = 0 if getattr(dataset, "batched", False) else min(8, os.cpu_count() or 1)
-        loader = make_loader(
-            dataset, sampler, workers=workers, pin_memory=self.device.type == "cuda"
+        loader = partial(
+            make_loader,
+            batch_sampler=sampler,
+            workers=workers,
+            pin_memory=self.device.type == "cuda",
         )
-        return sampler, loader
+        if cfg.decode == "gpu":
+            from torchstyle.data.jpeg import decode_on_device_loader
+
+            if not isinstance(dataset, ImageFolderDataset):
+                raise UserError(
+                    "--decode gpu decodes image files: use it with a folder of images (train/ and test/ of class folders)"
+                )
+            encoded, decoder = decode_on_device_loader(
+                dataset, loader, self.device, skip_bad_images=cfg.skip_bad_images
+            )
+            return sampler, DevicePrefetcher(encoded, self.device, transform=decoder)
+        return sampler, DevicePrefetcher(loader(dataset), self.device)
+
+    @staticmethod
+    def _in_memory(dataset: Any) -> TensorImageDataset:
+        if isinstance(dataset, TensorImageDataset):
+            return dataset
+        if isinstance(dataset, ImageFolderDataset):
+            return dataset.to_tensor_dataset()
+        raise UserError(
+            f"--data-on-device needs a dataset held as tensors (digits, cifar10, synthetic, or a "
+            f"folder of class folders), not {type(dataset).__name__}; drop --data-on-device"
+        )
 
     def _schedulers(self) -> dict[str, Any]:
         kind = self.cfg.scheduler
