@@ -451,13 +451,16 @@ class FileContext:
             if info is not None and info.is_module:
                 return (KIND_LOSS_FN if info.is_loss else KIND_MODULE), ()
             if facts.is_loss_module_qualname(qualname):
-                return KIND_LOSS_FN, ()
+                # reduction="none" gives one loss per element: a tensor, not a scalar loss
+                return (KIND_MODULE if facts.reduces_to_none(node) else KIND_LOSS_FN), ()
             if facts.is_module_factory(qualname):
                 return KIND_MODULE, ()
             if facts.is_optimizer_qualname(qualname):
                 return KIND_OPTIMIZER, ()
             if qualname.startswith("torch.nn.functional."):
-                if qualname.rsplit(".", 1)[1] in facts.LOSS_FUNCTIONS:
+                if qualname.rsplit(".", 1)[1] in facts.LOSS_FUNCTIONS and not facts.reduces_to_none(
+                    node
+                ):
                     return KIND_LOSS, ()
                 return KIND_TENSOR, ()
             head, _, last = qualname.rpartition(".")

@@ -271,6 +271,12 @@ def keyword(call: ast.Call, name: str) -> ast.keyword | None:
     return None
 
 
+def reduces_to_none(call: ast.Call) -> bool:
+    """Whether a loss call passes ``reduction="none"`` (one loss per element)."""
+    kw = keyword(call, "reduction")
+    return kw is not None and isinstance(kw.value, ast.Constant) and kw.value.value == "none"
+
+
 def has_star_kwargs(call: ast.Call) -> bool:
     """Whether ``call`` passes ``**kwargs`` (any keyword might be in there)."""
     return any(kw.arg is None for kw in call.keywords)

@@ -26,7 +26,8 @@ class LoaderInEpochLoop(Rule):
         (the epoch loop, or any loop whose variable is named like ``epoch``) or the step loop
         itself. Loaders built from anything the loop assigns (its variable in
         ``DataLoader(folds[k])`` or ``batch_size=schedule[epoch]``, a dataset made in the
-        loop) are rebuilt on purpose, or reported where that is made, and left alone.
+        loop) and loaders built under an ``if`` (a curriculum switch) are rebuilt on purpose,
+        or reported where that is made, and left alone.
 
     Why:
         The guide: "separate the DataLoader from the main program". Building a loader each
@@ -78,6 +79,8 @@ class LoaderInEpochLoop(Rule):
             if info is None or not info.is_dataset:
                 return
             what = f"dataset `{info.name}`"
+        if self.ctx.guard_depth != loop.guard_base:
+            return  # built under an `if`: a rebuild on purpose (curriculum, a phase switch)
         loop.data.setdefault(self.code, []).append((node, what, set(facts.names_in(node))))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
@@ -92,7 +95,7 @@ class LoaderInEpochLoop(Rule):
         )
         keep = [(n, w, names) for n, w, names in found if not names & frame.bound]
         if not epoch_loop:
-            if frame.parent is not None:
+            if frame.parent is not None and frame.guard_base == frame.parent.guard_base:
                 frame.parent.data.setdefault(self.code, []).extend(keep)
             return
         loaders = [n for n, w, _ in keep if w == "DataLoader"]

@@ -9,6 +9,7 @@ from torchstyle.lint.context import Binding, FileContext, LoopFrame
 from torchstyle.lint.registry import register
 
 _APPENDERS = frozenset({"append", "add", "update"})
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 
 
 @register
@@ -58,7 +59,13 @@ class LossAccumulated(Rule):
 
     def _candidate(self, value: ast.expr, total: str | None) -> None:
         loop = self.ctx.loop
-        if loop is None or not isinstance(value, ast.Name):
+        if loop is None:
+            return
+        if isinstance(value, ast.BinOp) and isinstance(value.op, _ARITHMETIC):
+            self._candidate(value.left, total)  # total += loss * batch_size
+            self._candidate(value.right, total)
+            return
+        if not isinstance(value, ast.Name):
             return
         binding = self.ctx.binding(value.id)
         if binding is not None:
