@@ -1,0 +1,253 @@
+"""Renders and writes a new project from the templates under ``templates/``.
+
+A template is a folder, ``templates/<template>/``, holding the files of one kind of project;
+``templates/common/`` holds the files every project gets (a template's own file of the same
+name wins). A new template is a new folder: nothing here names one.
+
+Template files are the project's files with three conventions, so that they are never taken
+for this package's own code (ruff, pytest and ``torchstyle lint`` skip them):
+
+* every file ends in ``.tmpl``, which is dropped;
+* a leading ``dot-`` becomes ``.`` (``dot-gitignore`` -> ``.gitignore``), since package data
+  globs skip dotfiles;
+* ``{{name}}`` (the module name), ``{{Name}}`` (the model's class name), ``{{template}}``
+  and ``{{description}}`` are replaced in file names and contents; ``about.txt`` holds the
+  template's one-line description and is not copied.
+
+Nothing here imports torch: ``torchstyle new`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from torchstyle.errors import UserError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+COMMON = "common"
+DEFAULT_TEMPLATE = "classifier"
+ABOUT_FILE = "about.txt"
+SUFFIX = ".tmpl"
+DOT_PREFIX = "dot-"
+
+# The project's own modules: NAME must not collide with them (``import data`` in train.py
+# would find the model file instead, or the other way round).
+PROJECT_MODULES = frozenset(
+    {"layers", "networks", "losses", "ops", "data", "train", "test", "tests", "conftest"}
+)
+# Packages a project imports besides the standard library; a module of the same name in the
+# project folder would shadow them, since a script's own folder comes first on sys.path.
+SHADOWED_PACKAGES = frozenset(
+    {
+        "torch",
+        "torchstyle",
+        "torchvision",
+        "torchaudio",
+        "numpy",
+        "tqdm",
+        "tensorboard",
+        "sklearn",
+        "scipy",
+        "pytest",
+        "setuptools",
+        "pip",
+    }
+)
+_LOWER_WITH_UNDER = re.compile(r"^[a-z][a-z0-9_]*$")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# One line of a project-local import (``from networks import Generator``). Runs of these are
+# re-sorted after substitution, because where ``{{name}}`` sorts depends on the name.
+_LOCAL_IMPORT = re.compile(r"^from ([a-z_][a-z0-9_]*) import \S.*$")
+
+
+@dataclass(frozen=True)
+class Template:
+    """One kind of project: its folder name and a one-line description."""
+
+    name: str
+    description: str
+
+
+def list_templates() -> list[Template]:
+    """Returns the available templates, sorted by name."""
+    found = []
+    for folder in sorted(TEMPLATES_DIR.iterdir()):
+        about = folder / ABOUT_FILE
+        if folder.is_dir() and folder.name != COMMON and about.is_file():
+            found.append(Template(folder.name, about.read_text(encoding="utf-8").strip()))
+    return found
+
+
+def template_names() -> list[str]:
+    """Returns the names ``--template`` accepts."""
+    return [t.name for t in list_templates()]
+
+
+def class_name(name: str) -> str:
+    """The model's class name for module ``name``: ``digit_net`` -> ``DigitNet``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def validate_name(name: str) -> None:
+    """Checks that ``name`` can be the project's model module and folder.
+
+    Raises:
+        UserError: ``name`` is not a lower_with_under Python identifier, is a keyword, or
+            would shadow a module the project imports (the standard library, torch,
+            torchstyle, ...) or one of its own files. The message says why and suggests a fix.
+    """
+    hint = "; choose a lower_with_under name such as 'digit_net'"
+    if not name.isidentifier() or not name.isascii():
+        raise UserError(f"project name {name!r} is not a Python identifier{hint}")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise UserError(f"project name {name!r} is a Python keyword{hint}")
+    if not _LOWER_WITH_UNDER.match(name):
+        suggestion = name.lower().lstrip("_") or "my_model"
+        if not _LOWER_WITH_UNDER.match(suggestion):
+            suggestion = "my_model"
+        raise UserError(
+            f"project name {name!r} is not lower_with_under (the guide's module naming: it "
+            f"becomes {name}.py); use e.g. {suggestion!r}"
+        )
+    if name in PROJECT_MODULES:
+        raise UserError(
+            f"project name {name!r} is one of the project's own files "
+            f"({', '.join(sorted(PROJECT_MODULES))}){hint}"
+        )
+    if name in SHADOWED_PACKAGES or name.startswith("torch"):
+        raise UserError(
+            f"project name {name!r} would shadow the package {name!r} that the project "
+            f"imports{hint}"
+        )
+    if name in sys.stdlib_module_names:
+        raise UserError(
+            f"project name {name!r} would shadow the standard library module {name!r}{hint}"
+        )
+
+
+def _template_dir(template: str) -> Path:
+    names = template_names()
+    if template not in names:
+        raise UserError(f"unknown template {template!r}; choose from {', '.join(names)}")
+    return TEMPLATES_DIR / template
+
+
+def _target_path(relative: PurePosixPath, replacements: dict[str, str]) -> PurePosixPath:
+    parts = []
+    for part in relative.parts:
+        if part.startswith(DOT_PREFIX):
+            part = "." + part[len(DOT_PREFIX) :]
+        part = part.removesuffix(SUFFIX)
+        parts.append(_substitute(part, replacements, str(relative)))
+    return PurePosixPath(*parts)
+
+
+def _substitute(text: str, replacements: dict[str, str], where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        key = match.group(1)
+        assert key in replacements, f"template {where}: unknown placeholder {match.group(0)}"
+        return replacements[key]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def sort_local_imports(source: str, local_modules: frozenset[str]) -> str:
+    """Sorts each run of single-line ``from <local module> import ...`` lines by module.
+
+    Isort (and ruff) order first-party imports alphabetically, and where the model module
+    falls among ``data``, ``layers``, ``networks``... depends on its name.
+    """
+    lines = source.split("\n")
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        out.extend(sorted(run, key=lambda line: line.split()[1]))
+        run.clear()
+
+    for line in lines:
+        match = _LOCAL_IMPORT.match(line)
+        if match and match.group(1) in local_modules:
+            run.append(line)
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return "\n".join(out)
+
+
+def render_project(name: str, template: str) -> dict[PurePosixPath, str]:
+    """Returns the files of a new project, relative path -> text, without writing anything.
+
+    Args:
+        name: The project's name (already validated): its folder's default name, its model
+            module ``NAME.py`` and, in CapWords, its model class.
+        template: A name from :func:`template_names`.
+    """
+    folder = _template_dir(template)
+    description = (folder / ABOUT_FILE).read_text(encoding="utf-8").strip()
+    replacements = {
+        "name": name,
+        "Name": class_name(name),
+        "template": template,
+        "description": description,
+    }
+    local_modules = PROJECT_MODULES | {name}
+    files: dict[PurePosixPath, str] = {}
+    for source_dir in (TEMPLATES_DIR / COMMON, folder):  # the template's own files win
+        for path in sorted(source_dir.rglob("*" + SUFFIX)):
+            relative = PurePosixPath(path.relative_to(source_dir).as_posix())
+            target = _target_path(relative, replacements)
+            text = _substitute(path.read_text(encoding="utf-8"), replacements, str(relative))
+            if target.suffix == ".py":
+                text = sort_local_imports(text, local_modules)
+            files[target] = text
+    return dict(sorted(files.items()))
+
+
+def write_project(
+    name: str, template: str, directory: Path | None = None, *, force: bool = False
+) -> tuple[Path, list[Path]]:
+    """Writes a new project.
+
+    Every file is rendered before the first is written, so a failure leaves nothing behind.
+
+    Args:
+        name: The project's name (see :func:`validate_name`).
+        template: A name from :func:`template_names`.
+        directory: The project folder; default ``./NAME``.
+        force: Write into an existing, non-empty folder, replacing the files this command
+            writes. Other files in it are left alone.
+
+    Returns:
+        The project folder and the paths written, in order.
+
+    Raises:
+        UserError: Bad name or template, or the folder exists and is not empty (without
+            ``force``), or it is a file.
+    """
+    validate_name(name)
+    root = Path(directory) if directory is not None else Path(name)
+    files = render_project(name, template)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} exists and is not a folder; choose another --dir")
+    if root.is_dir() and any(root.iterdir()) and not force:
+        raise UserError(
+            f"folder {root} already exists and is not empty; choose another --dir, or pass "
+            "--force to overwrite the files `torchstyle new` writes (others are kept)"
+        )
+    for relative in files:
+        target = root.joinpath(*relative.parts)
+        if target.is_dir():
+            raise UserError(f"{target} is a folder, where the project needs a file; remove it")
+    written = []
+    for relative, text in files.items():
+        target = root.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return root, written
