@@ -365,7 +365,7 @@ class FileContext:
     def is_loss(self, binding: Binding | None) -> bool:
         """Whether ``binding`` holds a loss tensor that is still attached to the graph.
 
-        Decided by what the whole file showed: call this when a scope is left, not mid-walk.
+        Decided by what the whole file showed: call it from ``end_file``, not mid-walk.
         """
         if binding is None:
             return False
