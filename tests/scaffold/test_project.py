@@ -1,0 +1,310 @@
+"""``torchstyle new`` without training: names, templates, rendering, writing and the CLI.
+
+Fast: nothing here trains.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from tests.conftest import REPO
+from torchstyle.cli import main as cli_main
+from torchstyle.errors import UserError
+from torchstyle.scaffold.project import (
+    class_name,
+    list_templates,
+    render_project,
+    sort_local_imports,
+    template_names,
+    validate_name,
+    write_project,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TEMPLATES = template_names()
+FLAGS = (
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--workers",
+    "--seed",
+    "--device",
+    "--log-every",
+    "--eval-every",
+    "--run-dir",
+    "--resume",
+)
+
+
+def expected_files(name: str) -> set[PurePosixPath]:
+    files = {"layers.py", "networks.py", "losses.py", "ops.py", f"{name}.py", "data.py"}
+    files |= {"train.py", "test.py", "README.md", "pyproject.toml", ".gitignore"}
+    files |= {".pre-commit-config.yaml", f"tests/test_{name}.py"}
+    return {PurePosixPath(f) for f in files}
+
+
+def local_imports(source: str, local: set[str]) -> set[str]:
+    """The project modules a file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module in local:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in local}
+    return found
+
+
+def test_the_three_templates_are_discovered_with_descriptions() -> None:
+    assert set(TEMPLATES) == {"classifier", "gan", "image2image"}
+    assert all(t.description for t in list_templates())
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_writes_the_guides_layout(template: str) -> None:
+    files = render_project("digit_net", template)
+    assert set(files) == expected_files("digit_net")
+    for path, text in files.items():
+        assert "{{" not in text and "}}" not in text.replace("}}}", ""), f"placeholder in {path}"
+        if path.suffix == ".py":
+            compile(text, str(path), "exec")
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_scripts_import_only_the_model_file_and_data(template: str) -> None:
+    files = render_project("digit_net", template)
+    local = {"layers", "networks", "losses", "ops", "data", "digit_net"}
+    for script in ("train.py", "test.py"):
+        source = files[PurePosixPath(script)]
+        assert local_imports(source, local) == {"digit_net", "data"}, script
+        assert "Trainer" not in source, f"{script} must show the loop, not hide it in Trainer"
+    model = files[PurePosixPath("digit_net.py")]
+    assert local_imports(model, local) == {"networks", "losses", "ops"}
+    assert local_imports(files[PurePosixPath("networks.py")], local) == {"layers"}
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_train_script_has_the_guides_flags_and_pieces(template: str) -> None:
+    train = render_project("digit_net", template)[PurePosixPath("train.py")]
+    for flag in FLAGS:
+        assert f'"{flag}"' in train, flag
+    for piece in (
+        "DevicePrefetcher",
+        "EfficiencyMeter",
+        "RunLogger",
+        "CheckpointManager",
+        "load_checkpoint",
+        "seed_everything",
+        "capture_rng_state",
+        "restore_rng_state",
+        "tqdm",
+        "config.txt",
+        "config.json",
+        ".backward()",
+        "zero_grad",
+        "n_iter += 1",
+    ):
+        assert piece in train, piece
+    assert "BackgroundGenerator" not in train
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_project_metadata(template: str) -> None:
+    files = render_project("digit_net", template)
+    pyproject = tomllib.loads(files[PurePosixPath("pyproject.toml")])
+    assert pyproject["project"]["name"] == "digit_net"
+    assert any(dep.startswith("torchstyle") for dep in pyproject["project"]["dependencies"])
+    assert "lint" in pyproject["tool"]["torchstyle"]
+    assert "torchstyle lint" in files[PurePosixPath(".pre-commit-config.yaml")]
+    assert "runs/" in files[PurePosixPath(".gitignore")].splitlines()
+    readme = files[PurePosixPath("README.md")]
+    assert "python train.py" in readme and "python test.py" in readme
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "1net",
+        "my-net",
+        "my net",
+        "class",
+        "match",
+        "MyNet",
+        "_private",
+        "n\u00e9t",
+        "torch",
+        "torchstyle",
+        "torchvision",
+        "torch_utils",
+        "numpy",
+        "os",
+        "json",
+        "random",
+        "data",
+        "layers",
+        "networks",
+        "train",
+        "test",
+        "tests",
+    ],
+)
+def test_bad_names_are_refused_with_a_reason(name: str) -> None:
+    with pytest.raises(
+        UserError, match=r"project name .+(identifier|keyword|lower_with|shadow|own)"
+    ):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", ["digit_net", "yolov3", "dcgan", "x", "my_model_2"])
+def test_good_names_pass(name: str) -> None:
+    validate_name(name)
+
+
+def test_class_name_is_capwords() -> None:
+    assert class_name("digit_net") == "DigitNet"
+    assert class_name("yolov3") == "Yolov3"
+    assert class_name("x") == "X"
+    assert class_name("pix2pix_hd") == "Pix2pixHd"
+
+
+def test_local_imports_are_sorted_by_module() -> None:
+    source = "import torch\n\nfrom data import a\nfrom alpha import B, c\n\nx = 1\n"
+    assert sort_local_imports(source, frozenset({"data", "alpha"})) == (
+        "import torch\n\nfrom alpha import B, c\nfrom data import a\n\nx = 1\n"
+    )
+
+
+def test_writes_into_a_new_folder(tmp_path: Path) -> None:
+    root, written = write_project("digit_net", "classifier", tmp_path / "proj")
+    assert root == tmp_path / "proj"
+    assert {PurePosixPath(p.relative_to(root).as_posix()) for p in written} == expected_files(
+        "digit_net"
+    )
+    assert all(p.is_file() for p in written)
+
+
+def test_default_folder_is_the_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root, _ = write_project("digit_net", "gan")
+    assert root == Path("digit_net") and (tmp_path / "digit_net" / "digit_net.py").is_file()
+
+
+def test_an_empty_folder_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    write_project("digit_net", "classifier", tmp_path / "proj")
+    assert (tmp_path / "proj" / "train.py").is_file()
+
+
+def test_existing_folder_is_never_overwritten_without_force(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "train.py").write_text("# mine\n")
+    with pytest.raises(UserError, match=r"already exists.*--force"):
+        write_project("digit_net", "classifier", root)
+    assert (root / "train.py").read_text() == "# mine\n"
+    assert sorted(p.name for p in root.iterdir()) == ["train.py"]
+
+
+def test_force_overwrites_our_files_and_keeps_the_others(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "train.py").write_text("# old\n")
+    (root / "notes.txt").write_text("keep me\n")
+    write_project("digit_net", "classifier", root, force=True)
+    assert "def main" in (root / "train.py").read_text()
+    assert (root / "notes.txt").read_text() == "keep me\n"
+
+
+def test_a_file_in_the_way_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "proj").write_text("")
+    with pytest.raises(UserError, match="not a folder"):
+        write_project("digit_net", "classifier", tmp_path / "proj", force=True)
+
+
+def test_bad_name_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(UserError):
+        write_project("torch", "classifier", tmp_path / "proj")
+    assert not (tmp_path / "proj").exists()
+
+
+def test_unknown_template_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown template 'nope'; choose from classifier"):
+        write_project("digit_net", "nope", tmp_path / "proj")
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize("name", ["x", "a_rather_long_name_for_a_model_file"])
+def test_generated_code_is_ruff_clean_for_any_name(
+    template: str, name: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("ruff")
+    root, _ = write_project(name, template, tmp_path / name)
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------- the CLI
+def test_cli_entry_point_writes_the_project(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torchstyle", "new", "digit_net", "--template", "gan"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "created gan project 'digit_net'" in result.stdout
+    assert "  train.py" in result.stdout and "python test.py" in result.stdout
+    assert (tmp_path / "digit_net" / "digit_net.py").is_file()
+
+
+def test_cli_dir_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "somewhere" / "else"
+    assert cli_main(["new", "digit_net", "--dir", str(target)]) == 0
+    assert f"in {target}/" in capsys.readouterr().out
+    assert cli_main(["new", "digit_net", "--dir", str(target)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("torchstyle new: error: folder ")
+    assert len(error.strip().splitlines()) == 1
+    assert cli_main(["new", "digit_net", "--dir", str(target), "--force", "--template", "gan"]) == 0
+    assert "GANLoss" in (target / "losses.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("torch", "would shadow the package 'torch'"), ("class", "is a Python keyword")],
+)
+def test_cli_refuses_bad_names_in_one_line(
+    name: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["new", name, "--dir", str(tmp_path / "p")]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert len(error.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_rejects_an_unknown_template(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["new", "digit_net", "--template", "nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
