@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.engine.conftest import read_jsonl
 from torchstyle.data.digits import load_digits_split
@@ -33,6 +34,10 @@ def test_dcgan_trains_one_epoch_on_digits_and_writes_samples(tmp_path, cli):
         w, h = img.size
     assert w > 32 * 7 and h > 32 * 7  # an 8x8 grid of 32 px samples
     assert "best checkpoint:" in proc.stdout  # no metric to monitor: best is the latest
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert "samples" in events.Tags()["images"]
+    assert events.Images("samples")[0].step == 23  # one epoch of digits at batch 64
 
 
 @pytest.fixture(scope="module")

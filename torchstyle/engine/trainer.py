@@ -61,6 +61,15 @@ log = logging.getLogger(__name__)
 NUM_SAMPLES = 64
 
 
+def _channels_last(batch: Any) -> Any:
+    """Images (4-D tensors) of a batch in channels-last memory format; the rest unchanged."""
+    if isinstance(batch, Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_channels_last(b) for b in batch)
+    return batch
+
+
 @dataclass
 class TrainResult:
     """What a finished run reports."""
@@ -230,34 +239,20 @@ class Trainer:
         micro-batches give exactly the gradient of one batch of their combined size, even
         when the last one is short. The logged values are the true (unweighted) losses.
         """
-        cfg = self.cfg
-        sizes = [self.model.batch_size_of(b) for b in micro_batches]
-        weights = [n / sum(sizes) for n in sizes]
+        weights = [1.0]
+        if len(micro_batches) > 1:
+            sizes = [self.model.batch_size_of(b) for b in micro_batches]
+            weights = [n / sum(sizes) for n in sizes]
         logged: dict[str, Tensor] = {}
         for phase, optimizer in self.optimizers.items():
             optimizer.zero_grad(set_to_none=True)
-            values: dict[str, Tensor] = {}
-            for i, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
-                # Under DDP only the last micro-batch all-reduces gradients.
-                with self._no_sync(i < len(micro_batches) - 1), self._autocast():
-                    out = self.step_module(batch, phase)
-                if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
-                    out = {k: v.mean() for k, v in out.items()}
-                if cfg.nan_policy == "skip" and not self._all_finite(out["loss"]):
-                    values = {}  # drop this phase's step; its gradients are zeroed next time
-                    self.skipped_steps += 1
-                    break
-                loss = out["loss"] if len(weights) == 1 else out["loss"] * weight
-                self.scaler.scale(loss).backward()
-                for k, v in out.items():
-                    v = v.detach() if len(weights) == 1 else v.detach() * weight
-                    values[k] = values[k] + v if k in values else v
-            if not values:
+            values = self._backward(phase, micro_batches, weights)
+            if values is None:  # a non-finite loss under --nan-policy skip: no step
                 continue
-            if cfg.clip_grad is not None:
+            if self.cfg.clip_grad is not None:
                 self.scaler.unscale_(optimizer)
                 params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
             self.scaler.step(optimizer)
             self.scaler.update()
             if phase in self.schedulers:
@@ -266,6 +261,30 @@ class Trainer:
             logged.update({prefix + k: v for k, v in values.items()})
         if logged:
             self.buffer.append(self.n_iter + 1, logged)
+
+    def _backward(
+        self, phase: str, micro_batches: list[Any], weights: list[float]
+    ) -> dict[str, Tensor] | None:
+        """Forward and backward of one phase over the micro-batches; returns its detached values."""
+        values: dict[str, Tensor] = {}
+        last = len(micro_batches) - 1
+        for i, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+            # Under DDP only the last micro-batch all-reduces gradients.
+            with self._no_sync(i < last), self._autocast():
+                out = self.step_module(batch, phase)
+            if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
+                out = {k: v.mean() for k, v in out.items()}
+            if self.cfg.nan_policy == "skip" and not self._all_finite(out["loss"]):
+                self.skipped_steps += 1  # its gradients are zeroed before the next step
+                return None
+            if last == 0:  # no accumulation: nothing to weigh
+                self.scaler.scale(out["loss"]).backward()
+                return {k: v.detach() for k, v in out.items()}
+            self.scaler.scale(out["loss"] * weight).backward()
+            for k, v in out.items():
+                v = v.detach() * weight
+                values[k] = values[k] + v if k in values else v
+        return values
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
@@ -409,6 +428,8 @@ class Trainer:
                 if batch is None:
                     break
                 self.meter.fetch_end(self.model.batch_size_of(batch))
+                if self.cfg.channels_last:  # the model's weights are channels-last already
+                    batch = _channels_last(batch)
                 group.append(batch)
             if not group:
                 return
@@ -569,15 +590,17 @@ class Trainer:
         }
         return {name: factories[kind](opt) for name, opt in self.optimizers.items()}
 
+    _NULL = contextlib.nullcontext()  # stateless: one instance serves every step
+
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
-            return contextlib.nullcontext()
+            return self._NULL
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _no_sync(self, skip_sync: bool) -> contextlib.AbstractContextManager[Any]:
         if skip_sync and self.dist.strategy == "ddp":
             return self.step_module.no_sync()  # type: ignore[operator]
-        return contextlib.nullcontext()
+        return self._NULL
 
     def _resolve_run_dir(self) -> Path:
         cfg = self.cfg
