@@ -145,7 +145,6 @@ def test_project_metadata(template: str) -> None:
         "torch",
         "torchstyle",
         "torchvision",
-        "torch_utils",
         "numpy",
         "os",
         "json",
@@ -165,7 +164,17 @@ def test_bad_names_are_refused_with_a_reason(name: str) -> None:
         validate_name(name)
 
 
-@pytest.mark.parametrize("name", ["digit_net", "yolov3", "dcgan", "x", "my_model_2"])
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("my-net", "my_net"), ("MyNet", "my_net"), ("DCGAN", "dcgan"), ("torch", "torch_net")],
+)
+def test_the_error_suggests_a_name_that_works(name: str, suggestion: str) -> None:
+    with pytest.raises(UserError, match=f"use e.g. '{suggestion}'$"):
+        validate_name(name)
+    validate_name(suggestion)
+
+
+@pytest.mark.parametrize("name", ["digit_net", "yolov3", "dcgan", "x", "my_model_2", "torch_utils"])
 def test_good_names_pass(name: str) -> None:
     validate_name(name)
 

@@ -92,41 +92,45 @@ def class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
+def _problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a project name, or None."""
+    if not name.isidentifier() or not name.isascii():
+        return "is not a Python identifier"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if not _LOWER_WITH_UNDER.match(name):
+        return f"is not lower_with_under (the guide's module names; it becomes {name}.py)"
+    if name in PROJECT_MODULES:
+        return f"is one of the project's own files ({', '.join(sorted(PROJECT_MODULES))})"
+    if name in SHADOWED_PACKAGES:
+        return f"would shadow the package {name!r} that the project imports"
+    if name in sys.stdlib_module_names:
+        return f"would shadow the standard library module {name!r}"
+    return None
+
+
+def _suggest(name: str) -> str:
+    """A valid name close to ``name``: ``MyNet`` -> ``my_net``, ``data`` -> ``data_net``."""
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    snake = re.sub(r"[^a-z0-9]+", "_", snake.lower()).strip("_").lstrip("0123456789_")
+    for candidate in (snake, f"{snake}_net"):
+        if snake and candidate != name and _problem(candidate) is None:
+            return candidate
+    return "my_model"
+
+
 def validate_name(name: str) -> None:
     """Checks that ``name`` can be the project's model module and folder.
 
     Raises:
         UserError: ``name`` is not a lower_with_under Python identifier, is a keyword, or
             would shadow a module the project imports (the standard library, torch,
-            torchstyle, ...) or one of its own files. The message says why and suggests a fix.
+            torchstyle, ...) or one of its own files. The message says why and suggests a
+            name that works.
     """
-    hint = "; choose a lower_with_under name such as 'digit_net'"
-    if not name.isidentifier() or not name.isascii():
-        raise UserError(f"project name {name!r} is not a Python identifier{hint}")
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        raise UserError(f"project name {name!r} is a Python keyword{hint}")
-    if not _LOWER_WITH_UNDER.match(name):
-        suggestion = name.lower().lstrip("_") or "my_model"
-        if not _LOWER_WITH_UNDER.match(suggestion):
-            suggestion = "my_model"
-        raise UserError(
-            f"project name {name!r} is not lower_with_under (the guide's module naming: it "
-            f"becomes {name}.py); use e.g. {suggestion!r}"
-        )
-    if name in PROJECT_MODULES:
-        raise UserError(
-            f"project name {name!r} is one of the project's own files "
-            f"({', '.join(sorted(PROJECT_MODULES))}){hint}"
-        )
-    if name in SHADOWED_PACKAGES or name.startswith("torch"):
-        raise UserError(
-            f"project name {name!r} would shadow the package {name!r} that the project "
-            f"imports{hint}"
-        )
-    if name in sys.stdlib_module_names:
-        raise UserError(
-            f"project name {name!r} would shadow the standard library module {name!r}{hint}"
-        )
+    problem = _problem(name)
+    if problem is not None:
+        raise UserError(f"project name {name!r} {problem}; use e.g. {_suggest(name)!r}")
 
 
 def _template_dir(template: str) -> Path:
