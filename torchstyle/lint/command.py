@@ -141,7 +141,7 @@ def _iter_files(args: argparse.Namespace, config: LintConfig) -> Iterator[str]:
             else iter([path])
         )
         for file in found:
-            key = os.path.abspath(file)
+            key = os.path.realpath(file)
             if key not in seen:
                 seen.add(key)
                 yield file
