@@ -43,7 +43,23 @@ _CUDA_CALLS = frozenset(
     | {"memory_allocated", "max_memory_allocated", "reset_peak_memory_stats"}
 )
 _SEEDS = frozenset({"seed", "manual_seed", "manual_seed_all", "initial_seed", "SeedSequence"})
-_SEED_CALL = re.compile(r"\b(\w*seed\w*)\s*\(", re.IGNORECASE)
+_SEED = re.compile("seed", re.IGNORECASE)
+_IDENTIFIER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _called_seed_names(source: str) -> list[str]:
+    """Names containing "seed" that are called somewhere in ``source`` (a text scan)."""
+    names = []
+    for match in _SEED.finditer(source):
+        start, end = match.start(), match.end()
+        while start > 0 and source[start - 1] in _IDENTIFIER:
+            start -= 1
+        while end < len(source) and source[end] in _IDENTIFIER:
+            end += 1
+        rest = source[end : end + 20].lstrip()
+        if rest.startswith("("):
+            names.append(source[start:end])
+    return names
 
 
 @register
@@ -88,9 +104,8 @@ class IncompleteSeeding(Rule):
         """Resets what was seeded and used; looks for seeding helpers in the text."""
         super().begin_file(ctx)
         self.seeded: set[str] = set()
-        self.helper = any(
-            m.group(1) not in _SEEDS for m in _SEED_CALL.finditer(ctx.source)
-        )  # seed_everything(...), set_seed(...): trust them to seed everything
+        # seed_everything(...), set_seed(...): trust them to seed everything
+        self.helper = any(name not in _SEEDS for name in _called_seed_names(ctx.source))
         self.numpy_use: ast.Call | None = None
         self.random_use: ast.Call | None = None
         self.cuda_use: ast.AST | None = None
