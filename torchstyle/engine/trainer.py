@@ -15,12 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import shutil
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +28,11 @@ from torchstyle.config import TrainConfig
 from torchstyle.data import (
     DataBundle,
     DataOptions,
-    DevicePrefetcher,
-    EpochBatchSampler,
-    TensorImageDataset,
     build_data,
-    make_loader,
 )
-from torchstyle.data.device import DeviceBatches
-from torchstyle.data.folder import ImageFolderDataset
-from torchstyle.engine import distributed
+from torchstyle.engine import distributed, setup
 from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
-from torchstyle.engine.checkpoint import CheckpointManager, load_checkpoint, load_model_state
+from torchstyle.engine.checkpoint import CheckpointManager, load_model_state
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
@@ -52,7 +43,7 @@ from torchstyle.engine.reproducibility import (
     seed_everything,
 )
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel, create_model, get_model_class
+from torchstyle.models import TorchstyleModel, get_model_class
 from torchstyle.models.base import StepModule
 
 log = logging.getLogger(__name__)
@@ -107,8 +98,8 @@ class Trainer:
         self.cfg = cfg
         self.dist = distributed.setup(cfg.strategy, cfg.device)
         self.device = self.dist.device
-        self.run_dir = self._resolve_run_dir()
-        resume_state = self._load_resume_state()  # before anything is built or written
+        self.run_dir = setup.resolve_run_dir(cfg)
+        resume_state = setup.load_resume_state(cfg, self.run_dir, self.device)  # before any write
 
         seed_everything(cfg.seed + self.dist.rank)
         configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
@@ -126,7 +117,7 @@ class Trainer:
             augment=cfg.augment,
         )
         self.data = data if data is not None else build_data(options)
-        self.model = model if model is not None else self._create_model()
+        self.model = model if model is not None else setup.build_model(cfg, self.data.spec)
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -136,10 +127,17 @@ class Trainer:
         # Batches already on the device: the stock loader behind a device prefetcher,
         # the whole dataset in device memory (--data-on-device), or bytes decoded on the
         # device (--decode gpu).
-        self.train_sampler, self.train_batches = self._loader(self.data.train, train=True)
-        self.test_sampler, self.test_batches = self._loader(self.data.test, train=False)
+        self.train_sampler, self.train_batches = setup.build_batches(
+            self.data.train, cfg, self.dist, train=True
+        )
+        self.test_sampler, self.test_batches = setup.build_batches(
+            self.data.test, cfg, self.dist, train=False
+        )
         self.steps_per_epoch = math.ceil(len(self.train_sampler) / cfg.accumulate)
-        self.schedulers = self._schedulers()
+        total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        self.schedulers = setup.build_schedulers(cfg.scheduler, self.optimizers, total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
 
@@ -178,7 +176,7 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
 
-        self._prepare_run_dir()
+        setup.prepare_run_dir(cfg, self.run_dir, self.dist)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         self.logger = RunLogger(
             self.run_dir,
@@ -513,83 +511,6 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ set-up helpers
-    def _create_model(self) -> TorchstyleModel:
-        try:
-            return create_model(self.cfg.model, self.data.spec, **self.cfg.model_args)
-        except TypeError as e:
-            raise UserError(f"model {self.cfg.model!r}: {e}; check --model-arg names") from None
-        except AssertionError as e:
-            raise UserError(f"model {self.cfg.model!r}: {e}") from None
-
-    def _loader(self, dataset: Any, *, train: bool) -> tuple[EpochBatchSampler, Any]:
-        cfg, info = self.cfg, self.dist
-        if cfg.batch_size % info.world_size:
-            raise UserError(
-                f"--batch-size {cfg.batch_size} does not split evenly over {info.world_size} processes; "
-                f"use a multiple of {info.world_size}"
-            )
-        sampler = EpochBatchSampler(
-            len(dataset),
-            batch_size=cfg.batch_size // info.world_size,
-            shuffle=train,
-            seed=cfg.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-            pad=train and info.world_size > 1,
-        )
-        if cfg.data_on_device:
-            return sampler, DeviceBatches(self._in_memory(dataset), sampler, self.device)
-        workers = cfg.workers
-        if workers is None:  # in-memory data gains nothing from worker processes
-            workers = 0 if getattr(dataset, "batched", False) else min(8, os.cpu_count() or 1)
-        loader = partial(
-            make_loader,
-            batch_sampler=sampler,
-            workers=workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        if cfg.decode == "gpu":
-            from torchstyle.data.jpeg import decode_on_device_loader
-
-            if not isinstance(dataset, ImageFolderDataset):
-                raise UserError(
-                    "--decode gpu decodes image files: use it with a folder of images (train/ and test/ of class folders)"
-                )
-            encoded, decoder = decode_on_device_loader(
-                dataset, loader, self.device, skip_bad_images=cfg.skip_bad_images
-            )
-            return sampler, DevicePrefetcher(encoded, self.device, transform=decoder)
-        return sampler, DevicePrefetcher(loader(dataset), self.device)
-
-    @staticmethod
-    def _in_memory(dataset: Any) -> TensorImageDataset:
-        if isinstance(dataset, TensorImageDataset):
-            return dataset
-        if isinstance(dataset, ImageFolderDataset):
-            return dataset.to_tensor_dataset()
-        raise UserError(
-            f"--data-on-device needs a dataset held as tensors (digits, cifar10, synthetic, or a "
-            f"folder of class folders), not {type(dataset).__name__}; drop --data-on-device"
-        )
-
-    def _schedulers(self) -> dict[str, Any]:
-        kind = self.cfg.scheduler
-        if kind == "none":
-            return {}
-        total = self.cfg.epochs * self.steps_per_epoch
-        if self.cfg.max_steps:
-            total = min(total, self.cfg.max_steps)
-        total = max(total, 1)
-        lr_sched = torch.optim.lr_scheduler
-        factories = {
-            "cosine": lambda o: lr_sched.CosineAnnealingLR(o, T_max=total),
-            "step": lambda o: lr_sched.StepLR(o, step_size=max(1, total // 3), gamma=0.1),
-            "onecycle": lambda o: lr_sched.OneCycleLR(
-                o, max_lr=[g["lr"] for g in o.param_groups], total_steps=total
-            ),
-        }
-        return {name: factories[kind](opt) for name, opt in self.optimizers.items()}
-
     _NULL = contextlib.nullcontext()  # stateless: one instance serves every step
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -601,46 +522,6 @@ class Trainer:
         if skip_sync and self.dist.strategy == "ddp":
             return self.step_module.no_sync()  # type: ignore[operator]
         return self._NULL
-
-    def _resolve_run_dir(self) -> Path:
-        cfg = self.cfg
-        if cfg.resume:
-            run_dir = Path(cfg.resume)
-            if not run_dir.is_dir():
-                raise UserError(
-                    f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
-                )
-            return run_dir
-        if cfg.run_dir:
-            run_dir = Path(cfg.run_dir)
-        else:
-            import time
-
-            run_dir = (
-                Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-        if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
-            raise UserError(
-                f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-                "--overwrite to replace it, or another --run-dir"
-            )
-        return run_dir
-
-    def _load_resume_state(self) -> dict[str, Any] | None:
-        if not self.cfg.resume:
-            return None
-        path = self.run_dir / "checkpoints" / "latest.pt"
-        if not path.exists():
-            raise UserError(f"--resume {self.run_dir}: no checkpoint at {path}; nothing to resume")
-        return load_checkpoint(path, map_location=self.device)
-
-    def _prepare_run_dir(self) -> None:
-        if self.dist.is_main:
-            if self.cfg.overwrite and not self.cfg.resume and self.run_dir.exists():
-                shutil.rmtree(self.run_dir)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.save(self.run_dir)
-        distributed.barrier(self.dist)
 
     def request_stop(self, reason: str) -> None:
         """Ends training after the current step or evaluation (for callbacks)."""

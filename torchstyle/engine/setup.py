@@ -1,0 +1,156 @@
+"""Building what the loop needs: the model, the batches, the schedules and the run folder.
+
+Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchstyle.config import TrainConfig
+from torchstyle.data import DevicePrefetcher, EpochBatchSampler, TensorImageDataset, make_loader
+from torchstyle.data.device import DeviceBatches
+from torchstyle.data.folder import ImageFolderDataset
+from torchstyle.engine import distributed
+from torchstyle.engine.checkpoint import LATEST, load_checkpoint
+from torchstyle.errors import UserError
+from torchstyle.models import TorchstyleModel, create_model
+from torchstyle.spec import DataSpec
+
+
+def build_model(cfg: TrainConfig, spec: DataSpec) -> TorchstyleModel:
+    """``create_model`` with constructor mistakes turned into one-line user errors."""
+    try:
+        return create_model(cfg.model, spec, **cfg.model_args)
+    except TypeError as e:
+        raise UserError(f"model {cfg.model!r}: {e}; check --model-arg names") from None
+    except AssertionError as e:
+        raise UserError(f"model {cfg.model!r}: {e}") from None
+
+
+def build_batches(
+    dataset: Any, cfg: TrainConfig, info: distributed.DistInfo, *, train: bool
+) -> tuple[EpochBatchSampler, Any]:
+    """The sampler of a split and an iterable of its batches, already on the device.
+
+    The batches come from the stock loader behind a device prefetcher, from device memory
+    (``--data-on-device``), or as bytes decoded on the device (``--decode gpu``).
+    """
+    if cfg.batch_size % info.world_size:
+        raise UserError(
+            f"--batch-size {cfg.batch_size} does not split evenly over {info.world_size} processes; "
+            f"use a multiple of {info.world_size}"
+        )
+    sampler = EpochBatchSampler(
+        len(dataset),
+        batch_size=cfg.batch_size // info.world_size,
+        shuffle=train,
+        seed=cfg.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        pad=train and info.world_size > 1,  # equal step counts; evaluation counts each sample once
+    )
+    if cfg.data_on_device:
+        return sampler, DeviceBatches(_in_memory(dataset), sampler, info.device)
+    workers = cfg.workers
+    if workers is None:  # in-memory data gains nothing from worker processes
+        workers = 0 if getattr(dataset, "batched", False) else min(8, os.cpu_count() or 1)
+    loader = partial(
+        make_loader, batch_sampler=sampler, workers=workers, pin_memory=info.device.type == "cuda"
+    )
+    if cfg.decode == "gpu":
+        from torchstyle.data.jpeg import decode_on_device_loader
+
+        if not isinstance(dataset, ImageFolderDataset):
+            raise UserError(
+                "--decode gpu decodes image files: use it with a folder of images (train/ and test/ of class folders)"
+            )
+        encoded, decoder = decode_on_device_loader(
+            dataset, loader, info.device, skip_bad_images=cfg.skip_bad_images
+        )
+        return sampler, DevicePrefetcher(encoded, info.device, transform=decoder)
+    return sampler, DevicePrefetcher(loader(dataset), info.device)
+
+
+def _in_memory(dataset: Any) -> TensorImageDataset:
+    if isinstance(dataset, TensorImageDataset):
+        return dataset
+    if isinstance(dataset, ImageFolderDataset):
+        return dataset.to_tensor_dataset()
+    raise UserError(
+        f"--data-on-device needs a dataset held as tensors (digits, cifar10, synthetic, or a "
+        f"folder of class folders), not {type(dataset).__name__}; drop --data-on-device"
+    )
+
+
+def build_schedulers(
+    kind: str, optimizers: dict[str, torch.optim.Optimizer], total_steps: int
+) -> dict[str, Any]:
+    """One learning-rate schedule per optimizer, stepped once per optimizer step."""
+    if kind == "none":
+        return {}
+    total = max(total_steps, 1)
+    lr_sched = torch.optim.lr_scheduler
+    factories = {
+        "cosine": lambda o: lr_sched.CosineAnnealingLR(o, T_max=total),
+        "step": lambda o: lr_sched.StepLR(o, step_size=max(1, total // 3), gamma=0.1),
+        "onecycle": lambda o: lr_sched.OneCycleLR(
+            o, max_lr=[g["lr"] for g in o.param_groups], total_steps=total
+        ),
+    }
+    return {name: factories[kind](opt) for name, opt in optimizers.items()}
+
+
+def resolve_run_dir(cfg: TrainConfig) -> Path:
+    """The run folder; refuses a missing one to resume and an existing one to start afresh."""
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        if not run_dir.is_dir():
+            raise UserError(
+                f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
+            )
+        return run_dir
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{stamp}"
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
+        raise UserError(
+            f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
+            "--overwrite to replace it, or another --run-dir"
+        )
+    return run_dir
+
+
+def load_resume_state(
+    cfg: TrainConfig, run_dir: Path, device: torch.device
+) -> dict[str, Any] | None:
+    """The latest checkpoint of the run to resume (None for a new run)."""
+    if not cfg.resume:
+        return None
+    path = run_dir / "checkpoints" / LATEST
+    if not path.exists():
+        raise UserError(f"--resume {run_dir}: no checkpoint at {path}; nothing to resume")
+    return load_checkpoint(path, map_location=device)
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path, info: distributed.DistInfo) -> None:
+    """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config.
+
+    Called only once everything that can fail on bad input has been built, so a bad command
+    never touches an existing folder.
+    """
+    if info.is_main:
+        if cfg.overwrite and not cfg.resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir)
+    distributed.barrier(info)
