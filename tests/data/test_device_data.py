@@ -103,7 +103,10 @@ def test_random_resized_crop_boxes_follow_torchvision_distribution(height, width
     for boxes in (ours, theirs):
         t, left, h, w = boxes.unbind(1)
         assert (
-            (t >= 0).all() and (left >= 0).all() and (t + h <= height).all() and (left + w <= width).all()
+            (t >= 0).all()
+            and (left >= 0).all()
+            and (t + h <= height).all()
+            and (left + w <= width).all()
         )
     area = lambda b: (b[:, 2] * b[:, 3]).double() / (height * width)  # noqa: E731
     ratio = lambda b: (b[:, 3].double() / b[:, 2]).log()  # noqa: E731

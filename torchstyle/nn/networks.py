@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from torchstyle.nn.layers import ConvBlock, LayerType, ResnetBlock
@@ -420,6 +419,8 @@ def _vgg19_features_layers() -> nn.Sequential:
     # The classifier (~120M parameters) is never used: building on the meta device skips
     # allocating and initialising it, which takes seconds; only the features are materialised.
     with torch.device("meta"):
+        import torchvision  # here, not at import: it costs ~1 s and only VGG needs it
+
         vgg = torchvision.models.vgg19(weights=None)
     features = vgg.features.to_empty(device="cpu")
     for m in features.modules():
