@@ -150,6 +150,12 @@ class Trainer:
         self.step_module = distributed.wrap(
             step_module, self.dist, find_unused_parameters=len(self.optimizers) > 1
         )
+        # On one device, uncompiled, there is no wrapper whose hooks must fire: call the step
+        # itself and save a module call per step (the model's own hooks still fire inside it).
+        wrapped = cfg.compile or self.dist.strategy != "single"
+        self._step = self.step_module if wrapped else self.model.training_step
+        # No autocast and no DDP: every step runs in the same (empty) context.
+        self._plain_context = self.amp_dtype is None and self.dist.strategy != "ddp"
 
         self.callbacks: list[Callback] = [LearningRateLogger(), Checkpointing()]
         if cfg.early_stopping:
@@ -255,8 +261,10 @@ class Trainer:
             self.scaler.update()
             if phase in self.schedulers:
                 self.schedulers[phase].step()
-            prefix = "" if len(self.optimizers) == 1 else f"{phase}/"
-            logged.update({prefix + k: v for k, v in values.items()})
+            if len(self.optimizers) == 1:
+                logged = values
+            else:
+                logged.update({f"{phase}/{k}": v for k, v in values.items()})
         if logged:
             self.buffer.append(self.n_iter + 1, logged)
 
@@ -268,8 +276,8 @@ class Trainer:
         last = len(micro_batches) - 1
         for i, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
             # Under DDP only the last micro-batch all-reduces gradients.
-            with self._no_sync(i < last), self._autocast():
-                out = self.step_module(batch, phase)
+            with self._step_context(skip_sync=i < last):
+                out = self._step(batch, phase)
             if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
                 out = {k: v.mean() for k, v in out.items()}
             if self.cfg.nan_policy == "skip" and not self._all_finite(out["loss"]):
@@ -418,14 +426,15 @@ class Trainer:
     def _batch_groups(self, batches: Iterator[Any]) -> Iterator[list[Any]]:
         """Groups micro-batches for accumulation, timing each fetch for compute efficiency."""
         it = iter(batches)
+        meter, size_of, accumulate = self.meter, self.model.batch_size_of, self.cfg.accumulate
         while True:
             group = []
-            for _ in range(self.cfg.accumulate):
-                self.meter.fetch_begin()
+            while len(group) < accumulate:
+                meter.fetch_begin()
                 batch = next(it, None)
                 if batch is None:
                     break
-                self.meter.fetch_end(self.model.batch_size_of(batch))
+                meter.fetch_end(size_of(batch))
                 if self.cfg.channels_last:  # the model's weights are channels-last already
                     batch = _channels_last(batch)
                 group.append(batch)
@@ -518,10 +527,15 @@ class Trainer:
             return self._NULL
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _no_sync(self, skip_sync: bool) -> contextlib.AbstractContextManager[Any]:
+    def _step_context(self, *, skip_sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """Autocast, and under DDP ``no_sync`` for the inner micro-steps of an accumulation."""
+        if self._plain_context:
+            return self._NULL
+        stack = contextlib.ExitStack()
         if skip_sync and self.dist.strategy == "ddp":
-            return self.step_module.no_sync()  # type: ignore[operator]
-        return self._NULL
+            stack.enter_context(self.step_module.no_sync())  # type: ignore[operator]
+        stack.enter_context(self._autocast())
+        return stack
 
     def request_stop(self, reason: str) -> None:
         """Ends training after the current step or evaluation (for callbacks)."""
