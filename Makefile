@@ -21,7 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/torchstyle lint torchstyle bench
+	$(BIN)/torchstyle lint torchstyle bench tests
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
