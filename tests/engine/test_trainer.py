@@ -139,3 +139,25 @@ def test_evaluation_is_exact_over_any_batching():
         assert r["accuracy"] == pytest.approx(truth_acc, abs=1e-9)
         assert r["loss"] == pytest.approx(truth_loss, rel=1e-5)
     assert model.training is False  # restored to the mode it was in
+
+
+def test_a_callback_can_stop_mid_epoch_and_the_run_resumes_there(tmp_path):
+    from torchstyle.engine.callbacks import Callback
+    from torchstyle.engine.checkpoint import load_checkpoint
+
+    class StopAtThree(Callback):
+        def on_step_end(self, trainer, step):
+            if step == 3:
+                trainer.request_stop("asked to stop")
+
+    cfg = TrainConfig(run_dir=str(tmp_path / "r"), epochs=2, progress=False)
+    result = Trainer(cfg, model=_mlp(), data=random_bundle(), callbacks=[StopAtThree()]).fit()
+    assert (result.steps, result.stop_reason) == (3, "asked to stop")
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["n_iter"]) == (0, 3, 3)
+    resumed = Trainer(
+        TrainConfig(resume=str(tmp_path / "r"), epochs=2, progress=False),
+        model=_mlp(),
+        data=random_bundle(),
+    )
+    assert resumed.fit().steps == 8  # 4 steps an epoch (256 samples, batch 64)

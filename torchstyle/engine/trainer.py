@@ -217,10 +217,11 @@ class Trainer:
                         self._stop_for_signal()
                     if cfg.max_steps is not None and self.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
+                    if self.should_stop:  # --max-steps, or a callback asked
                         break
                 self._log_training()  # the epoch's tail, and a NaN check before saving
                 if self.batch < self.train_sampler.batches_per_epoch():
-                    # Stopped mid-epoch (--max-steps): save where we are, resumable.
+                    # Stopped mid-epoch: save where we are, resumable.
                     self.save_checkpoint(epoch_end=None)
                     break
                 self.epoch, self.batch = epoch + 1, 0
