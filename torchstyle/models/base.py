@@ -143,6 +143,69 @@ class TorchstyleModel(nn.Module):
         return int(first.shape[0])
 
 
+class ImageClassifier(TorchstyleModel):
+    """A classifier: ``self.net`` maps images to logits; trained with cross-entropy.
+
+    Subclasses build ``self.net`` (and may set ``self.label_smoothing``); the steps, the
+    prediction and the monitored metric are shared.
+    """
+
+    monitor = ("accuracy", "max")
+    net: nn.Module
+    label_smoothing: float = 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Returns class logits ``(B, num_classes)`` for images ``(B, C, H, W)``."""
+        return self.net(x)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Returns class probabilities ``(B, num_classes)``."""
+        return self(x).softmax(dim=1)
+
+    def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
+        """Cross-entropy on one batch; accuracy rides along for the logs (no extra sync)."""
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
+        return {"loss": loss, "accuracy": accuracy}
+
+    @torch.no_grad()
+    def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
+        """Per-sample loss and correctness, so the engine's average is exact over any batching."""
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="none")
+        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == y).float()}
+
+
+class GANModel(TorchstyleModel):
+    """A generator and a discriminator, trained in two phases: ``"d"``, then ``"g"``.
+
+    Subclasses build ``self.generator`` and ``self.discriminator`` and write the phases in
+    ``training_step``. Default optimisation is the DCGAN paper's: Adam, learning rate 2e-4,
+    betas (0.5, 0.999), one optimizer per network.
+    """
+
+    monitor = None  # a discriminator's score says little about samples: keep the latest
+    default_optimizer = "adam"
+    default_lr = 2e-4
+    generator: nn.Module
+    discriminator: nn.Module
+
+    def configure_optimizers(
+        self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
+    ) -> dict[str, torch.optim.Optimizer]:
+        """Discriminator first, then generator (phase order); Adam with betas (0.5, 0.999)."""
+        name = name or self.default_optimizer
+        extra = {"betas": (0.5, 0.999)} if name in ("adam", "adamw") else {}
+        kw = {"lr": lr or self.default_lr, "weight_decay": weight_decay, **extra}
+        return {
+            "d": build_optimizer(self.discriminator.parameters(), name, **kw),
+            "g": build_optimizer(self.generator.parameters(), name, **kw),
+        }
+
+
 class StepModule(nn.Module):
     """Routes ``__call__`` to a model's training or evaluation step.
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from torchstyle.models import register_model
-from torchstyle.models.base import Batch, TorchstyleModel, build_optimizer
+from torchstyle.models.base import Batch, GANModel
 from torchstyle.nn.losses import GANLoss
 from torchstyle.nn.networks import DCGANDiscriminator, DCGANGenerator
 from torchstyle.nn.ops import init_weights
@@ -18,7 +18,7 @@ NUM_FIXED_SAMPLES = 64
 
 
 @register_model("dcgan")
-class DCGAN(TorchstyleModel):
+class DCGAN(GANModel):
     """Generator and discriminator; ``forward(z)`` generates images in ``[-1, 1]``.
 
     One training iteration runs phase ``"d"`` (discriminator on real and generated images),
@@ -34,10 +34,7 @@ class DCGAN(TorchstyleModel):
     """
 
     # The discriminator's accuracy says little about sample quality; keep the latest instead.
-    monitor = None
     default_image_size = 32
-    default_optimizer = "adam"
-    default_lr = 2e-4  # The DCGAN paper's learning rate, with betas (0.5, 0.999).
 
     def __init__(
         self,
@@ -87,22 +84,6 @@ class DCGAN(TorchstyleModel):
     def forward(self, z: Tensor) -> Tensor:
         """Generates images ``(B, C, S, S)`` from noise ``(B, latent_dim)``."""
         return self.generator(z)
-
-    def configure_optimizers(
-        self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
-    ) -> dict[str, torch.optim.Optimizer]:
-        """Discriminator first, then generator; Adam with the paper's betas by default."""
-        name = name or self.default_optimizer
-        extra = {"betas": (0.5, 0.999)} if name in ("adam", "adamw") else {}
-        lr = lr or self.default_lr
-        return {
-            "d": build_optimizer(
-                self.discriminator.parameters(), name, lr=lr, weight_decay=weight_decay, **extra
-            ),
-            "g": build_optimizer(
-                self.generator.parameters(), name, lr=lr, weight_decay=weight_decay, **extra
-            ),
-        }
 
     def _noise(self, n: int, like: Tensor) -> Tensor:
         return torch.randn(n, self.latent_dim, device=like.device, dtype=like.dtype)

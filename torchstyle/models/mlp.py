@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from torchstyle.models import register_model
-from torchstyle.models.base import Batch, TorchstyleModel
+from torchstyle.models.base import ImageClassifier
 
 
 @register_model("mlp")
-class MLP(TorchstyleModel):
+class MLP(ImageClassifier):
     """Flatten, then ``len(hidden)`` linear + ReLU (+ dropout) layers, then a linear head.
 
     Args:
@@ -27,7 +26,6 @@ class MLP(TorchstyleModel):
         dropout: Dropout after each hidden layer.
     """
 
-    monitor = ("accuracy", "max")
     default_optimizer = "adamw"
     default_lr = 1e-3
 
@@ -60,24 +58,3 @@ class MLP(TorchstyleModel):
             width = h
         layers += [nn.Linear(width, num_classes)]
         self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Returns logits ``(B, num_classes)`` for images ``(B, C, H, W)``."""
-        return self.net(x)
-
-    def predict(self, x: Tensor) -> Tensor:
-        """Returns class probabilities ``(B, num_classes)``."""
-        return self(x).softmax(dim=1)
-
-    def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
-        """Cross-entropy on one batch."""
-        x, y = batch
-        return {"loss": nn.functional.cross_entropy(self(x), y)}
-
-    @torch.no_grad()
-    def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
-        """Per-sample loss and correctness."""
-        x, y = batch
-        logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y, reduction="none")
-        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == y).float()}

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from torchstyle.models import register_model
-from torchstyle.models.base import Batch, TorchstyleModel, build_optimizer
+from torchstyle.models.base import Batch, GANModel
 from torchstyle.nn.losses import GANLoss, PerceptualLoss
 from torchstyle.nn.networks import PatchGANDiscriminator, ResnetGenerator, Vgg19Features
 from torchstyle.nn.ops import init_weights
@@ -51,7 +51,7 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 
 
 @register_model("pix2pix")
-class Pix2Pix(TorchstyleModel):
+class Pix2Pix(GANModel):
     """Conditional GAN for paired images; ``forward(a)`` translates inputs A into outputs B.
 
     One training iteration runs phase ``"d"`` (the discriminator learns real pairs
@@ -80,8 +80,6 @@ class Pix2Pix(TorchstyleModel):
     monitor = ("l1", "min")
     data_layout = "paired"
     default_image_size = 32
-    default_optimizer = "adam"
-    default_lr = 2e-4  # pix2pix's learning rate, with betas (0.5, 0.999).
 
     def __init__(
         self,
@@ -183,25 +181,6 @@ class Pix2Pix(TorchstyleModel):
         """Translates inputs ``(B, in_channels, H, W)`` into outputs ``(B, out_channels, H, W)``
         in ``[-1, 1]``."""
         return self.generator(a)
-
-    def configure_optimizers(
-        self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
-    ) -> dict[str, torch.optim.Optimizer]:
-        """Discriminator first, then generator; Adam with pix2pix's betas by default.
-
-        The perceptual loss's VGG is in neither optimizer: it stays fixed.
-        """
-        name = name or self.default_optimizer
-        extra = {"betas": (0.5, 0.999)} if name in ("adam", "adamw") else {}
-        lr = lr or self.default_lr
-        return {
-            "d": build_optimizer(
-                self.discriminator.parameters(), name, lr=lr, weight_decay=weight_decay, **extra
-            ),
-            "g": build_optimizer(
-                self.generator.parameters(), name, lr=lr, weight_decay=weight_decay, **extra
-            ),
-        }
 
     def _judge(self, a: Tensor, b: Tensor) -> Tensor:
         return self.discriminator(torch.cat([a, b], dim=1))  # (B, C_in + C_out, H, W) -> patches
