@@ -30,6 +30,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# CPU benchmarks. On a GPU machine also run: bench/data.py and bench/strategies.py.
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/lint_speed.py
