@@ -4,7 +4,6 @@ tensor-backed dataset that hands out whole batches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,16 +86,15 @@ class TensorImageDataset(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
-        x, y = self.__getitems__([key])
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        x, y = self.batch(torch.tensor([index]), epoch)
         return x[0], y[0]
 
-    def __getitems__(self, keys: Sequence[Any]) -> tuple[Tensor, Tensor]:
-        if keys and isinstance(keys[0], tuple):
-            idx = torch.as_tensor([k[0] for k in keys], dtype=torch.long)
-            epoch = keys[0][1]
-        else:
-            idx, epoch = torch.as_tensor(keys, dtype=torch.long), 0
-        return self.batch(idx, epoch)
+    def __getitems__(self, keys: Any) -> tuple[Tensor, Tensor]:
+        """A batch from a ``BatchIndex`` (index tensor, epoch) or from a list of indices."""
+        if isinstance(keys, tuple) and len(keys) == 2 and isinstance(keys[0], Tensor):
+            return self.batch(keys[0], keys[1])
+        return self.batch(torch.as_tensor(keys, dtype=torch.long), 0)
 
     def batch(self, idx: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
         """The samples ``idx`` of ``epoch``, augmented; ``idx`` lives where the data lives."""

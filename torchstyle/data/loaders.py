@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 _EPOCH_STRIDE = 1_000_003
 
 
-class EpochBatchSampler(Sampler[list[Any]]):
+class BatchIndex(NamedTuple):
+    """A whole batch's sample indices and its epoch (the keys of its augmentation draws)."""
+
+    index: Tensor
+    epoch: int
+
+
+class EpochBatchSampler(Sampler[Any]):
     """Yields the batches of one epoch for one rank, optionally starting part-way through.
 
     Args:
@@ -32,8 +39,10 @@ class EpochBatchSampler(Sampler[list[Any]]):
         drop_last: Drop a last batch smaller than ``batch_size``.
         pad: Repeat samples so every rank gets the same number (training under DDP needs
             equal step counts); evaluation leaves it off so no sample counts twice.
-        epoch_keys: Yield ``(index, epoch)`` pairs instead of indices, for datasets whose
-            per-sample augmentation is keyed on the epoch (``epoch_aware`` datasets).
+        keys: What a batch is: ``indices`` (a list of ints), ``epoch`` (a list of
+            ``(index, epoch)`` pairs, for datasets whose augmentation is keyed on the epoch,
+            ``epoch_aware`` ones) or ``batch`` (one :class:`BatchIndex`, for datasets that
+            fetch a whole batch with one indexing op). :func:`make_loader` sets it.
     """
 
     def __init__(
@@ -47,7 +56,7 @@ class EpochBatchSampler(Sampler[list[Any]]):
         world_size: int = 1,
         drop_last: bool = False,
         pad: bool = False,
-        epoch_keys: bool = False,
+        keys: str = "indices",
     ) -> None:
         assert batch_size > 0, f"batch_size must be positive, got {batch_size}"
         assert 0 <= rank < world_size, f"rank {rank} out of range for world size {world_size}"
@@ -59,7 +68,8 @@ class EpochBatchSampler(Sampler[list[Any]]):
         self.world_size = world_size
         self.drop_last = drop_last
         self.pad = pad
-        self.epoch_keys = epoch_keys
+        assert keys in ("indices", "epoch", "batch"), f"unknown keys {keys!r}"
+        self.keys = keys
         self.epoch = 0
         self.start_batch = 0
 
@@ -106,14 +116,15 @@ class EpochBatchSampler(Sampler[list[Any]]):
     def __len__(self) -> int:
         return max(0, self.batches_per_epoch() - self.start_batch)
 
-    def __iter__(self) -> Iterator[list[Any]]:
+    def __iter__(self) -> Iterator[Any]:
         indices = self._rank_indices()
         for start, end in self.batch_bounds():
-            batch = indices[start:end].tolist()
-            if self.epoch_keys:
-                yield [(i, self.epoch) for i in batch]
+            if self.keys == "batch":  # no list of ints to build and turn back into a tensor
+                yield BatchIndex(indices[start:end], self.epoch)
+            elif self.keys == "epoch":
+                yield [(i, self.epoch) for i in indices[start:end].tolist()]
             else:
-                yield batch
+                yield indices[start:end].tolist()
 
 
 def _passthrough(batch: Any) -> Any:
@@ -143,7 +154,12 @@ def make_loader(
         four batches each in flight, DataLoader's own background prefetch.
     """
     assert workers >= 0, f"workers must be >= 0, got {workers}"
-    batch_sampler.epoch_keys = bool(getattr(dataset, "epoch_aware", False))
+    if getattr(dataset, "batched", False):
+        batch_sampler.keys = "batch"
+    elif getattr(dataset, "epoch_aware", False):
+        batch_sampler.keys = "epoch"
+    else:
+        batch_sampler.keys = "indices"
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs.update(persistent_workers=True, prefetch_factor=4)
