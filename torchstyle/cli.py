@@ -58,14 +58,22 @@ def _one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
     from torchstyle.errors import UserError
+    from torchstyle.output import CommandOutput
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        result = args._run(args)
     except UserError as e:
         print(f"torchstyle {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
         return 130
+    if isinstance(result, CommandOutput):
+        if result.stdout:
+            sys.stdout.write(result.stdout)
+        if result.stderr:
+            sys.stderr.write(result.stderr)
+        return result.code
+    return int(result or 0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from torchstyle.config import add_train_arguments as _add_config_flags
 from torchstyle.errors import UserError
+from torchstyle.output import CommandOutput
 
 
 def _setup_logging() -> None:
@@ -31,8 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_config_flags(parser)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Trains, then prints the run's summary."""
+def run_train(args: argparse.Namespace) -> CommandOutput:
+    """Trains; the output is the run's summary."""
     from torchstyle.config import config_from_args
     from torchstyle.errors import RunInterruptedError
 
@@ -45,17 +46,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit()
     except RunInterruptedError as e:
-        print(
-            f"torchstyle train: {e}; continue with: torchstyle train --resume {trainer.run_dir}",
-            file=sys.stderr,
+        message = (
+            f"torchstyle train: {e}; continue with: torchstyle train --resume {trainer.run_dir}\n"
         )
-        return 128 + e.signum
-    if trainer.dist.is_main:
-        print(format_summary(result))
+        return CommandOutput(code=128 + e.signum, stderr=message)
     from torchstyle.engine import distributed
 
     distributed.teardown(trainer.dist)
-    return 0
+    return CommandOutput(stdout=format_summary(result) + "\n" if trainer.dist.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -117,7 +115,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
-def run_test(args: argparse.Namespace) -> int:
+def run_test(args: argparse.Namespace) -> CommandOutput:
     """Evaluates a run's checkpoint on the test split and prints the metrics."""
     from torchstyle.data import (
         DataOptions,
@@ -150,14 +148,15 @@ def run_test(args: argparse.Namespace) -> int:
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
     metrics = evaluate(StepModule(model), model, loader, device)
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics}))
-    else:
-        print(
-            f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+        return CommandOutput(
+            stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
+            + "\n"
         )
-        for k, v in sorted(metrics.items()):
-            print(f"test {k}: {v:.4f}")
-    return 0
+    lines = [
+        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+    ]
+    lines += [f"test {k}: {v:.4f}" for k, v in sorted(metrics.items())]
+    return CommandOutput(stdout="\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -168,8 +167,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="also write the predictions to this CSV file")
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    """Prints the predicted class and its probability for each image."""
+def run_predict(args: argparse.Namespace) -> CommandOutput:
+    """The predicted class and its probability for each image, one line each."""
     import torch
 
     from torchstyle.data.folder import load_image
@@ -201,11 +200,11 @@ def run_predict(args: argparse.Namespace) -> int:
             conf, label = probs.max(dim=1)
             for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
                 rows.append((args.images[start + i], spec.class_names[k], c))
-    for image, name, prob in rows:
-        print(f"{image}\t{name}\t{prob:.4f}")
     if args.output:
         with open(args.output, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "class", "probability"])
             writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
-    return 0
+    return CommandOutput(
+        stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
+    )

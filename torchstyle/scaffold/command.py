@@ -9,6 +9,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from torchstyle.output import CommandOutput
 from torchstyle.scaffold.project import DEFAULT_TEMPLATE, list_templates, write_project
 
 
@@ -40,15 +41,16 @@ def add_new_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_new(args: argparse.Namespace) -> int:
-    """Writes the project and prints its files and first commands; returns 0."""
+def run_new(args: argparse.Namespace) -> CommandOutput:
+    """Writes the project; the output lists its files and first commands."""
     directory = Path(args.dir) if args.dir else None
     root, written = write_project(args.name, args.template, directory, force=args.force)
-    print(f"created {args.template} project {args.name!r} in {root}/:")
-    for path in written:
-        print(f"  {path.relative_to(root).as_posix()}")
-    print("next:")
-    print(f"  cd {shlex.quote(str(root))}")
-    print("  python train.py --epochs 5 --run-dir runs/first")
-    print("  python test.py --run-dir runs/first")
-    return 0
+    lines = [f"created {args.template} project {args.name!r} in {root}/:"]
+    lines += [f"  {path.relative_to(root).as_posix()}" for path in written]
+    lines += [
+        "next:",
+        f"  cd {shlex.quote(str(root))}",
+        "  python train.py --epochs 5 --run-dir runs/first",
+        "  python test.py --run-dir runs/first",
+    ]
+    return CommandOutput(stdout="\n".join(lines) + "\n")
