@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from torchstyle.errors import UserError
 
@@ -41,9 +41,7 @@ class TrainConfig:
     # What to train, on what.
     model: str = _opt("classifier", "registered model name")
     model_args: dict[str, Any] = _opt(
-        {},
-        "model constructor argument KEY=VALUE (VALUE parsed as JSON); repeatable",
-        metavar="KEY=VALUE",
+        {}, "model constructor argument KEY=VALUE (VALUE parsed as JSON); repeatable"
     )
     # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
     data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
@@ -191,22 +189,30 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+# What a config file may give for each field type (an int is a fine float).
+_ACCEPTED = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
+
+
+def _field_type(hint: Any) -> Any:
+    """``int | None`` -> int, ``dict[str, Any]`` -> dict, ``str`` -> str."""
+    if get_origin(hint) is dict:
+        return dict
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
 def _check_types(cfg: TrainConfig, source: str) -> None:
+    """Refuses values of the wrong type (config files are untyped; flags are typed by argparse)."""
     hints = get_type_hints(TrainConfig)
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        hint = hints[f.name]
-        if value is None and "None" in str(hint):
+        if value is None and type(None) in get_args(hints[f.name]):
             continue
-        base = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
-        expected = next((t for t in base if t in getattr(hint, "__args__", ()) or hint is t), None)
-        if hint == dict[str, Any]:
-            expected = dict
-        if expected is None:
-            continue
-        if isinstance(value, bool) and expected is not bool:
-            raise UserError(f"{source}: {f.name} must be {expected.__name__}, got {value!r}")
-        if not isinstance(value, base[expected]):
+        expected = _field_type(hints[f.name])
+        ok = isinstance(value, _ACCEPTED[expected]) and (
+            expected is bool or not isinstance(value, bool)
+        )
+        if not ok:
             raise UserError(f"{source}: {f.name} must be {expected.__name__}, got {value!r}")
         if expected is float:
             setattr(cfg, f.name, float(value))
@@ -273,15 +279,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                 "--model-arg", action="append", type=_parse_model_arg, metavar="KEY=VALUE", **kw
             )
             continue
-        inner = [t for t in getattr(hint, "__args__", (hint,)) if t is not type(None)]
-        kw["type"] = inner[0]
+        kw["type"] = _field_type(hint)
         if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        kw["metavar"] = f.metadata.get(
-            "metavar", f.name.upper() if "choices" not in f.metadata else None
-        )
-        if kw["metavar"] is None:
-            del kw["metavar"]
+            kw["choices"] = f.metadata["choices"]  # argparse lists them in the usage
+        else:
+            kw["metavar"] = f.name.upper()
         parser.add_argument(flag, **kw)
 
 

@@ -248,3 +248,10 @@ def test_corrupt_jpeg_gives_the_same_error_in_both_paths(tmp_path):
 def test_decode_gpu_refuses_tensor_datasets(tmp_path):
     proc = run_cli("train", "--decode", "gpu", "--run-dir", str(tmp_path / "r"), "--no-progress")
     assert proc.returncode == 2 and "--decode gpu decodes image files" in proc.stderr
+
+
+def test_config_offers_exactly_the_augmentation_policies_there_are():
+    from torchstyle.config import AUGMENTS as FLAG_CHOICES
+    from torchstyle.data.augment import AUGMENTS
+
+    assert FLAG_CHOICES == AUGMENTS
