@@ -121,14 +121,14 @@ def rrc_params(heights: Tensor, widths: Tensor, seed: int, epoch: int, index: Te
     Returns:
         ``(B, 4)`` int64 boxes ``(top, left, height, width)``.
     """
-    h = heights.double().view(-1, 1)  # (B, 1)
-    w = widths.double().view(-1, 1)
+    # Boxes are a few numbers per image: they are drawn on the host, wherever the images are.
+    h = heights.cpu().double().view(-1, 1)  # (B, 1)
+    w = widths.cpu().double().view(-1, 1)
     area = h * w
     streams = STREAM_RRC + 4 * torch.arange(RRC_ATTEMPTS)  # (A,)
-    idx = index.view(-1, 1).cpu()  # boxes are a few numbers per image: draw them on the host
+    idx = index.view(-1, 1).cpu()
     draws = [keyed_uniform(seed, epoch, idx, int(s) + k) for s in streams for k in range(4)]
     u = torch.cat(draws, dim=1).view(-1, RRC_ATTEMPTS, 4)  # (B, A, 4): scale, ratio, top, left
-    h, w, area = h.cpu(), w.cpu(), area.cpu()
     target = area * (RRC_SCALE[0] + u[..., 0] * (RRC_SCALE[1] - RRC_SCALE[0]))  # (B, A)
     log_lo, log_hi = math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])
     ratio = torch.exp(log_lo + u[..., 1] * (log_hi - log_lo))
@@ -144,11 +144,7 @@ def rrc_params(heights: Tensor, widths: Tensor, seed: int, epoch: int, index: Te
     left = torch.floor(u[..., 3].gather(1, pick) * (w - cw_p + 1))
     # Fallback (no attempt fitted): centre crop with the ratio clamped into range.
     in_ratio = w / h
-    fw = torch.where(
-        in_ratio < RRC_RATIO[0],
-        w,
-        torch.where(in_ratio > RRC_RATIO[1], torch.round(h * RRC_RATIO[1]), w),
-    )
+    fw = torch.where(in_ratio > RRC_RATIO[1], torch.round(h * RRC_RATIO[1]), w)
     fh = torch.where(in_ratio < RRC_RATIO[0], torch.round(w / RRC_RATIO[0]), h)
     fallback = (first < 0).view(-1, 1)
     ch_p = torch.where(fallback, fh, ch_p)
