@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,10 +30,15 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# CPU benchmarks. On a GPU machine also run: bench/data.py and bench/strategies.py.
+# CPU benchmarks.
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/lint_speed.py
+
+# GPU benchmarks (data pipelines, multi-GPU wrappers); on a CPU they run tiny smoke versions.
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/data.py
+	$(BIN)/python bench/strategies.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -138,3 +140,20 @@ def test_unknown_named_source_lists_the_choices():
 def test_cifar10_missing_says_how_to_get_it(tmp_path):
     with pytest.raises(UserError, match="--download"):
         build_data(DataOptions(name="cifar10", data_dir=str(tmp_path)))
+
+
+def test_loader_prefetches_with_dataloader_itself_not_background_generator(tmp_path):
+    # The guide wraps loaders in prefetch_generator.BackgroundGenerator; its author dropped it
+    # for DataLoader's own persistent workers and prefetch_factor (it leaks under DDP).
+    root = make_image_folder(tmp_path / "data")
+    bundle = build_data(DataOptions(name=str(root), image_size=12))
+    loader = make_loader(bundle.train, EpochBatchSampler(6, batch_size=2, shuffle=True), workers=2)
+    assert loader.persistent_workers and loader.prefetch_factor == 4 and loader.num_workers == 2
+    import torchstyle
+
+    package = Path(torchstyle.__file__).parent
+    assert not [
+        p
+        for p in package.rglob("*.py")
+        if "BackgroundGenerator" in p.read_text() and "lint" not in p.parts
+    ]
