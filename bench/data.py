@@ -14,7 +14,8 @@ Prints images/s, compute efficiency (share of time the device did not wait for d
 each path's rate as a share of its upper bound. Paths run interleaved, best of --repeats.
 
 GPU: python bench/data.py   (ResNet-50, bf16, channels_last, 224 px, batch 256)
-CPU smoke run: python bench/data.py --cpu-smoke   (tiny sizes; figures say nothing about GPUs)
+CPU smoke run: python bench/data.py --cpu-smoke   (tiny sizes; figures say nothing about GPUs;
+               the default without CUDA)
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main() -> None:
         "--cpu-smoke", action="store_true", help="tiny sizes, to check the script runs on a CPU"
     )
     args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.cpu_smoke:
+        print("no CUDA device: running the tiny CPU smoke version (--cpu-smoke)")
+        args.cpu_smoke = True
     if args.cpu_smoke:
         args.images, args.size, args.batch, args.arch, args.amp = 64, 64, 16, "resnet18", "off"
         args.steps, args.warmup, args.repeats, args.workers = 4, 1, 1, 2
