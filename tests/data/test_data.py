@@ -157,3 +157,19 @@ def test_loader_prefetches_with_dataloader_itself_not_background_generator(tmp_p
         for p in package.rglob("*.py")
         if "BackgroundGenerator" in p.read_text() and "lint" not in p.parts
     ]
+
+
+def test_to_device_keeps_the_batch_structure():
+    from collections import namedtuple
+
+    from torchstyle.data import to_device
+
+    Pair = namedtuple("Pair", "x y")
+    batch = {"a": Pair(torch.ones(2), [torch.zeros(1), "label"]), "b": (torch.ones(1),)}
+    moved = to_device(batch, torch.device("cpu"))
+    assert (
+        isinstance(moved["a"], Pair)
+        and moved["a"].y[1] == "label"
+        and isinstance(moved["b"], tuple)
+    )
+    assert torch.equal(moved["a"].x, torch.ones(2))

@@ -180,12 +180,19 @@ def make_loader(
     )
 
 
+def rebuild(container: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """A list, tuple or named tuple like ``container``, holding ``items``."""
+    if hasattr(container, "_fields"):  # a named tuple takes its fields as arguments
+        return type(container)(*items)
+    return type(container)(items)
+
+
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Moves every tensor in a (nested) batch to ``device``."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device, non_blocking) for b in batch)
+        return rebuild(batch, [to_device(b, device, non_blocking) for b in batch])
     if isinstance(batch, dict):
         return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
     return batch

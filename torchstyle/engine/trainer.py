@@ -25,11 +25,8 @@ import torch
 from torch import Tensor
 
 from torchstyle.config import TrainConfig
-from torchstyle.data import (
-    DataBundle,
-    DataOptions,
-    build_data,
-)
+from torchstyle.data import DataBundle, DataOptions, build_data
+from torchstyle.data.loaders import rebuild
 from torchstyle.engine import distributed, setup
 from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
 from torchstyle.engine.checkpoint import CheckpointManager, load_model_state
@@ -57,7 +54,7 @@ def _channels_last(batch: Any) -> Any:
     if isinstance(batch, Tensor):
         return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_channels_last(b) for b in batch)
+        return rebuild(batch, [_channels_last(b) for b in batch])
     return batch
 
 
