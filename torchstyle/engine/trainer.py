@@ -195,6 +195,12 @@ class Trainer:
         cfg = self.cfg
         with self._signals_handled():
             self._emit("on_train_start")
+            if self.epoch >= cfg.epochs and cfg.resume:
+                log.info(
+                    "%s has trained %d epochs already; pass a larger --epochs to go on",
+                    self.run_dir,
+                    self.epoch,
+                )
             while self.epoch < cfg.epochs and not self.should_stop:
                 epoch = self.epoch
                 self.model.train()
