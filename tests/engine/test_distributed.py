@@ -149,3 +149,52 @@ def test_pix2pix_super_network_trains_under_one_and_two_processes(tmp_path, npro
     losses = [r[k] for r in rows for k in ("train/d/loss", "train/g/loss") if k in r]
     assert losses and all(v == v and abs(v) < float("inf") for v in losses)
     assert any("test/l1" in r for r in rows)
+
+
+def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+
+    from tests.engine.models import TinyMLP, random_bundle
+    from torchstyle.config import TrainConfig
+    from torchstyle.engine.trainer import Trainer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = TrainConfig(
+        strategy="ddp",
+        device="cpu",
+        batch_size=8,
+        accumulate=4,
+        max_steps=3,
+        progress=False,
+        run_dir=str(tmp_path / "r"),
+    )
+    try:
+        trainer = Trainer(cfg, model=TinyMLP(), data=random_bundle())
+        reductions = []
+
+        def count(state, bucket):  # a pass-through all-reduce that counts its calls
+            reductions.append(1)
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+
+        trainer.step_module.register_comm_hook(None, count)
+        trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    # 3 optimizer steps of 4 micro-batches: 3 all-reduces (the small model is one bucket), not 12.
+    assert trainer.n_iter == 3 and len(reductions) == 3
