@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import logging
 import sys
@@ -40,20 +41,27 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
     cfg = config_from_args(args, base)
     _setup_logging()
+    from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
 
     trainer = Trainer(cfg)
+    info, run_dir = trainer.dist, trainer.run_dir
+    interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
-    except RunInterruptedError as e:
+    except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
+        interrupted = RunInterruptedError(e.signum, e.checkpoint)
+    # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
+    # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
+    del trainer
+    gc.collect()
+    distributed.teardown(info)
+    if interrupted is not None:
         message = (
-            f"torchstyle train: {e}; continue with: torchstyle train --resume {trainer.run_dir}\n"
+            f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
         )
-        return CommandOutput(code=128 + e.signum, stderr=message)
-    from torchstyle.engine import distributed
-
-    distributed.teardown(trainer.dist)
-    return CommandOutput(stdout=format_summary(result) + "\n" if trainer.dist.is_main else "")
+        return CommandOutput(code=128 + interrupted.signum, stderr=message)
+    return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:

@@ -133,6 +133,11 @@ def barrier(info: DistInfo) -> None:
 
 
 def teardown(info: DistInfo) -> None:
-    """Leaves the process group."""
+    """Leaves the process group once every process is done with it.
+
+    Without the barrier a fast rank could tear its group down while a slower one still
+    finishes its last collective, and gloo aborts the slower process at exit.
+    """
     if info.strategy == "ddp" and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
