@@ -316,6 +316,22 @@ class FileContext:
             scope = scope.parent
         return scope
 
+    def evaluation_loop(self, frame: LoopFrame, imports_test_framework: bool) -> str | None:
+        """Why a just-finished loop looks like evaluation (``over `val_loader` ``), or None.
+
+        An evaluation loop is a ``for`` loop that calls a model, neither steps an optimizer nor
+        back-propagates, is named or placed like evaluation, and is not in a unit test.
+        """
+        if not isinstance(frame.node, ast.For | ast.AsyncFor) or not frame.calls_model:
+            return None
+        if frame.has_step or frame.any_backward:
+            return None
+        scope = self.function
+        name = scope.name if scope is not None else None
+        if name is not None and facts.is_test_function(name, self.path, imports_test_framework):
+            return None
+        return facts.eval_loop_marker(frame.iter_names(), name)
+
     @property
     def grad_off(self) -> bool:
         """Whether code at the current position runs with autograd off."""

@@ -95,18 +95,9 @@ class EvalWithoutEvalMode(Rule):
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Keeps evaluation loops."""
-        node = frame.node
-        if not isinstance(node, ast.For | ast.AsyncFor) or not frame.calls_model:
-            return
-        if frame.has_step or frame.any_backward:
-            return
-        scope = self.ctx.function
-        name = scope.name if scope is not None else None
-        if name is not None and facts.is_test_function(name, self.ctx.path, self.test_framework):
-            return
-        what = facts.eval_loop_marker(frame.iter_names(), name)
+        what = self.ctx.evaluation_loop(frame, self.test_framework)
         if what is not None:
-            self._state().loops.append((node, what))  # type: ignore[arg-type]
+            self._state().loops.append((frame.node, what))  # type: ignore[arg-type]
 
     def on_scope_exit(self, scope: Scope) -> None:
         """Reports when the scope never switches to evaluation mode."""

@@ -71,20 +71,11 @@ class EvalWithoutNoGrad(Rule):
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Keeps evaluation loops that run with autograd on."""
-        node = frame.node
-        if not isinstance(node, ast.For | ast.AsyncFor) or not frame.calls_model:
-            return
-        if frame.has_step or frame.any_backward:
-            return
         if frame.grad_off or frame.grad_off_inside:
             return
-        scope = self.ctx.function
-        name = scope.name if scope is not None else None
-        if name is not None and facts.is_test_function(name, self.ctx.path, self.test_framework):
-            return
-        what = facts.eval_loop_marker(frame.iter_names(), name)
+        what = self.ctx.evaluation_loop(frame, self.test_framework)
         if what is not None:
-            self.candidates.append((node, what, scope))  # type: ignore[arg-type]
+            self.candidates.append((frame.node, what, self.ctx.function))  # type: ignore[arg-type]
 
     def end_file(self) -> None:
         """Reports the loops whose callers cannot have turned autograd off."""
