@@ -78,6 +78,9 @@ class TorchstyleModel(nn.Module):
             ``paired`` (A|B pairs side by side); see ``torchstyle.data.DataOptions``.
         default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
         default_lr: Learning rate used when the user does not pass ``--lr``.
+        task: ``classification`` for models whose ``evaluation_step`` also returns
+            ``preds`` (logits ``(B, K)``) and ``target`` (labels ``(B,)``): the engine then
+            computes the classification metrics (``torchstyle.engine.metrics``); None for none.
     """
 
     model_name: ClassVar[str] = ""
@@ -86,6 +89,7 @@ class TorchstyleModel(nn.Module):
     data_layout: ClassVar[str] = "classes"
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
+    task: ClassVar[str | None] = None
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:
@@ -129,6 +133,14 @@ class TorchstyleModel(nn.Module):
         """Returns per-sample metric values, each of shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement evaluation_step")
 
+    def configure_metrics(self, spec: DataSpec) -> dict[str, Any] | None:
+        """The model's own metrics: torchmetrics ``Metric`` objects by name, or None.
+
+        They are updated with the ``preds`` and ``target`` entries of :meth:`evaluation_step`
+        and replace the task's default metrics. None keeps the task's (see ``task``).
+        """
+        return None
+
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities ``(B, num_classes)`` for ``torchstyle predict``."""
         raise NotImplementedError(f"{type(self).__name__} does not classify images")
@@ -151,6 +163,7 @@ class ImageClassifier(TorchstyleModel):
     """
 
     monitor = ("accuracy", "max")
+    task = "classification"
     net: nn.Module
     label_smoothing: float = 0.0
 
@@ -172,11 +185,13 @@ class ImageClassifier(TorchstyleModel):
 
     @torch.no_grad()
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
-        """Per-sample loss and correctness, so the engine's average is exact over any batching."""
+        """Per-sample loss and correctness, so the engine's average is exact over any batching,
+        and the logits and labels for the classification metrics."""
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y, reduction="none")
-        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == y).float()}
+        accuracy = (logits.argmax(dim=1) == y).float()
+        return {"loss": loss, "accuracy": accuracy, "preds": logits, "target": y}
 
 
 class GANModel(TorchstyleModel):
