@@ -138,6 +138,9 @@ def _count_classes(dataset: Any) -> int:
     labels = getattr(dataset, "targets", None)
     if labels is None:
         labels = getattr(dataset, "labels", None)
+    tensors = getattr(dataset, "tensors", None)  # a TensorDataset
+    if labels is None and isinstance(tensors, tuple) and len(tensors) >= 2:
+        labels = tensors[1]
     if labels is None:
         labels = [int(sample[1]) for sample in dataset]
     return int(torch.as_tensor(labels).max()) + 1

@@ -23,6 +23,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate a finished run's checkpoint on the test split",
     ),
     "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
+    "models": ("torchstyle.models_command", "list the models --model takes, with their arguments"),
+    "export": (
+        "torchstyle.export",
+        "write a run's best weights as safetensors or a torch.export program",
+    ),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
 }

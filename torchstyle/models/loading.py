@@ -166,6 +166,8 @@ def _guess_args(module: nn.Module) -> dict[str, Any] | None:
         return dict(hparams())
     sig = Signature.of(type(module))
     params = inspect.signature(type(module)).parameters
+    if any(p.kind is p.VAR_POSITIONAL for p in params.values()):  # nn.Sequential(*layers)
+        return None
     args: dict[str, Any] = {}
     for n in sig.names:
         if hasattr(module, n) and _json_safe(getattr(module, n)):

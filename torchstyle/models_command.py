@@ -1,9 +1,13 @@
-"""``torchstyle models``: the registered models with their arguments, and the other sources."""
+"""``torchstyle models``: the registered models with their arguments, and the other sources.
+
+Outside ``torchstyle.models`` so that building the CLI parser does not import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import textwrap
 from typing import Any
 
 from torchstyle.output import CommandOutput
@@ -53,12 +57,16 @@ def library_models(library: str, pattern: str | None) -> list[str]:
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
+# Arguments the engine fills in from the data when the user does not pass them.
+DATA_ARGS = ("in_channels", "num_classes", "image_size", "out_channels")
+
+
 def _arguments(cls: type) -> str:
     params = inspect.signature(cls).parameters.values()
     from torchstyle.models.sources import Signature
 
     types = Signature.of(cls).types
-    parts = []
+    parts: list[str] = []
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
@@ -66,6 +74,8 @@ def _arguments(cls: type) -> str:
         text = f"{p.name}: {getattr(hint, '__name__', None) or str(hint).replace('typing.', '')}"
         if p.default is not inspect.Parameter.empty:
             text += f" = {p.default!r}"
+        if p.name in DATA_ARGS:
+            text += " (from the data)"
         parts.append(text)
     return ", ".join(parts)
 
@@ -79,5 +89,11 @@ def describe_registered() -> str:
         cls: Any = get_model_class(name)
         doc = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
         blocks.append(f"  {name:<12} {doc}")
-        blocks.append(f"  {'':<12} args: {_arguments(cls)}")
+        args = textwrap.wrap(
+            _arguments(cls),
+            width=96,
+            initial_indent=" " * 15 + "args: ",
+            subsequent_indent=" " * 21,
+        )
+        blocks += args
     return "\n".join(blocks)
