@@ -39,10 +39,18 @@ class TrainConfig:
     """Settings of one training run. Field comments give the reason for each default."""
 
     # What to train, on what.
-    model: str = _opt("classifier", "registered model name")
+    model: str = _opt(
+        "classifier",
+        "a registered name (classifier, dcgan, mlp, pix2pix; see `torchstyle models`), "
+        "path/to/file.py:Name, package.module:Name, torchvision:NAME or timm:NAME",
+    )
     model_args: dict[str, Any] = _opt(
         {}, "model constructor argument KEY=VALUE (VALUE parsed as JSON); repeatable"
     )
+    weights: str | None = _opt(
+        None, "initialise from this local state_dict (.pt) or .safetensors file (fine-tuning)"
+    )
+    freeze: list[str] = _opt([], "freeze parameters whose names start with PREFIX; repeatable")
     # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
     data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
     data_dir: str | None = _opt(None, "where a named dataset (cifar10) lives")
@@ -190,13 +198,20 @@ def _flag(name: str) -> str:
 
 
 # What a config file may give for each field type (an int is a fine float).
-_ACCEPTED = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
+_ACCEPTED = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    dict: (dict,),
+    list: (list,),
+}
 
 
 def _field_type(hint: Any) -> Any:
     """``int | None`` -> int, ``dict[str, Any]`` -> dict, ``str`` -> str."""
-    if get_origin(hint) is dict:
-        return dict
+    if get_origin(hint) in (dict, list):
+        return get_origin(hint)
     args = [a for a in get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
@@ -278,6 +293,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 "--model-arg", action="append", type=_parse_model_arg, metavar="KEY=VALUE", **kw
             )
+            continue
+        if f.name == "freeze":
+            parser.add_argument(flag, action="append", metavar="PREFIX", **kw)
             continue
         kw["type"] = _field_type(hint)
         if "choices" in f.metadata:

@@ -106,7 +106,7 @@ def test_classification_metrics_from_torchmetrics():
     assert "top5" not in out  # fewer than 10 classes
     image = metrics.images["confusion_matrix"]
     assert image.shape[0] == 3 and image.shape[1] == image.shape[2] >= 3 * 32
-    assert format_table(out).splitlines()[2].startswith("accuracy ")
+    assert format_table(out).splitlines()[0].startswith("accuracy: ")
 
 
 def test_top5_with_ten_classes_and_a_model_s_own_metrics():

@@ -86,10 +86,12 @@ def format_summary(result: Any) -> str:
         f"done: {result.epochs} epochs, {result.steps} steps"
         + (f" ({result.stop_reason})" if result.stop_reason else "")
     ]
-    if result.metrics:
-        lines.append(
-            "test: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
-        )
+    for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
+        overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
+        if overall:
+            lines.append(
+                f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
+            )
     if result.best_metric and result.best_value is not None:
         lines.append(
             f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
@@ -134,15 +136,21 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     )
     from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
+    from torchstyle.engine.metrics import EvaluationMetrics, format_table
     from torchstyle.models.base import StepModule
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device)
+    model, state = load_run_model(path, device, run_dir=Path(args.run))
     cfg = state["config"]
     spec = run_spec(state)
+    if cfg["data"] == "python" and not args.data:
+        raise UserError(
+            f"run {args.run} trained on datasets given in Python (torchstyle.fit); "
+            "pass --data to evaluate on a data source"
+        )
     data = build_data(
         DataOptions(
             name=args.data or cfg["data"],
@@ -154,7 +162,8 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     )
     sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    metrics = evaluate(StepModule(model), model, loader, device)
+    extra = EvaluationMetrics.for_model(model, spec, device)
+    metrics = evaluate(StepModule(model), model, loader, device, metrics=extra)
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
@@ -163,7 +172,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     lines = [
         f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
     ]
-    lines += [f"test {k}: {v:.4f}" for k, v in sorted(metrics.items())]
+    lines.append(format_table(metrics, prefix="test "))
     return CommandOutput(stdout="\n".join(lines) + "\n")
 
 
@@ -187,7 +196,7 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device)
+    model, state = load_run_model(path, device, run_dir=Path(args.run))
     spec = run_spec(state)
     if not spec.class_names:
         raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")

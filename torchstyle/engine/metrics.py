@@ -121,14 +121,17 @@ def confusion_image(matrix: Tensor) -> Tensor:
     return low + (high - low) * v.unsqueeze(0)
 
 
-def format_table(metrics: dict[str, float]) -> str:
-    """Metrics as a two-column text table, overall values first, per-class values after."""
-    overall = {k: v for k, v in metrics.items() if "/" not in k}
-    per_class = {k: v for k, v in metrics.items() if "/" in k}
-    rows = sorted(overall.items()) + sorted(per_class.items(), key=lambda kv: kv[0])
+def format_table(metrics: dict[str, float], prefix: str = "") -> str:
+    """Metrics as an aligned two-column table: overall values first, per-class values after.
+
+    Args:
+        metrics: Name to value.
+        prefix: Put before each name (``"test "`` gives ``test accuracy:``).
+    """
+    overall = sorted((k, v) for k, v in metrics.items() if "/" not in k)
+    per_class = [(k, v) for k, v in metrics.items() if "/" in k]  # in class order
+    rows = [(f"{prefix}{k}:", v) for k, v in overall + per_class]
     if not rows:
         return "(no metrics)"
     width = max(len(k) for k, _ in rows)
-    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
-    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in rows]
-    return "\n".join(lines)
+    return "\n".join(f"{k.ljust(width)}  {v:.4f}" for k, v in rows)

@@ -121,7 +121,10 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
         run_dir = Path(cfg.run_dir)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{stamp}"
+        from torchstyle.models.sources import parse_model_spec
+
+        model = parse_model_spec(cfg.model).short_name
+        run_dir = Path("runs") / f"{model}-{Path(cfg.data).name}-{stamp}"
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
         raise UserError(
             f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "

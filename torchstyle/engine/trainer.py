@@ -27,20 +27,22 @@ from torch import Tensor
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle, DataOptions, build_data
 from torchstyle.data.loaders import rebuild
-from torchstyle.engine import distributed, setup
+from torchstyle.engine import building, distributed, setup
 from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
-from torchstyle.engine.checkpoint import CheckpointManager, load_model_state
+from torchstyle.engine.checkpoint import CheckpointManager, load_checkpoint, load_model_state
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
+from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.reproducibility import (
     capture_rng_state,
     configure_backends,
     restore_rng_state,
     seed_everything,
 )
+from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel, get_model_class
+from torchstyle.models import TorchstyleModel
 from torchstyle.models.base import StepModule
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class TrainResult:
     epochs: int
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    val_metrics: dict[str, float] = field(default_factory=dict)
     best_metric: str | None = None
     best_value: float | None = None
     best_epoch: int | None = None
@@ -90,6 +93,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         model: TorchstyleModel | None = None,
         data: DataBundle | None = None,
+        model_record: dict[str, Any] | None = None,
     ) -> None:
         cfg.validate()
         self.cfg = cfg
@@ -102,19 +106,28 @@ class Trainer:
         configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
 
         # Data first: the model's input shape comes from it.
-        model_cls = type(model) if model is not None else get_model_class(cfg.model)
+        model_size, layout = building.model_preferences(cfg, model)
         options = DataOptions(
             name=cfg.data,
             data_dir=cfg.data_dir,
-            image_size=cfg.image_size or model_cls.default_image_size,
+            image_size=cfg.image_size or model_size,
             skip_bad_images=cfg.skip_bad_images,
             download=cfg.download,
             seed=cfg.seed,
-            layout=model_cls.data_layout,
+            layout=layout,
             augment=cfg.augment,
         )
         self.data = data if data is not None else build_data(options)
-        self.model = model if model is not None else setup.build_model(cfg, self.data.spec)
+        self.build = building.prepare_model(
+            cfg,
+            self.data.spec,
+            model=model,
+            record=model_record,
+            resume_state=resume_state,
+            run_dir=self.run_dir,
+        )
+        self.model = self.build.model
+        self.model_record = self.build.record
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -127,9 +140,15 @@ class Trainer:
         self.train_sampler, self.train_batches = setup.build_batches(
             self.data.train, cfg, self.dist, train=True
         )
+        # Evaluations during training run on validation when there is one: it picks best.pt
+        # and drives early stopping; the test split is evaluated once at the end.
+        val = getattr(self.data, "val", None)
+        self.eval_split = "val" if val is not None else "test"
         self.test_sampler, self.test_batches = setup.build_batches(
-            self.data.test, cfg, self.dist, train=False
+            val if val is not None else self.data.test, cfg, self.dist, train=False
         )
+        self.eval_metrics = EvaluationMetrics.for_model(self.model, self.data.spec, self.device)
+        self.test_metrics: dict[str, float] = {}
         self.steps_per_epoch = math.ceil(len(self.train_sampler) / cfg.accumulate)
         total_steps = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps:
@@ -176,10 +195,13 @@ class Trainer:
         self._interrupt: int | None = None
         self._is_best = False
         self._pbar: Any = None
+        self._last_train_loss: float | None = None
         if resume_state is not None:
             self._restore(resume_state)
 
         setup.prepare_run_dir(cfg, self.run_dir, self.dist)
+        if self.dist.is_main:
+            self.model_record = building.keep_model_file(self.model_record, self.run_dir)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         self.logger = RunLogger(
             self.run_dir,
@@ -193,6 +215,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Runs the remaining epochs; returns the summary of the run."""
         cfg = self.cfg
+        if self.dist.is_main:
+            for line in startup_lines(self._describe()):
+                log.info("%s", line)
         with self._signals_handled():
             self._emit("on_train_start")
             if self.epoch >= cfg.epochs and cfg.resume:
@@ -236,6 +261,8 @@ class Trainer:
                     raise RunInterruptedError(self._interrupt or 0, str(self.checkpoints.latest))
             if not self.metrics:
                 self._evaluate_and_log(max(self.epoch - 1, 0))
+            if self.eval_split == "val" and self.data.test is not None:
+                self._final_test()
             self._emit("on_train_end")
         self.logger.close()
         return self._result()
@@ -300,29 +327,66 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Evaluates the test split (every process its shard; results reduced across them)."""
         self.test_sampler.set_epoch(0)
+        return self._evaluate(self.test_batches)
+
+    def _evaluate(self, batches: Any) -> dict[str, float]:
         return evaluate(
             self.eval_module,
             self.model,
-            self.test_batches,
+            batches,
             self.device,
             autocast=self._autocast,
             reduce_sum=lambda t: distributed.all_reduce(t, self.dist),
+            metrics=self.eval_metrics,
+        )
+
+    def _log_metric_images(self, split: str, epoch: int) -> None:
+        if self.eval_metrics is None:
+            return
+        for name, image in self.eval_metrics.images.items():
+            path = self.run_dir / "metrics" / f"{split}_{name}_epoch_{epoch + 1:04d}.png"
+            self.logger.log_images(self.n_iter, f"{split}/{name}", image[None] * 2 - 1, path)
+
+    def _final_test(self) -> None:
+        """The test split, once, on best.pt's weights (the model is put back afterwards)."""
+        best = self.checkpoints.best
+        distributed.barrier(self.dist)  # best.pt is written by the main process
+        current = None
+        if best.exists():
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            state = load_checkpoint(best, map_location=self.device)
+            load_model_state(self.model, state["net"], best)
+        sampler, batches = setup.build_batches(self.data.test, self.cfg, self.dist, train=False)
+        sampler.set_epoch(0)
+        self.test_metrics = self._evaluate(batches)
+        if current is not None:
+            self.model.load_state_dict(current)
+        self.logger.log_scalars(self.n_iter, self.test_metrics, prefix="test/")
+        self._log_metric_images("test", max(self.epoch - 1, 0))
+        self.logger.flush()
+        log.info(
+            "test (%s): %s",
+            "best.pt" if current is not None else "last weights",
+            ", ".join(f"{k} {v:.4f}" for k, v in self.test_metrics.items() if "/" not in k),
         )
 
     def _evaluate_and_log(self, epoch: int) -> None:
         metrics = self.evaluate()
         self.metrics = metrics
-        self.logger.log_scalars(self.n_iter, metrics, prefix="test/")
+        self.logger.log_scalars(self.n_iter, metrics, prefix=f"{self.eval_split}/")
+        self._log_metric_images(self.eval_split, epoch)
         images = self.model.sample_images(NUM_SAMPLES) if self.dist.is_main else None
         if images is not None:
             path = self.run_dir / "samples" / f"epoch_{epoch + 1:04d}.png"
             self.logger.log_images(self.n_iter, "samples", images, path)
         self.logger.flush()
+        train = self._last_train_loss
         log.info(
-            "epoch %d/%d: %s",
+            "epoch %d/%d: %s%s",
             epoch + 1,
             self.cfg.epochs,
-            ", ".join(f"test {k} {v:.4f}" for k, v in metrics.items()),
+            "" if train is None else f"train loss {train:.4f}, ",
+            ", ".join(f"{self.eval_split} {k} {v:.4f}" for k, v in metrics.items() if "/" not in k),
         )
         self._update_best(epoch, metrics)
         self._emit("on_evaluation_end", epoch, metrics)
@@ -348,6 +412,7 @@ class Trainer:
         if not len(self.buffer):
             return
         means, bad_step = self.buffer.drain()
+        self._last_train_loss = means.get("loss")
         if self.dist.strategy == "ddp":  # log the global mean, and stop together on a NaN
             means, bad_step = self._reduce_logs(means, bad_step)
         if bad_step is not None:
@@ -466,7 +531,11 @@ class Trainer:
             "rng_per_rank": rng_states,
             "config": self.cfg.to_dict(),
             "spec": self.data.spec.to_dict(),
-            "model": {"name": self.cfg.model, "hparams": self.model.hparams()},
+            "model": {
+                "name": self.cfg.model,
+                "hparams": self.model.hparams(),
+                "source": self.model_record,
+            },
             "best": {
                 "value": self.best_value,
                 "epoch": self.best_epoch,
@@ -578,14 +647,39 @@ class Trainer:
 
     def _result(self) -> TrainResult:
         best_ckpt = self.checkpoints.best if self.checkpoints.best.exists() else None
+        val = self.eval_split == "val"
         return TrainResult(
             run_dir=self.run_dir,
             epochs=self.epoch,
             steps=self.n_iter,
-            metrics=self.metrics,
+            metrics=self.test_metrics if val else self.metrics,
+            val_metrics=self.metrics if val else {},
             best_metric=self.monitor[0] if self.monitor else None,
             best_value=self.best_value,
             best_epoch=self.best_epoch,
             best_checkpoint=best_ckpt,
             stop_reason=self.stop_reason,
+        )
+
+    def _describe(self) -> RunDescription:
+        cfg = self.cfg
+        splits = {"train": self.data.train, "val": getattr(self.data, "val", None)}
+        splits["test"] = self.data.test
+        return RunDescription(
+            splits=splits,
+            spec=self.data.spec,
+            augment=cfg.augment,
+            model_name=cfg.model,
+            model_source=source_text(self.model_record),
+            adapter=str(self.model_record.get("adapter", "none")),
+            notes=self.build.notes,
+            model=self.model,
+            device=str(self.device),
+            strategy=f"{self.dist.strategy} x{self.dist.world_size}",
+            amp=cfg.amp,
+            batch_size=cfg.batch_size,
+            accumulate=cfg.accumulate,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=cfg.epochs,
+            run_dir=self.run_dir,
         )
