@@ -308,7 +308,8 @@ def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> 
     for name, value in args.items():
         if not sig.accepts(name) and not sig.var_keyword:
             raise UserError(
-                f"--model-arg {name}: {what} takes no argument {name!r}; it accepts {sig.describe()}"
+                f"--model-arg {name}: {what} got an unexpected keyword argument {name!r}; "
+                f"it accepts {sig.describe()}"
             )
         hint = sig.types.get(name)
         if not _matches(value, hint):
