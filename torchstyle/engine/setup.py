@@ -135,24 +135,6 @@ def _in_memory(dataset: Any) -> TensorImageDataset:
     )
 
 
-def build_schedulers(
-    kind: str, optimizers: dict[str, torch.optim.Optimizer], total_steps: int
-) -> dict[str, Any]:
-    """One learning-rate schedule per optimizer, stepped once per optimizer step."""
-    if kind == "none":
-        return {}
-    total = max(total_steps, 1)
-    lr_sched = torch.optim.lr_scheduler
-    factories = {
-        "cosine": lambda o: lr_sched.CosineAnnealingLR(o, T_max=total),
-        "step": lambda o: lr_sched.StepLR(o, step_size=max(1, total // 3), gamma=0.1),
-        "onecycle": lambda o: lr_sched.OneCycleLR(
-            o, max_lr=[g["lr"] for g in o.param_groups], total_steps=total
-        ),
-    }
-    return {name: factories[kind](opt) for name, opt in optimizers.items()}
-
-
 def resolve_run_dir(cfg: TrainConfig) -> Path:
     """The run folder; refuses a missing one to resume and an existing one to start afresh."""
     if cfg.resume:

@@ -48,6 +48,7 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
+from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel
@@ -105,7 +106,7 @@ class Trainer:
         self.data, self.model = setup.build_data_and_model(cfg, model, data)
         self.model.to(self.strategy.device)
         if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # Module.to's overloads omit memory_format
+            self.model.to(memory_format=torch.channels_last)
         self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
         self.train_sampler, self.train_batches = setup.build_batches(
             self.data.train, cfg, self.strategy, train=True
@@ -114,7 +115,7 @@ class Trainer:
             self.data.test, cfg, self.strategy, train=False
         )
         total_steps = setup.total_steps(cfg, len(self.train_sampler))
-        self.schedulers = setup.build_schedulers(cfg.scheduler, self.optimizers, total_steps)
+        self.schedulers = build_schedulers(cfg.scheduler, self.optimizers, total_steps)
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
 
         early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
@@ -141,7 +142,7 @@ class Trainer:
         self._start()  # joins the processes, wraps the step, opens the run folder
         with self._signals_handled():
             self.hooks.on_train_start(self)
-            while pos.epoch < cfg.epochs and self.stop_reason is None:
+            while pos.epoch < cfg.epochs:
                 self.model.train()
                 self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
                 self.hooks.on_epoch_start(self, pos.epoch)
@@ -156,7 +157,7 @@ class Trainer:
                     self._stop_if_signalled(at_sync_point=log_step, save=True)
                     if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
-                    if self.stop_reason is not None:  # --max-steps, or a callback asked
+                    if self.should_stop:  # --max-steps, or a callback asked
                         break
                 self._log_training()  # the epoch's tail, and a NaN check before saving
                 if pos.batch < self.train_sampler.batches_per_epoch():
@@ -167,6 +168,8 @@ class Trainer:
                     self._evaluate_and_log(pos.epoch - 1)
                 self.hooks.on_epoch_end(self, pos.epoch - 1)  # writes the epoch's checkpoint
                 self._stop_if_signalled(at_sync_point=True, save=False)
+                if self.should_stop:  # early stopping, or a callback asked
+                    break
             if not self.metrics:
                 self._evaluate_and_log(max(pos.epoch - 1, 0))
             self.hooks.on_train_end(self)
@@ -330,7 +333,7 @@ class Trainer:
         meter, size_of, accumulate = self.meter, self.model.batch_size_of, self.cfg.accumulate
         meter.reset()
         while True:
-            group = []
+            group: list[Any] = []
             while len(group) < accumulate:
                 meter.fetch_begin()
                 batch = next(it, None)
@@ -424,6 +427,7 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
         self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
+        self.logger.open()  # not at the first log, inside the first measured window
         self.buffer = MetricBuffer()
         self.meter = EfficiencyMeter(strategy.device)
         if self._resumed and self.position.epoch >= cfg.epochs:
@@ -451,7 +455,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self._interrupt = signum
 
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not in the main thread
                 previous[sig] = signal.signal(sig, handler)

@@ -174,10 +174,14 @@ class Pix2Pix(GANModel):
     def forward(self, a: Tensor) -> Tensor:
         """Translates inputs ``(B, in_channels, H, W)`` into outputs ``(B, out_channels, H, W)``
         in ``[-1, 1]``."""
-        return self.generator(a)
+        out: Tensor = self.generator(a)
+        return out
 
     def _judge(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.discriminator(torch.cat([a, b], dim=1))  # (B, C_in + C_out, H, W) -> patches
+        out: Tensor = self.discriminator(
+            torch.cat([a, b], dim=1)
+        )  # (B, C_in + C_out, H, W) -> patches
+        return out
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Runs one phase on a batch of pairs ``(a, b)``; returns ``"loss"`` and its parts.

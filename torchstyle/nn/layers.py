@@ -8,13 +8,16 @@ owns fresh modules and a caller can swap a normalisation without touching the bl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from torchstyle.nn.errors import ArgumentError
+
+#: What ``nn.Conv2d`` pads with.
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 __all__ = [
     "AdaptiveInstanceNorm",
@@ -100,7 +103,7 @@ class ConvBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         padding: int | None = None,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         bias: bool | None = None,
         order: str | Sequence[str] = "can",
         norm_layer: LayerType | None = nn.BatchNorm2d,
@@ -173,7 +176,8 @@ class ConvBlock(nn.Module):
         Returns:
             Output of shape ``(B, out_channels, H', W')``.
         """
-        return self.block(x)
+        out: Tensor = self.block(x)
+        return out
 
 
 class ResnetBlock(nn.Module):
@@ -256,7 +260,7 @@ class ResnetBlock(nn.Module):
         Returns:
             ``x + conv_block(x)``, same shape as ``x``.
         """
-        out = x + self.conv_block(x)
+        out: Tensor = x + self.conv_block(x)
         return out
 
 
@@ -300,7 +304,7 @@ class SelfAttention(nn.Module):
         value = self.value(x).flatten(2)  # (B, C, N)
         # Row i says how much position i draws from every position j.
         attention = torch.softmax(query.transpose(1, 2) @ key, dim=-1)  # (B, N, N)
-        out = value @ attention.transpose(1, 2)  # (B, C, N)
+        out: Tensor = value @ attention.transpose(1, 2)  # (B, C, N)
         out = out.view(b, c, h, w)  # (B, C, H, W)
         return self.gamma * out + x
 

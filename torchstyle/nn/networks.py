@@ -90,7 +90,8 @@ class SimpleNetwork(nn.Module):
         Returns:
             Features ``(B, dim, H, W)``.
         """
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
 
 class ResnetGenerator(nn.Module):
@@ -198,7 +199,8 @@ class ResnetGenerator(nn.Module):
             raise ArgumentError(
                 f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
             )
-        return self.model(x)
+        out: Tensor = self.model(x)
+        return out
 
 
 def _num_doublings(image_size: int) -> int:
@@ -272,7 +274,8 @@ class DCGANGenerator(nn.Module):
                 f"got {tuple(z.shape)}"
             )
         z = z.view(z.shape[0], self.latent_dim, 1, 1)  # (B, latent_dim, 1, 1)
-        return self.net(z)
+        out: Tensor = self.net(z)
+        return out
 
 
 class DCGANDiscriminator(nn.Module):
@@ -346,7 +349,8 @@ class DCGANDiscriminator(nn.Module):
             raise ArgumentError(
                 f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
             )
-        return self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        out: Tensor = self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        return out
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -422,7 +426,8 @@ class PatchGANDiscriminator(nn.Module):
                 f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
                 f"{self.min_size}x{self.min_size} (or fewer n_layers)"
             )
-        return self.model(x)
+        out: Tensor = self.model(x)
+        return out
 
 
 # The guide's three slices of vgg19().features: up to relu2_1, relu4_1 and relu5_1.
@@ -438,12 +443,13 @@ def _vgg19_features_layers() -> nn.Sequential:
         import torchvision  # here, not at import: it costs ~1 s and only VGG needs it
 
         vgg = torchvision.models.vgg19(weights=None)
-    features = vgg.features.to_empty(device="cpu")
+    features: nn.Sequential = vgg.features.to_empty(device="cpu")
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             # The initialisation torchvision's VGG applies to its convolutions.
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return features
 
 
@@ -484,7 +490,7 @@ class Vgg19Features(nn.Module):
     """
 
     def __init__(
-        self, *, weights: str | os.PathLike | None = None, requires_grad: bool = False
+        self, *, weights: str | os.PathLike[str] | None = None, requires_grad: bool = False
     ) -> None:
         super().__init__()
         features = _vgg19_features_layers()
@@ -502,7 +508,7 @@ class Vgg19Features(nn.Module):
             for param in self.parameters():
                 param.requires_grad = False
 
-    def _load_weights(self, weights: str | os.PathLike | None) -> str | None:
+    def _load_weights(self, weights: str | os.PathLike[str] | None) -> str | None:
         if weights is not None:
             path = Path(weights)
             if not path.is_file():
@@ -570,7 +576,8 @@ class _BasicBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
+        out: Tensor = self.relu(self.residual(x) + self.shortcut(x))
+        return out
 
 
 class ResNetClassifier(nn.Module):
@@ -641,4 +648,5 @@ class ResNetClassifier(nn.Module):
         Returns:
             Logits ``(B, num_classes)``.
         """
-        return self.head(self.features(x))
+        out: Tensor = self.head(self.features(x))
+        return out
