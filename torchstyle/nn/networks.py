@@ -11,13 +11,13 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from torchstyle.nn.errors import ArgumentError
+from torchstyle.nn.errors import ArgumentError, require
 from torchstyle.nn.layers import ConvBlock, LayerType, ResnetBlock
 
 __all__ = [
@@ -125,14 +125,12 @@ class ResnetGenerator(nn.Module):
         padding_type: str = "reflect",
     ) -> None:
         super().__init__()
-        if not (in_channels > 0 and out_channels > 0 and ngf > 0):
-            raise ArgumentError(
-                f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}"
-            )
-        if not (n_downsampling >= 0):
-            raise ArgumentError(f"n_downsampling must be >= 0, got {n_downsampling}")
-        if not (n_blocks >= 0):
-            raise ArgumentError(f"n_blocks must be >= 0, got {n_blocks}")
+        require(
+            in_channels > 0 and out_channels > 0 and ngf > 0,
+            f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}",
+        )
+        require(n_downsampling >= 0, f"n_downsampling must be >= 0, got {n_downsampling}")
+        require(n_blocks >= 0, f"n_blocks must be >= 0, got {n_blocks}")
         self.n_downsampling = n_downsampling
         # conv -> norm -> act, the CycleGAN order (the norm sees the raw convolution output).
         block = functools.partial(ConvBlock, order="cna", norm_layer=norm_layer)
@@ -146,30 +144,15 @@ class ResnetGenerator(nn.Module):
                 padding_mode="reflect",
             )
         ]
-        for i in range(n_downsampling):
-            mult = 2**i
-            layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
-        mult = 2**n_downsampling
-        for _ in range(n_blocks):
-            layers += [
-                ResnetBlock(
-                    dim=ngf * mult,
-                    padding_type=padding_type,
-                    norm_layer=norm_layer,
-                    use_dropout=use_dropout,
-                )
-            ]
-        for i in range(n_downsampling):
-            mult = 2 ** (n_downsampling - i)
-            layers += [
-                block(
-                    in_channels=ngf * mult,
-                    out_channels=ngf * mult // 2,
-                    stride=2,
-                    transpose=True,
-                    output_padding=1,
-                )
-            ]
+        layers += _resnet_trunk(
+            block,
+            ngf=ngf,
+            n_downsampling=n_downsampling,
+            n_blocks=n_blocks,
+            norm_layer=norm_layer,
+            use_dropout=use_dropout,
+            padding_type=padding_type,
+        )
         layers += [
             ConvBlock(
                 in_channels=ngf,
@@ -201,6 +184,45 @@ class ResnetGenerator(nn.Module):
             )
         out: Tensor = self.model(x)
         return out
+
+
+def _resnet_trunk(
+    block: Callable[..., nn.Module],
+    *,
+    ngf: int,
+    n_downsampling: int,
+    n_blocks: int,
+    norm_layer: LayerType,
+    use_dropout: bool,
+    padding_type: str,
+) -> list[nn.Module]:
+    """A ResnetGenerator's middle: stride-2 downsampling, residual blocks, upsampling back."""
+    layers: list[nn.Module] = []
+    for i in range(n_downsampling):
+        mult = 2**i
+        layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
+    mult = 2**n_downsampling
+    for _ in range(n_blocks):
+        layers += [
+            ResnetBlock(
+                dim=ngf * mult,
+                padding_type=padding_type,
+                norm_layer=norm_layer,
+                use_dropout=use_dropout,
+            )
+        ]
+    for i in range(n_downsampling):
+        mult = 2 ** (n_downsampling - i)
+        layers += [
+            block(
+                in_channels=ngf * mult,
+                out_channels=ngf * mult // 2,
+                stride=2,
+                transpose=True,
+                output_padding=1,
+            )
+        ]
+    return layers
 
 
 def _num_doublings(image_size: int) -> int:
