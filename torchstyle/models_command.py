@@ -63,6 +63,7 @@ DATA_ARGS = ("in_channels", "num_classes", "image_size", "out_channels")
 
 def _arguments(cls: type) -> str:
     params = inspect.signature(cls).parameters.values()
+    from torchstyle.models.arguments import type_name
     from torchstyle.models.sources import Signature
 
     types = Signature.of(cls).types
@@ -70,8 +71,7 @@ def _arguments(cls: type) -> str:
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        hint = types.get(p.name)
-        text = f"{p.name}: {getattr(hint, '__name__', None) or str(hint).replace('typing.', '')}"
+        text = f"{p.name}: {type_name(types.get(p.name, Any))}"
         if p.default is not inspect.Parameter.empty:
             text += f" = {p.default!r}"
         if p.name in DATA_ARGS:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
@@ -20,7 +20,6 @@ from torchstyle.spec import DataSpec
 
 @torch.no_grad()
 def evaluate(
-    step_module: nn.Module,
     model: TorchstyleModel,
     loader: Iterable[Any],
     device: torch.device,
@@ -31,12 +30,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Averages a model's per-sample evaluation values over a split.
 
-    Runs under ``model.eval()`` and ``torch.no_grad()``. Per-sample values are summed and
-    counted, then (``reduce_sum``) reduced across processes, so an uneven last batch or
-    uneven shards weigh exactly right.
+    Runs under ``model.eval()`` and ``torch.no_grad()``, after the model's
+    ``on_evaluation_start``. Per-sample values are summed and counted, then (``reduce_sum``)
+    reduced across processes, so an uneven last batch or uneven shards weigh exactly right.
 
     Args:
-        step_module: Module whose ``__call__(batch)`` runs ``model.evaluation_step``.
         model: The model (switched to eval mode and back).
         loader: Batches of the split, already on ``device``.
         device: Where to compute.
@@ -49,6 +47,7 @@ def evaluate(
         Metric name to mean value.
     """
     was_training = model.training
+    model.on_evaluation_start()
     model.eval()
     if metrics is not None:
         metrics.reset()
@@ -57,7 +56,7 @@ def evaluate(
     try:
         for batch in loader:
             with autocast():
-                out = step_module(batch)
+                out = model.evaluation_step(batch)
             if metrics is not None:
                 metrics.update(out)
             for k, v in out.items():
@@ -74,8 +73,8 @@ def evaluate(
     n = totals[-1]
     averages = {k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}
     if metrics is not None and n:
-        for k, v in metrics.compute().items():
-            averages.setdefault(k, v)  # the float64 averages are exact; keep them
+        for name, value in metrics.compute().items():
+            averages.setdefault(name, value)  # the float64 averages are exact; keep them
     return averages
 
 

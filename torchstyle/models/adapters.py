@@ -12,6 +12,7 @@ The adapter's name is recorded with the run (``none``, ``own-steps``, ``classifi
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,13 +46,19 @@ class ClassificationAdapter(TorchstyleModel):
         self.net = net
         self.label_smoothing = label_smoothing
 
+    def hparams(self) -> dict[str, Any]:
+        """Nothing: an adapter is rebuilt from the run's model record, not from arguments."""
+        return {}
+
     def forward(self, x: Tensor) -> Tensor:
         """Returns class logits ``(B, num_classes)``."""
-        return self.net(x)
+        logits: Tensor = self.net(x)
+        return logits
 
     def predict(self, x: Tensor) -> Tensor:
         """Returns class probabilities ``(B, num_classes)``."""
-        return self(x).softmax(dim=1)
+        probs: Tensor = self(x).softmax(dim=1)
+        return probs
 
     def configure_optimizers(
         self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
@@ -126,9 +133,17 @@ class OwnStepsAdapter(TorchstyleModel):
         super().__init__()
         self.net = net
         monitor = getattr(net, "monitor", None)
-        if monitor is not None:
-            self.monitor = tuple(monitor)  # type: ignore[assignment]  # instance override
-        self._train_args = _positional_count(net.training_step)  # type: ignore[operator]
+        if monitor is not None:  # the module's own choice, for this instance only
+            setattr(self, "monitor", tuple(monitor))  # noqa: B010  # mypy refuses a ClassVar via self
+        self._train_args = _positional_count(self._own("training_step"))
+
+    def hparams(self) -> dict[str, Any]:
+        """Nothing: an adapter is rebuilt from the run's model record, not from arguments."""
+        return {}
+
+    def _own(self, name: str) -> Callable[..., Any]:
+        method: Callable[..., Any] = getattr(self.net, name)
+        return method
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The user's ``forward``."""
@@ -137,7 +152,8 @@ class OwnStepsAdapter(TorchstyleModel):
     def predict(self, x: Tensor) -> Tensor:
         """The user's ``predict``, or the softmax of ``forward``."""
         own = getattr(self.net, "predict", None)
-        return own(x) if callable(own) else self(x).softmax(dim=1)
+        probs: Tensor = own(x) if callable(own) else self(x).softmax(dim=1)
+        return probs
 
     def configure_optimizers(
         self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
@@ -164,13 +180,13 @@ class OwnStepsAdapter(TorchstyleModel):
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """The module's own training step."""
-        step = self.net.training_step  # type: ignore[operator]
+        step = self._own("training_step")
         out = step(batch, phase) if self._train_args >= 2 else step(batch)
         return _as_dict(out, f"{type(self.net).__name__}.training_step")
 
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
         """The module's own evaluation step."""
-        out = self.net.evaluation_step(batch)  # type: ignore[operator]
+        out = self._own("evaluation_step")(batch)
         return _as_dict(out, f"{type(self.net).__name__}.evaluation_step")
 
 

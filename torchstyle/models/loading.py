@@ -111,7 +111,9 @@ def rebuild_for_run(info: dict[str, Any], spec: DataSpec, run_dir: Path) -> Torc
     return model
 
 
-def record_for_object(model: Any, model_args: dict[str, Any] | None) -> tuple[nn.Module, dict]:
+def record_for_object(
+    model: Any, model_args: dict[str, Any] | None
+) -> tuple[nn.Module, dict[str, Any]]:
     """The module and the run record for what ``torchstyle.fit`` was given.
 
     ``model`` is a ``--model`` string, a class or factory (built with ``model_args``), or an

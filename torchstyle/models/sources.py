@@ -25,7 +25,7 @@ import shutil
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from torchstyle.errors import UserError
+from torchstyle.models.arguments import matches, type_name
 from torchstyle.spec import DataSpec
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,16 @@ def _attr_of(module: types.ModuleType, attr: str, where: str) -> Callable[..., A
             f"--model: {where} has no class or function {attr!r}; "
             f"it defines {', '.join(found) or 'no nn.Module class or function'}"
         )
-    return obj
+    builder: Callable[..., Any] = obj
+    return builder
 
 
 def optional_import(lib: str) -> types.ModuleType:
+    """Imports an optional library.
+
+    Raises:
+        UserError: It is not installed; the message names the extra that installs it.
+    """
     try:
         return importlib.import_module(lib)
     except ModuleNotFoundError as e:
@@ -179,7 +186,8 @@ def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
         close = [n for n in names if name.lower() in n][:8]
         hint = f"; close: {', '.join(close)}" if close else "; see torchvision.models.list_models()"
         raise UserError(f"--model torchvision:{name}: no such classification model{hint}")
-    return tvm.get_model_builder(name)
+    builder: Callable[..., nn.Module] = tvm.get_model_builder(name)
+    return builder
 
 
 def _timm_builder(name: str) -> Callable[..., nn.Module]:
@@ -191,7 +199,8 @@ def _timm_builder(name: str) -> Callable[..., nn.Module]:
 
     def build(**kwargs: Any) -> nn.Module:
         # pretrained=False: building never downloads; use --weights FILE to initialise.
-        return timm.create_model(name, pretrained=False, **kwargs)
+        module: nn.Module = timm.create_model(name, pretrained=False, **kwargs)
+        return module
 
     return build
 
@@ -254,7 +263,9 @@ class Signature:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
         ]
         var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-        return cls([p.name for p in params], {p.name: hints.get(p.name) for p in params}, var_kw)
+        return cls(
+            [p.name for p in params], {p.name: hints.get(p.name, Any) for p in params}, var_kw
+        )
 
     def accepts(self, name: str) -> bool:
         """Whether ``name`` is a named parameter (``**kwargs`` does not count)."""
@@ -262,39 +273,7 @@ class Signature:
 
     def describe(self) -> str:
         """``width: int, dropout: float`` for error messages and ``torchstyle models``."""
-        return ", ".join(f"{n}: {_type_name(self.types.get(n))}" for n in self.names) or "(none)"
-
-
-def _type_name(hint: Any) -> str:
-    if hint is None:
-        return "any"
-    if isinstance(hint, type):
-        return hint.__name__
-    return str(hint).replace("typing.", "")
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Loose check of a JSON-parsed value against a type hint; unknown hints accept anything."""
-    if hint is None or hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in typing.get_args(hint))
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin in (tuple, list, Sequence):
-        return isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
+        return ", ".join(f"{n}: {type_name(self.types.get(n))}" for n in self.names) or "(none)"
 
 
 def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> Signature:
@@ -312,9 +291,9 @@ def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> 
                 f"it accepts {sig.describe()}"
             )
         hint = sig.types.get(name)
-        if not _matches(value, hint):
+        if not matches(value, hint):
             raise UserError(
-                f"--model-arg {name}={value!r}: {what} expects {name} to be {_type_name(hint)}; "
+                f"--model-arg {name}={value!r}: {what} expects {name} to be {type_name(hint)}; "
                 f"it accepts {sig.describe()}"
             )
     return sig
@@ -491,7 +470,7 @@ def build(
 
 
 # ---------------------------------------------------------------------------- run folder
-def record(source: ModelSource, args: dict[str, Any], adapter: str) -> dict[str, Any]:
+def record(source: ModelSource, args: dict[str, Any] | None, adapter: str) -> dict[str, Any]:
     """What a run stores to rebuild its model: the source, the arguments and the adapter.
 
     A plain dict of strings, numbers and lists (JSON- and ``weights_only``-safe).
@@ -573,7 +552,7 @@ def file_to_load(rec: dict[str, Any], run_dir: Path) -> Path | None:
         if rec.get("kind") == "file" and origin is not None and not origin.is_file():
             raise UserError(f"model file {origin} is gone and the run holds no copy of it")
         return origin if rec.get("kind") == "file" else None
-    path = run_dir / copy
+    path = run_dir / str(copy)
     if not path.is_file():
         if origin is not None and origin.is_file():
             log.warning("warning: the run's model copy %s is missing; using %s", path, origin)
