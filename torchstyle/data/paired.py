@@ -18,13 +18,12 @@ from torch.utils.data import Dataset
 
 from torchstyle.data.base import DataBundle, DataOptions
 from torchstyle.data.folder import IMAGE_EXTENSIONS, SPLITS, BadImageError, keyed_coin
+from torchstyle.data.images import decide_channels, list_files, open_image, read_header
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
 log = logging.getLogger(__name__)
 
-# PIL modes read as one channel; anything else (RGB, RGBA, P, CMYK, ...) is read as RGB.
-_GRAY_MODES = frozenset({"1", "L", "I;16", "I", "F"})
 # What PIL raises on a file it cannot decode (unknown format, truncated or corrupt data).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 # folder.load_image's wording, so both layouts read the same to the user.
@@ -52,7 +51,7 @@ def scan_pairs(split_dir: Path) -> list[Path]:
     """
     if not split_dir.is_dir():
         raise UserError(f"missing folder {split_dir}; {_LAYOUT_HINT}")
-    files = sorted(p for p in split_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = list_files(split_dir)  # hidden files and folders skipped
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise UserError(
@@ -87,16 +86,11 @@ def _check_pair(path: Path, *, decode: bool) -> str:
         BadImageError: The file cannot be read.
         UserError: The image is not twice as wide as high.
     """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            if decode:
-                img.load()
-            width, height = img.size
-            mode = img.mode
-    except _DECODE_ERRORS as e:
-        raise _bad_image(path, e) from None
+    with open_image(path, path, _SKIP_HINT) as img:
+        if decode:
+            img.load()
+        width, height = img.size
+        mode = img.mode
     if width != 2 * height:
         raise _not_a_pair(path, width, height)
     return mode
@@ -123,7 +117,7 @@ def load_pair(path: Path, channels: int, image_size: int) -> tuple[Tensor, Tenso
 
     halves = []
     try:
-        with Image.open(path) as img:
+        with open_image(path, path, _SKIP_HINT) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             width, height = img.size
             if width != 2 * height:
@@ -231,21 +225,26 @@ def build_paired(options: DataOptions) -> DataBundle:
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; {_LAYOUT_HINT}")
     splits: dict[str, list[Path]] = {}
-    modes: list[str] = []
     for split in SPLITS:
         split_dir = root / split
         paths = scan_pairs(split_dir)
         if options.skip_bad_images:
             paths = _drop_bad(paths, split_dir)
-        modes += [_check_pair(p, decode=False) for p in paths]
+        for p in paths:
+            _check_pair(p, decode=False)
         splits[split] = paths
-    # Channels come from the first training image, as for class folders; every other image is
-    # converted to match, so a stray RGB file in a grayscale set still loads.
-    channels = 1 if modes[0] in _GRAY_MODES else 3
+    # Channels come from every image (3 if any has colour) unless --channels says; every
+    # image is converted to them.
+    headers = [read_header(p, _SKIP_HINT) for paths in splits.values() for p in paths]
+    channels, why = decide_channels(headers, options.channels)
+    log.info("data: channels %s", why)
     size = options.image_size or 32
     common = {"channels": channels, "image_size": size, "seed": options.seed}
     return DataBundle(
         train=PairedImageDataset(splits["train"], hflip=True, **common),
         test=PairedImageDataset(splits["test"], hflip=False, **common),
-        spec=DataSpec(channels=channels, image_size=size, num_classes=0, class_names=()),
+        spec=DataSpec(
+            channels=channels, image_size=size, num_classes=0, class_names=(), layout="paired"
+        ),
+        info={"channels": why},
     )
