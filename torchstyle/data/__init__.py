@@ -84,6 +84,8 @@ def build_data(options: DataOptions) -> DataBundle:
         UserError: The source is missing or malformed, or its layout is not the one asked
             for; the message names the fix.
     """
+    if options.channels not in (None, 1, 3):
+        raise UserError(f"--channels must be 1 (grayscale) or 3 (RGB), got {options.channels}")
     source = get_source(options.name)
     if source is not None:
         if source.layout != options.layout:

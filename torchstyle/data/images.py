@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,22 +106,24 @@ def open_image(path: Path | io.BytesIO, name: Path, hint: str = DATASET_HINT) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError:
-        raise bad_image(name, _too_large_problem(None), hint) from None
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise bad_image(name, _too_large_problem(int(found[1]) if found else None), hint) from None
     except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
         raise bad_image(name, e, hint) from None
     with img:
         w, h = img.size
         if w * h > MAX_IMAGE_PIXELS:
-            raise bad_image(name, _too_large_problem((w, h)), hint)
+            raise bad_image(name, _too_large_problem(w * h, (w, h)), hint)
         try:
             yield img
         except _DECODE_ERRORS as e:
             raise bad_image(name, e, hint) from None
 
 
-def _too_large_problem(size: tuple[int, int] | None) -> str:
-    shown = f"{size[0]}x{size[1]} pixels, " if size else ""
+def _too_large_problem(pixels: int | None, size: tuple[int, int] | None = None) -> str:
+    shown = f"{size[0]}x{size[1]} = " if size else ""
+    shown = f"{shown}{pixels:,} pixels, " if pixels else ""
     return (
         f"{shown}over the limit of {MAX_IMAGE_PIXELS:,} pixels that guards against "
         "decompression bombs; downscale it"
@@ -312,3 +315,31 @@ def decide_channels(headers: list[ImageHeader], requested: int | None) -> tuple[
         converted = ", the grayscale ones converted to RGB" if gray else ""
         return 3, f"3 ({counts}{converted}; pass --channels 1 for grayscale)"
     return 1, f"1 ({counts}; pass --channels 3 for RGB)"
+
+
+def expand_image_paths(arguments: list[str]) -> list[Path]:
+    """Image files named on a command line, each folder replaced by its images (recursively,
+    sorted, hidden files and folders skipped).
+
+    Raises:
+        UserError: An argument does not exist, or a folder holds no image.
+    """
+    paths: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files = list_files(path)
+            images = [p for p in files if is_image_file(p)]
+            if not images:
+                raise UserError(
+                    f"folder {path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                    "pass image files or a folder of images"
+                )
+            if len(files) > len(images):
+                log.warning("%s: ignored %d non-image files", path, len(files) - len(images))
+            paths.extend(images)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UserError(f"no such image file or folder: {argument}; check the path")
+    return paths
