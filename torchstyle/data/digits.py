@@ -67,7 +67,7 @@ def load_digits_split(
 
 
 def build_digits(options: DataOptions) -> DataBundle:
-    """Data source ``digits``: 1,293 training, 144 validation and 360 test images."""
+    """Data source ``digits``: 1,295 training, 142 validation and 360 test images."""
     check_fixed_size_options(options, "digits", channels=1)
     val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
     return load_digits_split(options.image_size, options.augment or "none", options.seed, val_split)

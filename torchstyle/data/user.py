@@ -65,7 +65,11 @@ def load_function(reference: str) -> Callable[..., Any]:
     module = _import(target, reference)
     function = getattr(module, name, None)
     if not callable(function):
-        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        public = sorted(
+            n
+            for n, v in vars(module).items()
+            if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")
+        )
         raise UserError(
             f"--data {reference}: {target} has no function {name!r}; it defines: "
             f"{', '.join(public) or 'none'}"
