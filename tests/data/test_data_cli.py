@@ -104,3 +104,23 @@ def test_pix2pix_trains_on_digit_pairs_and_refuses_class_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("test", str(run_dir), "--json")
     assert proc.returncode == 0 and '"samples": 360' in proc.stdout, proc.stderr
+
+
+def test_a_data_function_in_a_file_trains_and_tests(tmp_path):
+    (tmp_path / "mydata.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n\n\n"
+        "def make():\n"
+        "    x = torch.randn(24, 3, 8, 8, generator=torch.Generator().manual_seed(0))\n"
+        "    y = torch.arange(24) % 3\n"
+        "    return {'train': TensorDataset(x, y), 'test': TensorDataset(x[:6], y[:6]),\n"
+        "            'classes': ['r', 'g', 'b']}\n"
+    )
+    args = ("--model-arg", "width=8", "--workers", "0", "--run-dir", "run", *_TRAIN)
+    proc = run_cli("train", "--data", "mydata.py:make", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("test", "run", "--json", cwd=tmp_path)
+    assert proc.returncode == 0 and '"samples": 6' in proc.stdout, proc.stderr
+    proc = run_cli("train", "--data", "mydata.py:nope", "--run-dir", "other", cwd=tmp_path)
+    line = _error_line(proc)
+    assert "has no function 'nope'; it defines: make" in line

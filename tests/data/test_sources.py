@@ -330,3 +330,38 @@ def test_a_bad_data_function_gets_a_one_line_error(data_file, reference, message
     with pytest.raises(UserError, match=message) as info:
         build_data(DataOptions(name=name))
     assert "\n" not in str(info.value)
+
+
+def _paired_folder(root, n=4, splits=("train", "test")):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split in splits:
+        for i in range(n):
+            arr = torch.randint(0, 256, (8, 16, 3), generator=g, dtype=torch.uint8)
+            path = root / split / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr.numpy()).save(path)
+    return root
+
+
+def test_a_paired_folder_takes_augment_val_folder_and_val_split(tmp_path):
+    root = _paired_folder(tmp_path / "pairs")
+    plain = build_data(DataOptions(name=str(root), layout="paired", image_size=8, augment="none"))
+    assert not any(plain.train.flipped(i, e) for i in range(4) for e in range(4))
+    flipping = build_data(DataOptions(name=str(root), layout="paired", image_size=8))
+    assert any(flipping.train.flipped(i, e) for i in range(4) for e in range(4))
+    with pytest.raises(UserError, match=r"crop-flip does not apply to A\|B pairs"):
+        build_data(DataOptions(name=str(root), layout="paired", augment="crop-flip"))
+    carved = build_data(DataOptions(name=str(root), layout="paired", image_size=8, val_split=0.25))
+    assert (len(carved.train), len(carved.val)) == (3, 1) and not carved.val.hflip
+    _paired_folder(root, n=2, splits=("val",))
+    with_val = build_data(DataOptions(name=str(root), layout="paired", image_size=8))
+    assert (len(with_val.train), len(with_val.val), len(with_val.test)) == (4, 2, 4)
+
+
+def test_a_data_function_refuses_flags_it_cannot_honour(data_file):
+    with pytest.raises(UserError, match="--augment flip does not apply"):
+        build_data(DataOptions(name=f"{data_file}:as_dict", augment="flip"))
+    with pytest.raises(UserError, match="--channels does not apply"):
+        build_data(DataOptions(name=f"{data_file}:as_dict", channels=1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from torchstyle.data.base import DataBundle, DataOptions
 from torchstyle.data.folder import IMAGE_EXTENSIONS, SPLITS, BadImageError, keyed_coin
 from torchstyle.data.images import decide_channels, list_files, open_image, read_header
+from torchstyle.data.splits import carve_val
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
@@ -174,6 +176,21 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def labels(self) -> Tensor:
+        """Pairs have no classes: one label for all (a validation split is drawn at random)."""
+        return torch.zeros(len(self.paths), dtype=torch.long)
+
+    def select(self, indices: list[int], *, train: bool) -> PairedImageDataset:
+        """The pairs ``indices`` as a split of their own; only a training split flips."""
+        return PairedImageDataset(
+            [self.paths[i] for i in indices],
+            channels=self.channels,
+            image_size=self.image_size,
+            hflip=self.hflip and train,
+            seed=self.seed,
+        )
+
     def flipped(self, index: int, epoch: int = 0) -> bool:
         """Whether sample ``index`` is flipped in ``epoch``."""
         # The keyed coin ImageFolderDataset flips with: no RNG state, same in any worker.
@@ -215,7 +232,8 @@ def build_paired(options: DataOptions) -> DataBundle:
             ``skip_bad_images`` drops (and counts) unreadable files; ``seed`` keys the flips.
 
     Returns:
-        The splits; the training split flips pairs at random. The spec has no classes.
+        The splits; the training split flips pairs at random (``--augment flip``, the
+        default) or not (``none``). The spec has no classes.
 
     Raises:
         UserError: The folder, a split or its images are missing or malformed; the message
@@ -224,8 +242,20 @@ def build_paired(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; {_LAYOUT_HINT}")
+    augment = options.augment or "flip"
+    if augment not in ("none", "flip"):
+        raise UserError(
+            f"--augment {augment} does not apply to A|B pairs (a crop would misalign A and B); "
+            "use none or flip"
+        )
     splits: dict[str, list[Path]] = {}
-    for split in SPLITS:
+    has_val = (root / "val").is_dir()
+    if has_val and options.val_split:
+        raise UserError(
+            f"{root} has a val/ folder and --val-split {options.val_split} was given; "
+            "drop --val-split to use val/, or move val/ away"
+        )
+    for split in (*SPLITS, "val") if has_val else SPLITS:
         split_dir = root / split
         paths = scan_pairs(split_dir)
         if options.skip_bad_images:
@@ -240,11 +270,23 @@ def build_paired(options: DataOptions) -> DataBundle:
     log.info("data: channels %s", why)
     size = options.image_size or 32
     common = {"channels": channels, "image_size": size, "seed": options.seed}
+    train: Dataset = PairedImageDataset(splits["train"], hflip=augment == "flip", **common)
+    val: Dataset | None = None
+    info: dict[str, Any] = {"channels": why}
+    if has_val:
+        val = PairedImageDataset(splits["val"], hflip=False, **common)
+        info["val"] = f"{len(val)} pairs in {root / 'val'}"
+    elif options.val_split:
+        train, val, record = carve_val(train, options.val_split, options.seed, source=str(root))
+        info.update(record)
+    else:
+        info["val"] = "none (no val/ folder; pass --val-split F to hold a fraction of train out)"
     return DataBundle(
-        train=PairedImageDataset(splits["train"], hflip=True, **common),
+        train=train,
         test=PairedImageDataset(splits["test"], hflip=False, **common),
         spec=DataSpec(
             channels=channels, image_size=size, num_classes=0, class_names=(), layout="paired"
         ),
-        info={"channels": why},
+        val=val,
+        info=info,
     )

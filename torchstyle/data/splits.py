@@ -66,9 +66,7 @@ def labels_of(dataset: Dataset) -> Tensor:
 
 
 def _subset(dataset: Dataset, idx: Tensor, *, train: bool) -> Dataset:
-    from torchstyle.data.folder import ImageFolderDataset
-
-    if isinstance(dataset, ImageFolderDataset):
+    if hasattr(dataset, "select"):  # the file-backed datasets: a validation split is not augmented
         return dataset.select(idx.tolist(), train=train)
     if hasattr(dataset, "subset"):  # the in-memory datasets: a validation split is not augmented
         return dataset.subset(idx, augment=None if train else "none")

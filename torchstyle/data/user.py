@@ -203,6 +203,16 @@ def build_user_data(options: DataOptions) -> DataBundle:
             the splits; the message says what to return.
     """
     reference = options.name
+    if options.augment is not None:
+        raise UserError(
+            f"--augment {options.augment} does not apply to the datasets {reference} returns; "
+            "augment inside them (the function receives the options), and drop --augment"
+        )
+    if options.channels is not None:
+        raise UserError(
+            f"--channels does not apply to the datasets {reference} returns; convert inside "
+            "them, and drop --channels"
+        )
     result = _call(load_function(reference), reference, options)
     if isinstance(result, DataBundle):
         return result
