@@ -40,6 +40,22 @@ def test_every_source_has_a_one_line_description_and_a_layout():
     assert (default_source("classes"), default_source("paired")) == ("digits", "digits-pairs")
 
 
+def test_listing_the_sources_does_not_import_torch():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys, torchstyle.data as d; d.list_sources(); d.sources_help(); "
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert proc.stdout.strip() == "False"
+
+
 def test_a_registered_source_is_built_by_name_and_names_are_unique():
     @register_source("tiny-test-source", description="two images, for a test")
     def tiny(options: DataOptions) -> DataBundle:

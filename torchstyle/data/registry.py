@@ -89,11 +89,11 @@ def list_sources() -> list[tuple[str, str]]:
 
 
 def sources_help() -> str:
-    """The help text of ``--data``: the named sources, then the other forms it takes."""
-    names = ", ".join(DATA_SOURCES)
+    """The help text of ``--data``: each named source with its line, then the other forms."""
+    named = "; ".join(f"{name}: {line}" for name, line in list_sources())
     return (
-        f"a named source ({names}; `torchstyle train --help` lists them), a folder path, "
-        "or path/to/file.py:function / module:function returning the splits"
+        f"{named}; or a folder path (train/, test/, optional val/), or path/to/file.py:function "
+        "or module:function returning the splits as datasets"
     )
 
 
