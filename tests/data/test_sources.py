@@ -379,5 +379,5 @@ def test_a_paired_folder_takes_augment_val_folder_and_val_split(tmp_path):
 def test_a_data_function_refuses_flags_it_cannot_honour(data_file):
     with pytest.raises(UserError, match="--augment flip does not apply"):
         build_data(DataOptions(name=f"{data_file}:as_dict", augment="flip"))
-    with pytest.raises(UserError, match="--channels does not apply"):
+    with pytest.raises(UserError, match="yields 3-channel images, not --channels 1"):
         build_data(DataOptions(name=f"{data_file}:as_dict", channels=1))

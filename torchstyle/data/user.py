@@ -208,16 +208,16 @@ def build_user_data(options: DataOptions) -> DataBundle:
             f"--augment {options.augment} does not apply to the datasets {reference} returns; "
             "augment inside them (the function receives the options), and drop --augment"
         )
-    if options.channels is not None:
-        raise UserError(
-            f"--channels does not apply to the datasets {reference} returns; convert inside "
-            "them, and drop --channels"
-        )
     result = _call(load_function(reference), reference, options)
     if isinstance(result, DataBundle):
         return result
     train, val, test, classes = _splits(result, reference)
     layout, x = _layout_of(_first(train, "train", reference), reference)
+    if options.channels is not None and options.channels != x.shape[0]:
+        raise UserError(
+            f"{reference} yields {x.shape[0]}-channel images, not --channels {options.channels}; "
+            "convert inside the datasets, or drop --channels"
+        )
     _first(test, "test", reference)
     names = _class_names(train, classes, reference) if layout == "classes" else ()
     info: dict[str, Any] = {"source": f"{reference} ({type(train).__name__})"}

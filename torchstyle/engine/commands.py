@@ -153,6 +153,9 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             layout=type(model).data_layout,
             val_split=0.0,  # only the test split is read
             class_names=spec.class_names or None,  # label a folder with the run's classes
+            # The run's own data is read as the run read it; other data must match it.
+            channels=None if args.data else spec.channels,
+            skip_bad_images=bool(cfg.get("skip_bad_images", False)),
         )
     )
     check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
