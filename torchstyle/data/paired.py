@@ -221,6 +221,26 @@ def _drop_bad(paths: list[Path], split_dir: Path) -> list[Path]:
     return good
 
 
+def _scan_splits(root: Path, options: DataOptions) -> dict[str, list[Path]]:
+    """The checked image paths of train/, test/ and (if present) val/."""
+    has_val = (root / "val").is_dir()
+    if has_val and options.val_split:
+        raise UserError(
+            f"{root} has a val/ folder and --val-split {options.val_split} was given; "
+            "drop --val-split to use val/, or move val/ away"
+        )
+    splits: dict[str, list[Path]] = {}
+    for split in (*SPLITS, "val") if has_val else SPLITS:
+        split_dir = root / split
+        paths = scan_pairs(split_dir)
+        if options.skip_bad_images:
+            paths = _drop_bad(paths, split_dir)
+        for p in paths:
+            _check_pair(p, decode=False)
+        splits[split] = paths
+    return splits
+
+
 def build_paired(options: DataOptions) -> DataBundle:
     """Data source for a folder path in the pix2pix layout (``--data FOLDER`` of a paired model).
 
@@ -248,21 +268,8 @@ def build_paired(options: DataOptions) -> DataBundle:
             f"--augment {augment} does not apply to A|B pairs (a crop would misalign A and B); "
             "use none or flip"
         )
-    splits: dict[str, list[Path]] = {}
-    has_val = (root / "val").is_dir()
-    if has_val and options.val_split:
-        raise UserError(
-            f"{root} has a val/ folder and --val-split {options.val_split} was given; "
-            "drop --val-split to use val/, or move val/ away"
-        )
-    for split in (*SPLITS, "val") if has_val else SPLITS:
-        split_dir = root / split
-        paths = scan_pairs(split_dir)
-        if options.skip_bad_images:
-            paths = _drop_bad(paths, split_dir)
-        for p in paths:
-            _check_pair(p, decode=False)
-        splits[split] = paths
+    splits = _scan_splits(root, options)
+    has_val = "val" in splits
     # Channels come from every image (3 if any has colour) unless --channels says; every
     # image is converted to them.
     headers = [read_header(p, _SKIP_HINT) for paths in splits.values() for p in paths]
