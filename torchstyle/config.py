@@ -116,6 +116,11 @@ class TrainConfig:
     # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
     data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
     data_dir: str | None = _opt(None, "where a named dataset (cifar10) lives")
+    val_split: float | None = _opt(
+        None,
+        "hold out this fraction of train for validation (stratified, fixed by --seed); "
+        "default: the source's (digits, cifar10: 0.1; folders: their val/ folder)",
+    )
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
     )

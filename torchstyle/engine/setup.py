@@ -63,6 +63,7 @@ def build_data_and_model(
             seed=cfg.seed,
             layout=layout,
             augment=cfg.augment,
+            val_split=cfg.val_split,
         )
         data = build_data(options)
     made = building.prepare_model(

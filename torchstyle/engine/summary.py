@@ -37,6 +37,7 @@ class RunDescription:
         steps_per_epoch: Optimizer steps per epoch.
         epochs: Epochs to train.
         run_dir: The run folder.
+        data_info: How the data source decided (where ``val`` came from, why this size).
     """
 
     splits: dict[str, Any]
@@ -55,6 +56,7 @@ class RunDescription:
     epochs: int
     run_dir: Path
     notes: Sequence[str] = field(default_factory=list)
+    data_info: dict[str, Any] = field(default_factory=dict)
 
 
 def _size(dataset: Any) -> str:
@@ -83,8 +85,9 @@ def startup_lines(d: RunDescription) -> list[str]:
     splits = ", ".join(f"{name} {_size(ds)}" for name, ds in d.splits.items() if ds is not None)
     lines = [
         f"data:     {splits}",
-        f"          {_classes(d.spec)}; {d.spec.channels} channels, {d.spec.image_size}x"
+        f"          {_classes(d.spec)}; {d.spec.channels} channel{'s' if d.spec.channels != 1 else ''}, {d.spec.image_size}x"
         f"{d.spec.image_size} px; augmentation {d.augment or 'none'}",
+        *(f"          {k}: {v}" for k, v in d.data_info.items() if isinstance(v, str)),
         f"model:    {d.model_name} ({d.model_source}; adapter {d.adapter}); "
         f"{_count(total)} parameters, {_count(trainable)} trainable",
     ]

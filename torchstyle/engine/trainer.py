@@ -589,4 +589,5 @@ class Trainer:
             steps_per_epoch=math.ceil(len(self.train_sampler) / cfg.accumulate),
             epochs=cfg.epochs,
             run_dir=self.run_dir,
+            data_info=dict(data.info),
         )
