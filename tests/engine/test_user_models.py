@@ -149,7 +149,7 @@ def test_plain_module_trains_through_fit(tmp_path):
     result = torchstyle.fit(
         net,
         data.train,
-        getattr(data, "val", None) or data.test,
+        data.val,
         test_data=data.test,
         epochs=2,
         run_dir=str(tmp_path / "fit"),

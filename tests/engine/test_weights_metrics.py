@@ -137,7 +137,7 @@ def test_evaluate_joins_averages_and_metrics():
     metrics = EvaluationMetrics.for_model(model, SPEC3, torch.device("cpu"))
     out = evaluate(model, batches, torch.device("cpu"), metrics=metrics)
     with torch.no_grad():
-        right = (model.eval()(x).argmax(1) == y).float().mean().item()
+        right = (model.eval()(x).argmax(1) == y).double().mean().item()
     assert out["accuracy"] == pytest.approx(right, abs=1e-9)
     assert {"loss", "f1_macro", "accuracy_class/a"} <= set(out)
     assert "preds" not in out and "target" not in out

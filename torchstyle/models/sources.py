@@ -290,7 +290,7 @@ def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> 
                 f"--model-arg {name}: {what} got an unexpected keyword argument {name!r}; "
                 f"it accepts {sig.describe()}"
             )
-        hint = sig.types.get(name)
+        hint = sig.types.get(name, Any)
         if not matches(value, hint):
             raise UserError(
                 f"--model-arg {name}={value!r}: {what} expects {name} to be {type_name(hint)}; "
