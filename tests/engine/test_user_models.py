@@ -283,3 +283,31 @@ def test_fine_tune_from_weights_with_another_head_and_export_round_trip(tmp_path
     key = "net.layer1.0.conv1.weight"
     assert torch.equal(tuned_state["net"][key], state["net"][key])
     assert tuned_state["net"]["net.fc.weight"].shape == (3, 512)
+
+
+def test_folder_of_128px_images_trains_at_128px(tmp_path):
+    folder = _folder(tmp_path / "big", classes=2, size=128)
+    run = tmp_path / "big-run"
+    proc = run_cli(
+        "train",
+        "--model",
+        "classifier",
+        "--model-arg",
+        "width=8",
+        "--data",
+        str(folder),
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+    )
+    _ok(proc)
+    assert "128x128 px" in proc.stderr
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["spec"]["image_size"] == 128
+    assert state["model"]["hparams"]["image_size"] == 128

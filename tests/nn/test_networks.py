@@ -299,10 +299,23 @@ def test_classifier_is_cheap_on_digits() -> None:
     assert net(torch.randn(4, 1, 8, 8)).shape == (4, 10)
 
 
-@pytest.mark.parametrize("image_size", [7, 65])
+@pytest.mark.parametrize("image_size", [0, 1])
 def test_classifier_rejects_image_sizes_out_of_range(image_size: int) -> None:
     with pytest.raises(ArgumentError, match="image_size"):
         ResNetClassifier(image_size=image_size)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "stem_side"), [(7, 7), (64, 64), (65, 33), (128, 64), (300, 38)]
+)
+def test_classifier_takes_any_image_size(image_size: int, stem_side: int) -> None:
+    # Above 64 px, stride-2 convolutions bring the side to 64 or less before the stages.
+    net = ResNetClassifier(in_channels=3, num_classes=4, image_size=image_size, width=8)
+    x = torch.randn(2, 3, image_size, image_size)
+    stem = [m for m in net.features if not isinstance(m, type(net.features[-1]))]
+    side = nn.Sequential(*stem)(x).shape[-1]
+    assert side == stem_side
+    assert net(x).shape == (2, 4)
 
 
 def test_classifier_rejects_too_many_stages_for_the_image() -> None:

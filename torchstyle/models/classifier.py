@@ -1,4 +1,4 @@
-"""``classifier``: a small ResNet image classifier (8 to 64 px), trained with cross-entropy."""
+"""``classifier``: a small ResNet image classifier (any image size), trained with cross-entropy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Classifier(ImageClassifier):
     Args:
         in_channels: Image channels.
         num_classes: Number of classes.
-        image_size: Input side in pixels (8 to 64).
+        image_size: Input side in pixels (above 64, strided convolutions bring it to 64 or less).
         width: Channels of the first stage; later stages double it.
         num_blocks: Residual blocks per stage.
         dropout: Dropout before the final linear layer.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import warnings
@@ -603,7 +604,11 @@ class _BasicBlock(nn.Module):
 
 
 class ResNetClassifier(nn.Module):
-    """A small ResNet for 8 to 64 px images: stem, stages of basic blocks, average pool, linear.
+    """A small ResNet for images of any size: stem, stages of basic blocks, average pool, linear.
+
+    Images larger than 64 px first pass stride-2 convolutions until the side is at most 64:
+    the stages then work at the resolution they were designed for, and compute grows with the
+    image only in the stem.
 
     The width stays the same in every stage (each later stage halves the resolution): small
     images leave little spatial extent to trade for channels, and doubling would more than double
@@ -612,7 +617,7 @@ class ResNetClassifier(nn.Module):
     Args:
         in_channels: Image channels.
         num_classes: Number of classes.
-        image_size: Input size (8 to 64); stages are limited so the last map is at least 2x2.
+        image_size: Input side; stages are limited so the last map is at least 2x2.
         width: Channels of every stage.
         num_blocks: Basic blocks per stage; every stage after the first starts with stride 2.
         dropout: Dropout before the linear layer.
@@ -629,8 +634,8 @@ class ResNetClassifier(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if not (8 <= image_size <= 64):
-            raise ArgumentError(f"image_size must be in [8, 64], got {image_size}")
+        if not image_size >= 2:
+            raise ArgumentError(f"image_size must be at least 2, got {image_size}")
         if not (in_channels > 0 and width > 0):
             raise ArgumentError(f"channels must be positive, got {in_channels}, {width}")
         if not (num_classes >= 2):
@@ -639,7 +644,9 @@ class ResNetClassifier(nn.Module):
             raise ArgumentError(
                 f"num_blocks needs at least one stage of at least one block, got {num_blocks}"
             )
-        if not (image_size // 2 ** (len(num_blocks) - 1) >= 2):
+        reductions = max(0, math.ceil(math.log2(image_size / 64)))  # stride-2 stem convolutions
+        side = math.ceil(image_size / 2**reductions)
+        if not (side // 2 ** (len(num_blocks) - 1) >= 2):
             raise ArgumentError(
                 f"{len(num_blocks)} stages shrink a {image_size}px image below 2x2; use fewer stages"
             )
@@ -648,6 +655,10 @@ class ResNetClassifier(nn.Module):
         self.image_size = image_size
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=width, order="cna")
+        ]
+        layers += [
+            ConvBlock(in_channels=width, out_channels=width, stride=2, order="cna")
+            for _ in range(reductions)
         ]
         for stage, n in enumerate(num_blocks):
             for i in range(n):
