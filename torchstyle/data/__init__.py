@@ -43,11 +43,18 @@ def _synthetic(options: DataOptions) -> DataBundle:
     return build_synthetic(options)
 
 
+def _stdlib(options: DataOptions) -> DataBundle:
+    from torchstyle.data.stdlib import build_stdlib
+
+    return build_stdlib(options)
+
+
 # Named sources; anything else given to --data is taken as a folder path.
 DATA_SOURCES: dict[str, Callable[[DataOptions], DataBundle]] = {
     "digits": _digits,
     "cifar10": _cifar10,
     "synthetic": _synthetic,
+    "stdlib": _stdlib,
 }
 
 

@@ -26,7 +26,7 @@ __all__ = [
 
 _REGISTRY: dict[str, type[TorchstyleModel]] = {}
 # Modules holding the built-in models; imported lazily so `import torchstyle` stays cheap.
-_BUILTIN_MODULES = ("classifier", "dcgan", "mlp", "pix2pix")
+_BUILTIN_MODULES = ("classifier", "dcgan", "gpt", "mlp", "pix2pix")
 _builtins_loaded = False
 
 M = TypeVar("M", bound=type[TorchstyleModel])

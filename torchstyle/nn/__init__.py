@@ -32,12 +32,14 @@ from torchstyle.nn.networks import (
     Vgg19Features,
 )
 from torchstyle.nn.ops import INIT_TYPES, count_parameters, freeze, init_weights, one_hot, unfreeze
+from torchstyle.nn.transformer import CausalSelfAttention, TransformerBlock, TransformerMLP
 
 __all__ = [
     "GAN_MODES",
     "INIT_TYPES",
     "VGG19_CACHE_FILENAME",
     "AdaptiveInstanceNorm",
+    "CausalSelfAttention",
     "ConvBlock",
     "CustomLoss",
     "DCGANDiscriminator",
@@ -53,6 +55,8 @@ __all__ = [
     "SNLinear",
     "SelfAttention",
     "SimpleNetwork",
+    "TransformerBlock",
+    "TransformerMLP",
     "Vgg19Features",
     "count_parameters",
     "freeze",
