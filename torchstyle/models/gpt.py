@@ -39,6 +39,7 @@ class GPT(TorchstyleModel):
     """
 
     monitor = ("loss", "min")
+    data_layout = "tokens"
     # For a byte corpus the data source reads the "image size" as its context length.
     default_image_size = 128
     default_optimizer = "adamw"
