@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from torchstyle.engine import fsdp
 from torchstyle.models import create_model
+from torchstyle.models.base import StepModule
 
 GLOBAL_BATCH = 8
 
@@ -36,22 +37,28 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
     model = create_model("gpt", context=16, dim=32, depth=2, num_heads=2)
-    fsdp.shard_model(model, activation_checkpointing="--ac" in sys.argv)
     optimizers = model.configure_optimizers()
+    step = StepModule(model)
+    fsdp.shard_model(
+        model,
+        root=step,
+        optimizers=optimizers.values(),
+        activation_checkpointing="--ac" in sys.argv,
+    )
     if load is not None:
         fsdp.load_shards(load, model, optimizers)
     losses = []
-    for step in range(steps):
+    for i in range(steps):
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
-        loss = model.training_step(batches(step, rank, world), "model")["loss"]
+        loss = step(batches(i, rank, world), "model")["loss"]
         loss.backward()
         for opt in optimizers.values():
             opt.step()
         losses.append(loss.item())
     report = fsdp.shard_report(model, optimizers.values())
     # Uneven evaluation: rank r runs r + 1 forwards; gathered weights need no collective.
-    with fsdp.gathered(model):
+    with fsdp.gathered(step):
         evals = [
             model.evaluation_step(batches(100 + i, 0, 1))["loss"].sum().item()
             for i in range(rank + 1)

@@ -29,7 +29,7 @@ from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
 VOCAB_SIZE = 256
-DEFAULT_CONTEXT = 128
+DEFAULT_CONTEXT = 64
 # crc32(file name) % BUCKETS picks the split: bucket 0 is test, 1 validation, the rest train.
 BUCKETS = 20
 SPLITS = ("train", "validation", "test")
@@ -124,7 +124,7 @@ class CorpusBundle(DataBundle):
 
 
 def build_stdlib(options: DataOptions, root: Path | None = None) -> CorpusBundle:
-    """Data source ``stdlib``: windows of ``options.image_size`` bytes (default 128).
+    """Data source ``stdlib``: windows of ``options.image_size`` bytes (default 64).
 
     Args:
         options: Data options; ``image_size`` is read as the context length.

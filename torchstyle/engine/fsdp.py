@@ -103,6 +103,8 @@ def block_modules(model: nn.Module, min_params: int = DEFAULT_MIN_PARAMS) -> lis
 def shard_model(
     model: nn.Module,
     *,
+    root: nn.Module | None = None,
+    optimizers: Iterable[torch.optim.Optimizer] = (),
     amp: str = "off",
     cpu_offload: bool = False,
     activation_checkpointing: bool = False,
@@ -111,8 +113,12 @@ def shard_model(
     """Shards ``model`` in place across the default process group.
 
     Args:
-        model: The model, on this process's device, before its optimizers are built (they
-            must see the sharded parameters).
+        model: The model, on this process's device.
+        root: The module the engine calls (one holding ``model``, such as the step module
+            that routes to ``training_step``); sharded last, it gathers the parameters
+            outside the blocks whichever submodules a step calls. Default: ``model``.
+        optimizers: Optimizers already built over ``model``'s parameters: they are pointed at
+            the sharded parameters, which replace the originals. Their state must be empty.
         amp: ``--amp``: ``off`` or ``bf16``.
         cpu_offload: Keep the sharded parameters, gradients and optimizer state in CPU
             memory; the optimizer step then runs on the CPU.
@@ -121,24 +127,30 @@ def shard_model(
         min_params: Threshold of the size-based default.
 
     Returns:
-        The shard units, the model last.
+        The shard units, the root last.
     """
     policy = mixed_precision(amp)
-    offload = CPUOffloadPolicy() if cpu_offload else None
     kwargs: dict[str, Any] = {"mp_policy": policy}
-    if offload is not None:
-        kwargs["offload_policy"] = offload
+    if cpu_offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy()
+    names = {id(p): name for name, p in model.named_parameters()}
     blocks = block_modules(model, min_params)
     if activation_checkpointing:
         from torch.distributed._composable import checkpoint
 
         for block in blocks:
             checkpoint(block)
-    for block in blocks:
-        fully_shard(block, **kwargs)
-    fully_shard(model, **kwargs)
+    root = root if root is not None else model
+    for unit in [*blocks, root]:
+        fully_shard(unit, **kwargs)
+    sharded = dict(model.named_parameters())
+    for opt in optimizers:
+        if opt.state:
+            raise ValueError("optimizers must be re-pointed before their first step")
+        for group in opt.param_groups:
+            group["params"] = [sharded[names[id(p)]] for p in group["params"]]
     log.info("fsdp: %d shard units + the root, %s", len(blocks), policy)
-    return [*blocks, model]
+    return [*blocks, root]
 
 
 def local_numel(tensors: Iterable[Tensor]) -> tuple[int, int]:
@@ -175,13 +187,16 @@ def shard_report(model: nn.Module, optimizers: Iterable[torch.optim.Optimizer]) 
 
 
 @contextlib.contextmanager
-def gathered(model: nn.Module) -> Any:
+def gathered(root: nn.Module) -> Any:
     """Full parameters on every process for the duration, so that processes may run forwards
     independently (an uneven evaluation split, sampling on one process).
 
+    Args:
+        root: The sharded root (what :func:`shard_model` sharded last).
+
     Every process must enter and leave it together (gathering is a collective).
     """
-    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    units = [m for m in root.modules() if isinstance(m, FSDPModule)]
     for unit in units:
         unit.unshard()
         unit.set_reshard_after_forward(False)
@@ -193,10 +208,10 @@ def gathered(model: nn.Module) -> Any:
             unit.reshard()
 
 
-def set_gradient_sync(model: nn.Module, enabled: bool) -> None:
+def set_gradient_sync(root: nn.Module, enabled: bool) -> None:
     """Turns the gradient reduce-scatter off for the inner micro-batches of an accumulation."""
-    if isinstance(model, FSDPModule):
-        model.set_requires_gradient_sync(enabled)
+    if isinstance(root, FSDPModule):
+        root.set_requires_gradient_sync(enabled)
 
 
 # ---------------------------------------------------------------------------- checkpoints

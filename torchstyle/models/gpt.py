@@ -41,7 +41,7 @@ class GPT(TorchstyleModel):
     monitor = ("loss", "min")
     data_layout = "tokens"
     # For a byte corpus the data source reads the "image size" as its context length.
-    default_image_size = 128
+    default_image_size = 64
     default_optimizer = "adamw"
     default_lr = 2e-3
     # Sharding strategies give each of these its own shard unit.
@@ -51,8 +51,8 @@ class GPT(TorchstyleModel):
         self,
         *,
         vocab_size: int = VOCAB_SIZE,
-        context: int = 128,
-        dim: int = 128,
+        context: int = 64,
+        dim: int = 64,
         depth: int = 4,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
