@@ -10,6 +10,7 @@ import torch
 from torchstyle.data import DataOptions, build_data, make_loader
 from torchstyle.data.loaders import EpochBatchSampler
 from torchstyle.data.stdlib import (
+    EVAL_WINDOWS,
     SPLITS,
     ByteWindows,
     build_stdlib,
@@ -55,6 +56,17 @@ def test_windows_predict_the_next_byte_and_cover_the_stream_once():
         ByteWindows(data, context=23)
 
 
+def test_evaluation_windows_are_capped_and_evenly_spaced():
+    data = torch.arange(101, dtype=torch.uint8)
+    windows = ByteWindows(data, context=2, max_windows=10)  # 50 windows, every 5th kept
+    assert len(windows) == 10
+    assert windows.starts.tolist() == list(range(0, 100, 10))
+    x, y = windows[9]
+    assert x.tolist() == [90, 91] and y.tolist() == [91, 92]
+    assert windows.targets().tolist()[:4] == [1, 2, 11, 12]
+    assert len(ByteWindows(data, context=2, max_windows=1000)) == 50
+
+
 def test_the_real_library_builds_a_bundle_that_records_its_split():
     bundle = build_data(DataOptions(name="stdlib", image_size=16))
     assert bundle.spec.num_classes == 256 and bundle.spec.image_size == 16
@@ -62,6 +74,7 @@ def test_the_real_library_builds_a_bundle_that_records_its_split():
     on_disk = sorted(p.name for p in stdlib_dir().glob("*.py"))
     assert sorted(files["train"] + files["validation"] + files["test"]) == on_disk
     assert len(bundle.train) > len(bundle.test) > 0 and len(bundle.heldout) > 0
+    assert len(bundle.test) <= EVAL_WINDOWS and len(bundle.heldout) <= EVAL_WINDOWS
     # A loader yields whole batches of windows.
     sampler = EpochBatchSampler(len(bundle.test), batch_size=4, shuffle=False)
     x, y = next(iter(make_loader(bundle.test, sampler)))

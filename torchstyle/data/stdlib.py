@@ -9,7 +9,9 @@ names of each split are returned with the data, for the run to record.
 
 Samples are fixed windows: window ``i`` is bytes ``[i*T, i*T + T]`` of the split's
 concatenated files; the model reads the first ``T`` and predicts the last ``T``. Windows do not
-overlap, so an epoch predicts each byte once.
+overlap, so an epoch predicts each byte once. Validation and test keep at most
+:data:`EVAL_WINDOWS` windows, evenly spaced over their files, so an evaluation costs seconds
+on a CPU whatever the context length.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ VOCAB_SIZE = 256
 DEFAULT_CONTEXT = 64
 # crc32(file name) % BUCKETS picks the split: bucket 0 is test, 1 validation, the rest train.
 BUCKETS = 20
+# Windows an evaluation split keeps at most (evenly spaced, so every file is represented).
+EVAL_WINDOWS = 1024
 SPLITS = ("train", "validation", "test")
 
 
@@ -79,11 +83,12 @@ class ByteWindows(Dataset):
     Args:
         data: The byte stream ``(N,)``, uint8.
         context: Window length ``T``.
+        max_windows: Keep at most this many windows, evenly spaced; None keeps all.
     """
 
     batched = True
 
-    def __init__(self, data: Tensor, *, context: int) -> None:
+    def __init__(self, data: Tensor, *, context: int, max_windows: int | None = None) -> None:
         if context < 1:
             raise UserError(f"the context length must be positive, got {context}")
         if data.numel() <= context:
@@ -93,10 +98,17 @@ class ByteWindows(Dataset):
             )
         self.data = data
         self.context = context
+        count = (data.numel() - 1) // context
+        every = -(-count // max_windows) if max_windows else 1  # ceil: at most max_windows
+        self.starts = torch.arange(0, count, every) * context  # (N,) first byte of each window
         self._offsets = torch.arange(context + 1)  # (T+1,)
 
     def __len__(self) -> int:
-        return (self.data.numel() - 1) // self.context
+        return self.starts.numel()
+
+    def targets(self) -> Tensor:
+        """Every byte the windows predict, ``(len * T,)`` uint8 (for baselines)."""
+        return self.data[self.starts.unsqueeze(1) + self._offsets[1:]].flatten()
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         x, y = self.batch(torch.tensor([index]))
@@ -110,7 +122,7 @@ class ByteWindows(Dataset):
 
     def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Windows ``idx``: inputs and next-byte targets, each ``(B, T)`` int64."""
-        rows = self.data[(idx * self.context).unsqueeze(1) + self._offsets].long()  # (B, T+1)
+        rows = self.data[self.starts[idx].unsqueeze(1) + self._offsets].long()  # (B, T+1)
         return rows[:, :-1], rows[:, 1:]
 
 
@@ -136,7 +148,14 @@ def build_stdlib(options: DataOptions, root: Path | None = None) -> CorpusBundle
     root = root or stdlib_dir()
     context = options.image_size or DEFAULT_CONTEXT
     files = split_files(root)
-    parts = {s: ByteWindows(read_bytes(root, files[s]), context=context) for s in SPLITS}
+    parts = {
+        s: ByteWindows(
+            read_bytes(root, files[s]),
+            context=context,
+            max_windows=None if s == "train" else EVAL_WINDOWS,
+        )
+        for s in SPLITS
+    }
     spec = DataSpec(channels=1, image_size=context, num_classes=VOCAB_SIZE)
     return CorpusBundle(
         train=parts["train"],
