@@ -1,6 +1,6 @@
 """Run under torchrun by test_fsdp.py: shards a tiny gpt, trains, reports and checkpoints.
 
-Usage: torchrun --nproc_per_node N tests/engine/fsdp_worker.py OUT_DIR STEPS [LOAD_DIR] [--ac]
+Usage: torchrun --nproc_per_node N tests/engine/fsdp_worker.py OUT_DIR STEPS [LOAD_DIR] [--ac] [--bf16] [--offload]
 Loads LOAD_DIR's shards if given, trains STEPS steps on a fixed global batch, evaluates
 unevenly (rank r runs r + 1 batches) and saves; writes OUT_DIR/rank{r}.json (shard sizes,
 losses, evaluation sums) and OUT_DIR/shards-0000000S/.
@@ -43,6 +43,8 @@ def main() -> None:
         model,
         root=step,
         optimizers=optimizers.values(),
+        amp="bf16" if "--bf16" in sys.argv else "off",
+        cpu_offload="--offload" in sys.argv,
         activation_checkpointing="--ac" in sys.argv,
     )
     if load is not None:

@@ -115,7 +115,7 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_two_processes_hold_half_each_and_one_process_reads_their_shards(tmp_path):
-    two = _torchrun(2, str(tmp_path / "two"), "3", "--ac")
+    two = _torchrun(2, str(tmp_path / "two"), "3", "--ac", "--bf16", "--offload")
     assert two.returncode == 0, two.stderr[-3000:]
     reports = [json.loads((tmp_path / "two" / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in reports:

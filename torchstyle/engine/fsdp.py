@@ -132,7 +132,8 @@ def shard_model(
     policy = mixed_precision(amp)
     kwargs: dict[str, Any] = {"mp_policy": policy}
     if cpu_offload:
-        kwargs["offload_policy"] = CPUOffloadPolicy()
+        # Pinned host memory makes the copies to a GPU asynchronous; without CUDA there is none.
+        kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
     names = {id(p): name for name, p in model.named_parameters()}
     blocks = block_modules(model, min_params)
     if activation_checkpointing:
