@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
 import json
 import logging
 import sys
@@ -41,27 +40,24 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
     cfg = config_from_args(args, base)
     _setup_logging()
-    from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
 
     trainer = Trainer(cfg)
-    info, run_dir = trainer.dist, trainer.run_dir
+    strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
-    # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
-    # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
+    # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
-    gc.collect()
-    distributed.teardown(info)
+    strategy.teardown()
     if interrupted is not None:
         message = (
             f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
         )
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
-    return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
+    return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -73,11 +69,16 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except ValueError as e:
         raise UserError(
             f"{path} does not parse ({e}); fix it or pass every setting as flags"
         ) from None
+    if not isinstance(saved, dict):
+        raise UserError(
+            f"{path} must hold an object of settings; fix it or pass every setting as flags"
+        )
+    return saved
 
 
 def format_summary(result: Any) -> str:
@@ -132,9 +133,8 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         build_data,
         make_loader,
     )
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
-    from torchstyle.models.base import StepModule
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -152,19 +152,24 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             layout=type(model).data_layout,
         )
     )
-    sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
+    n_test = _num_samples(data.test)
+    sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    metrics = evaluate(StepModule(model), model, loader, device)
+    metrics = evaluate(model, loader, device)
     if args.json:
         return CommandOutput(
-            stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
-            + "\n"
+            stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"
         )
     lines = [
-        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {n_test} test samples"
     ]
     lines += [f"test {k}: {v:.4f}" for k, v in sorted(metrics.items())]
     return CommandOutput(stdout="\n".join(lines) + "\n")
+
+
+def _num_samples(dataset: Any) -> int:
+    """Samples in a split (every data source gives a sized dataset)."""
+    return len(dataset)
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -180,8 +185,8 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     import torch
 
     from torchstyle.data.folder import load_image
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
