@@ -92,7 +92,7 @@ def test_a_failed_write_leaves_no_folder_and_prune_keeps_only_referenced(tmp_pat
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fsdp.dcp, "save", disk_full)
+    monkeypatch.setattr(fsdp.state_dict_saver, "save", disk_full)
     with pytest.raises(CheckpointWriteError, match="previous checkpoint is intact"):
         fsdp.save_shards(tmp_path, "shards-00000003", model, optimizers, is_main=True,
                          barrier=lambda: None)  # fmt: skip

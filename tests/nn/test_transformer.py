@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchstyle.nn import CausalSelfAttention, TransformerBlock, TransformerMLP
+from torchstyle.nn.errors import ArgumentError
 
 
 def _reference_attention(layer: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
@@ -93,5 +94,5 @@ def test_dropout_acts_in_training_only():
     ],
 )
 def test_bad_shapes_are_refused_with_the_reason(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ArgumentError, match=message):
         CausalSelfAttention(**kwargs)

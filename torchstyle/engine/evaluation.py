@@ -83,6 +83,9 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
 def load_run_model(path: Path, device: torch.device) -> tuple[TorchstyleModel, dict[str, Any]]:
     """Rebuilds a model from a checkpoint (name and constructor arguments) and loads its weights.
 
+    A sharded checkpoint (``--strategy fsdp``) is consolidated: the whole tensors are read from
+    its shard folder into the one-process model.
+
     Returns:
         The model in eval mode on ``device``, and the checkpoint dict.
     """
@@ -91,7 +94,13 @@ def load_run_model(path: Path, device: torch.device) -> tuple[TorchstyleModel, d
     if not isinstance(info, dict) or "name" not in info:
         raise UserError(f"{path} does not say which model it holds (no 'model' entry)")
     model = create_model(info["name"], **info.get("hparams", {}))
-    load_model_state(model, state["net"], path)
+    if "shards" in state:
+        from torchstyle.engine.fsdp import consolidate
+
+        weights = consolidate(path.parent / str(state["shards"]), model)
+    else:
+        weights = state["net"]
+    load_model_state(model, weights, path)
     model.to(device).eval()
     return model, state
 

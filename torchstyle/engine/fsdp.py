@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import state_dict_loader, state_dict_saver
 from torch import Tensor, nn
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
@@ -137,7 +137,7 @@ def shard_model(
     names = {id(p): name for name, p in model.named_parameters()}
     blocks = block_modules(model, min_params)
     if activation_checkpointing:
-        from torch.distributed._composable import checkpoint
+        from torch.distributed._composable.checkpoint_activation import checkpoint
 
         for block in blocks:
             checkpoint(block)
@@ -271,7 +271,7 @@ def save_shards(
     barrier()
     try:
         with _quiet_without_group():
-            dcp.save(_training_state(model, optimizers), checkpoint_id=tmp)
+            state_dict_saver.save(_training_state(model, optimizers), checkpoint_id=tmp)
         barrier()  # DCP's metadata is written last, by rank 0: all shards exist now
         if is_main:
             os.replace(tmp, final)
@@ -306,7 +306,7 @@ def load_shards(
         raise CheckpointLoadError(f"{folder} has no optimizer state for {missing}")
     try:
         with _quiet_without_group():
-            dcp.load(state, checkpoint_id=folder)
+            state_dict_loader.load(state, checkpoint_id=folder)
     except (CheckpointException, RuntimeError, ValueError) as e:
         raise CheckpointLoadError(
             f"{folder} does not fit model {type(model).__name__} ({_first_cause(e)}); "
@@ -334,7 +334,7 @@ def consolidate(folder: Path, model: nn.Module) -> dict[str, Tensor]:
     state = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     try:
         with _quiet_without_group():
-            dcp.load(state, checkpoint_id=folder)
+            state_dict_loader.load(state, checkpoint_id=folder)
     except (CheckpointException, RuntimeError, ValueError) as e:
         raise CheckpointLoadError(
             f"{folder} does not fit model {type(model).__name__} ({_first_cause(e)}); "
@@ -362,6 +362,21 @@ def shard_folders(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(SHARDS_PREFIX))
+
+
+def referenced_shards(directory: Path) -> set[str]:
+    """The shard folders the checkpoint files of ``directory`` name (latest, best, epochs)."""
+    from torchstyle.engine.checkpoint import CheckpointLoadError, load_checkpoint
+
+    names = set()
+    for path in directory.glob("*.pt"):
+        try:
+            name = load_checkpoint(path).get("shards")
+        except CheckpointLoadError:
+            continue  # not ours to judge here; pruning keeps what anything might name
+        if isinstance(name, str):
+            names.add(name)
+    return names
 
 
 def prune_shards(directory: Path, referenced: set[str]) -> None:

@@ -69,15 +69,6 @@ class GPT(TorchstyleModel):
             )
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"gpt: dropout must be in [0, 1), got {dropout}")
-        self._hparams: dict[str, Any] = {
-            "vocab_size": vocab_size,
-            "context": context,
-            "dim": dim,
-            "depth": depth,
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "dropout": dropout,
-        }
         self.context = context
         self.token_embedding = nn.Embedding(vocab_size, dim)
         self.position_embedding = nn.Embedding(context, dim)
@@ -127,7 +118,8 @@ class GPT(TorchstyleModel):
         x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))
         for block in self.blocks:
             x = block(x)  # (B, T, C)
-        return self.head(self.norm(x))  # (B, T, V)
+        logits: Tensor = self.head(self.norm(x))  # (B, T, V)
+        return logits
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Mean next-byte cross-entropy (nats) of a batch; bits per byte rides along."""

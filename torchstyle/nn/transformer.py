@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchstyle.nn.errors import require
 from torchstyle.nn.layers import LayerType
 
 __all__ = ["CausalSelfAttention", "TransformerBlock", "TransformerMLP"]
@@ -18,8 +19,7 @@ __all__ = ["CausalSelfAttention", "TransformerBlock", "TransformerMLP"]
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+        require(value > 0, f"{name} must be positive, got {value}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -37,8 +37,9 @@ class CausalSelfAttention(nn.Module):
     ) -> None:
         super().__init__()
         _check_positive(dim=dim, num_heads=num_heads)
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} does not split into {num_heads} heads; pick a divisor")
+        require(
+            dim % num_heads == 0, f"dim {dim} does not split into {num_heads} heads; pick a divisor"
+        )
         self.num_heads = num_heads
         self.dropout = dropout
         # One matmul yields queries, keys and values: three small ones would each launch a kernel.
@@ -65,7 +66,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )  # (B, H, T, C/H)
         y = y.transpose(1, 2).reshape(b, t, c)  # (B, T, C)
-        return self.out_dropout(self.proj(y))
+        out: Tensor = self.out_dropout(self.proj(y))
+        return out
 
 
 class TransformerMLP(nn.Module):
@@ -99,7 +101,8 @@ class TransformerMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps ``(B, T, C)`` to ``(B, T, C)``."""
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
 
 class TransformerBlock(nn.Module):
@@ -145,4 +148,5 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Maps tokens ``(B, T, C)`` to ``(B, T, C)``."""
         x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
