@@ -68,19 +68,24 @@ def test_evaluation_windows_are_capped_and_evenly_spaced():
 
 
 def test_the_real_library_builds_a_bundle_that_records_its_split():
-    bundle = build_data(DataOptions(name="stdlib", image_size=16))
+    bundle = build_data(DataOptions(name="stdlib", image_size=16, layout="tokens"))
     assert bundle.spec.num_classes == 256 and bundle.spec.image_size == 16
-    files = bundle.files
+    files = bundle.info["files"]
     on_disk = sorted(p.name for p in stdlib_dir().glob("*.py"))
     assert sorted(files["train"] + files["validation"] + files["test"]) == on_disk
-    assert len(bundle.train) > len(bundle.test) > 0 and len(bundle.heldout) > 0
-    assert len(bundle.test) <= EVAL_WINDOWS and len(bundle.heldout) <= EVAL_WINDOWS
+    assert len(bundle.train) > len(bundle.val) > 0 and len(bundle.test) > 0
+    assert len(bundle.val) <= EVAL_WINDOWS and len(bundle.test) <= EVAL_WINDOWS
     # A loader yields whole batches of windows.
-    sampler = EpochBatchSampler(len(bundle.test), batch_size=4, shuffle=False)
-    x, y = next(iter(make_loader(bundle.test, sampler)))
+    sampler = EpochBatchSampler(len(bundle.val), batch_size=4, shuffle=False)
+    x, y = next(iter(make_loader(bundle.val, sampler)))
     assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
     first = stdlib_dir() / files["validation"][0]
     assert bytes(x[0].tolist()) == first.read_bytes()[:16]
+
+
+def test_an_image_model_is_told_stdlib_holds_bytes():
+    with pytest.raises(UserError, match="needs 'classes' data but --data stdlib is 'tokens'"):
+        build_data(DataOptions(name="stdlib", layout="classes"))
 
 
 def test_a_folder_without_python_files_is_a_user_error(tmp_path):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sysconfig
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +125,7 @@ class ByteWindows(Dataset):
         return rows[:, :-1], rows[:, 1:]
 
 
-@dataclass
-class CorpusBundle(DataBundle):
-    """A text corpus's splits: ``test`` is the validation split the run evaluates on,
-    ``heldout`` the test split kept for a final measurement, ``files`` what each holds."""
-
-    heldout: Dataset | None = None
-    files: dict[str, list[str]] = field(default_factory=dict)
-
-
-def build_stdlib(options: DataOptions, root: Path | None = None) -> CorpusBundle:
+def build_stdlib(options: DataOptions, root: Path | None = None) -> DataBundle:
     """Data source ``stdlib``: windows of ``options.image_size`` bytes (default 64).
 
     Args:
@@ -143,7 +133,8 @@ def build_stdlib(options: DataOptions, root: Path | None = None) -> CorpusBundle
         root: The library folder (default: the running interpreter's).
 
     Returns:
-        Train and validation windows, the held-out test windows, and the split's file names.
+        Train, validation and test windows; ``info`` records the library folder and the file
+        names of each split.
     """
     root = root or stdlib_dir()
     context = options.image_size or DEFAULT_CONTEXT
@@ -156,13 +147,13 @@ def build_stdlib(options: DataOptions, root: Path | None = None) -> CorpusBundle
         )
         for s in SPLITS
     }
-    spec = DataSpec(channels=1, image_size=context, num_classes=VOCAB_SIZE)
-    return CorpusBundle(
+    spec = DataSpec(channels=1, image_size=context, num_classes=VOCAB_SIZE, layout="tokens")
+    return DataBundle(
         train=parts["train"],
-        test=parts["validation"],
+        test=parts["test"],
         spec=spec,
-        heldout=parts["test"],
-        files=files,
+        val=parts["validation"],
+        info={"source": "stdlib", "root": str(root), "context": context, "files": files},
     )
 
 

@@ -133,6 +133,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         build_data,
         make_loader,
     )
+    from torchstyle.data.checks import check_data_fits_run
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
     from torchstyle.engine.strategies import resolve_device
 
@@ -150,8 +151,14 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             image_size=spec.image_size,
             seed=cfg["seed"],
             layout=type(model).data_layout,
+            val_split=0.0,  # only the test split is read
+            class_names=spec.class_names or None,  # label a folder with the run's classes
+            # The run's own data is read as the run read it; other data must match it.
+            channels=None if args.data else spec.channels,
+            skip_bad_images=bool(cfg.get("skip_bad_images", False)),
         )
     )
+    check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
     n_test = _num_samples(data.test)
     sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
@@ -176,7 +183,11 @@ def _num_samples(dataset: Any) -> int:
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``predict`` flags."""
     _add_run_arguments(parser)
-    parser.add_argument("images", nargs="*", help="image files to classify")
+    parser.add_argument(
+        "images",
+        nargs="*",
+        help="image files, or folders whose images are read recursively (hidden ones skipped)",
+    )
     parser.add_argument("--output", help="also write the predictions to this CSV file")
     text = parser.add_argument_group("text models (gpt): sample a continuation of --prompt")
     text.add_argument("--prompt", help="text to continue, e.g. 'def '")
@@ -232,6 +243,7 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
         raise UserError("pass image files to classify, or --prompt TEXT for a text model (gpt)")
 
     from torchstyle.data.folder import load_image
+    from torchstyle.data.images import expand_image_paths
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
     from torchstyle.engine.strategies import resolve_device
 
@@ -244,11 +256,9 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     if not spec.class_names:
         raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")
     # Read every image first: a bad file stops the command before any output is written.
-    for p in args.images:
-        if not Path(p).is_file():
-            raise UserError(f"no such image file: {p}")
-    hint = "pass image files only"
-    images = [load_image(Path(p), spec.channels, spec.image_size, hint) for p in args.images]
+    paths = expand_image_paths(args.images)
+    hint = "fix or remove it, or leave it out of the arguments"
+    images = [load_image(p, spec.channels, spec.image_size, hint) for p in paths]
     rows = []
     with torch.no_grad():
         for start in range(0, len(images), args.batch_size):
@@ -259,7 +269,7 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
                 raise UserError(f"{e}; `predict` needs a classifier run") from None
             conf, label = probs.max(dim=1)
             for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
-                rows.append((args.images[start + i], spec.class_names[k], c))
+                rows.append((str(paths[start + i]), spec.class_names[k], c))
     if args.output:
         with open(args.output, "w", newline="") as f:
             writer = csv.writer(f)

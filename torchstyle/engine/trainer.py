@@ -458,7 +458,7 @@ class Trainer:
             from torchstyle.engine.fsdp import load_shards
 
             load_shards(self._shards, self.model, self.optimizers)
-        setup.prepare_run_dir(cfg, self.run_dir, strategy)
+        setup.prepare_run_dir(cfg, self.run_dir, strategy, getattr(self.data, "info", None))
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
         self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
