@@ -1,5 +1,5 @@
 """FSDP pieces: which modules become shard units, sharded save/load/consolidate, and (slow) two
-processes under torchrun on the CPU: each holds half, uneven evaluation, resharding to one."""
+processes under torchrun on the CPU: each holds half, evaluation may run unevenly."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_two_processes_hold_half_each_and_one_process_reads_their_shards(tmp_path):
+def test_two_processes_hold_half_each_under_bf16_offload_and_checkpointing(tmp_path):
     two = _torchrun(2, str(tmp_path / "two"), "3", "--ac", "--bf16", "--offload")
     assert two.returncode == 0, two.stderr[-3000:]
     reports = [json.loads((tmp_path / "two" / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -128,13 +128,6 @@ def test_two_processes_hold_half_each_and_one_process_reads_their_shards(tmp_pat
     assert reports[0]["evals"][0] == pytest.approx(reports[1]["evals"][0], rel=1e-6)
     saved = tmp_path / "two" / reports[0]["shards"]
     assert sorted(p.name for p in saved.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
-    # One process loads the two processes' shards (resharding) and saves them again unchanged.
-    one = _torchrun(1, str(tmp_path / "one"), "0", str(saved))
-    assert one.returncode == 0, one.stderr[-3000:]
-    resaved = tmp_path / "one" / json.loads((tmp_path / "one" / "rank0.json").read_text())["shards"]
-    a = fsdp.consolidate(saved, create_model("gpt", **TINY))
-    b = fsdp.consolidate(resaved, create_model("gpt", **TINY))
+    weights = fsdp.consolidate(saved, create_model("gpt", **TINY))
     fresh = create_model("gpt", **TINY).state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert any(not torch.equal(a[k], fresh[k]) for k in a)  # the shards held trained weights
+    assert any(not torch.equal(weights[k], fresh[k]) for k in weights)  # trained weights

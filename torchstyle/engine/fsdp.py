@@ -130,6 +130,7 @@ def shard_model(
         The shard units, the root last.
     """
     policy = mixed_precision(amp)
+    _broadcast_from_first(model)
     kwargs: dict[str, Any] = {"mp_policy": policy}
     if cpu_offload:
         # Pinned host memory makes the copies to a GPU asynchronous; without CUDA there is none.
@@ -152,6 +153,17 @@ def shard_model(
             group["params"] = [sharded[names[id(p)]] for p in group["params"]]
     log.info("fsdp: %d shard units + the root, %s", len(blocks), policy)
     return [*blocks, root]
+
+
+def _broadcast_from_first(model: nn.Module) -> None:
+    # Each process built (and seeded) its own model; sharding keeps each process's slice of
+    # its own copy, so every copy must first equal the first process's, as DDP does it.
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(t.data, src=0)
 
 
 def local_numel(tensors: Iterable[Tensor]) -> tuple[int, int]:
