@@ -2,9 +2,10 @@
 minutes on the CPU, against a unigram model's (byte frequencies only).
 
 Trains ``torchstyle train --model gpt --data stdlib`` through the real CLI for ``--minutes`` of
-wall-clock time, stops it with SIGTERM (the run saves where it is), evaluates the checkpoint with
-``torchstyle test``, and prints both losses in nats and bits per byte, the steps it took, the CPU
-time it used, and a sample continuing ``def ``.
+wall-clock time, stops it with SIGTERM (the run saves where it is), evaluates the checkpoint on
+the validation split, scores a unigram model (byte frequencies of the training split) on the same
+windows, and prints both losses in nats and bits per byte, the steps taken, the CPU time used,
+the test-split loss from ``torchstyle test``, and a sample continuing ``def ``.
 
 Usage: python bench/gpt_stdlib.py [--minutes 4] [--threads 2] [--run-dir DIR]
 """
@@ -31,13 +32,20 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "torchstyle", *args]
 
 
-def unigram(context: int) -> float:
-    """The unigram model's loss on exactly the windows the run evaluates."""
-    from torchstyle.data import DataOptions, build_data
-    from torchstyle.data.stdlib import unigram_loss
+def validation_losses(run: Path) -> tuple[float, float]:
+    """The run's latest model's and a unigram model's loss on the validation windows."""
+    import torch
 
-    bundle = build_data(DataOptions(name="stdlib", image_size=context))
-    return unigram_loss(bundle.train.data, bundle.test.targets())
+    from torchstyle.data import DataOptions, EpochBatchSampler, build_data, make_loader
+    from torchstyle.data.stdlib import unigram_loss
+    from torchstyle.engine.evaluation import evaluate, load_run_model
+
+    model, state = load_run_model(run / "checkpoints" / "latest.pt", torch.device("cpu"))
+    options = DataOptions(name="stdlib", image_size=state["spec"]["image_size"], layout="tokens")
+    bundle = build_data(options)
+    sampler = EpochBatchSampler(len(bundle.val), batch_size=64, shuffle=False)
+    metrics = evaluate(model, make_loader(bundle.val, sampler), torch.device("cpu"))
+    return metrics["loss"], unigram_loss(bundle.train.data, bundle.val.targets())
 
 
 def main() -> None:
@@ -68,20 +76,19 @@ def main() -> None:
             text=True,
             check=True,
         )
-        metrics = json.loads(test.stdout)
+        test_loss = json.loads(test.stdout)["loss"]
         sample = subprocess.run(
             cli("predict", str(run), "--checkpoint", "latest", "--prompt", "def ", "--seed", "0"),
             env=env,
             capture_output=True,
             text=True,
         )  # fmt: skip
-        config = json.loads((run / "config.json").read_text())
         steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").open()]
-        base = unigram(config.get("image_size") or 64)
-        loss = metrics["loss"]
+        loss, base = validation_losses(run)
         print(f"trained {args.minutes:g} min wall, {cpu:.0f} s CPU, {max(steps)} steps")
         print(f"gpt     validation loss {loss:.4f} nats/byte  {loss / math.log(2):.4f} bits/byte")
         print(f"unigram validation loss {base:.4f} nats/byte  {base / math.log(2):.4f} bits/byte")
+        print(f"gpt     test loss       {test_loss:.4f} nats/byte (torchstyle test)")
         print("sample:", sample.stdout if sample.returncode == 0 else sample.stderr)
 
 
