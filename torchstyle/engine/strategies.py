@@ -96,6 +96,15 @@ class Strategy:
         self.world_size = world_size
         self.module: nn.Module | None = None  # the wrapped step module, once `wrap` ran
 
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """The strategy for ``--device`` in this process, checking what it needs.
+
+        Raises:
+            UserError: The device (or the launch) does not suit the strategy.
+        """
+        return cls(resolve_device(device_name), amp=amp)
+
     @property
     def is_main(self) -> bool:
         """True on the process that logs and writes checkpoints."""
@@ -151,7 +160,9 @@ class Strategy:
             inner_micro_batch: Not the last micro-batch of an accumulation (DDP need not
                 all-reduce its gradients yet).
         """
-        return self.autocast()
+        if self.amp_dtype is None:  # the common case, once per micro-batch: no further call
+            return _NULL
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def step_outputs(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
         """The step's values as scalars (DataParallel returns one per replica)."""
@@ -230,6 +241,14 @@ class DataParallelStrategy(Strategy):
 
     name = "dp"
 
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """Needs CUDA GPUs: DataParallel splits batches across them."""
+        device = resolve_device(device_name)
+        if device.type != "cuda":
+            raise UserError("--strategy dp needs CUDA GPUs; use --strategy single on the CPU")
+        return cls(device, amp=amp)
+
     def wrap(
         self,
         model: TorchstyleModel,
@@ -255,6 +274,23 @@ class DDPStrategy(Strategy):
     """
 
     name = "ddp"
+
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """Reads its place from the launcher's environment (joins nothing yet)."""
+        if not launched_by_torchrun():
+            raise UserError(
+                "--strategy ddp needs a launcher; run `torchrun --nproc_per_node N -m torchstyle "
+                "train ...` (or use --strategy dp for several GPUs in one process)"
+            )
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(
+            resolve_device(device_name, local_rank),
+            amp=amp,
+            rank=int(os.environ["RANK"]),
+            local_rank=local_rank,
+            world_size=int(os.environ["WORLD_SIZE"]),
+        )
 
     def launch(self) -> None:
         """Joins the process group (nccl on GPUs, gloo on the CPU)."""
@@ -361,6 +397,32 @@ class FSDPStrategy(DDPStrategy):
     """
 
     name = "fsdp"
+
+    @classmethod
+    def create(
+        cls,
+        device_name: str,
+        *,
+        amp: str,
+        cpu_offload: bool = False,
+        activation_checkpointing: bool = False,
+    ) -> Strategy:
+        """Reads its place from the launcher's environment (joins nothing yet)."""
+        if not launched_by_torchrun():
+            raise UserError(
+                "--strategy fsdp needs a launcher; run `torchrun --nproc_per_node N -m "
+                "torchstyle train --strategy fsdp ...`"
+            )
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(
+            resolve_device(device_name, local_rank),
+            amp=amp,
+            rank=int(os.environ["RANK"]),
+            local_rank=local_rank,
+            world_size=int(os.environ["WORLD_SIZE"]),
+            cpu_offload=cpu_offload,
+            activation_checkpointing=activation_checkpointing,
+        )
 
     def __init__(
         self,
@@ -495,36 +557,15 @@ def make_strategy(
         UserError: DDP or FSDP without a launcher, DataParallel without CUDA, CUDA asked for
             where there is none, or an FSDP option without FSDP.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if name == "auto":
-        name = "ddp" if launched_by_torchrun() and world > 1 else "single"
-    for flag, given in (
-        ("--cpu-offload", cpu_offload),
-        ("--activation-checkpointing", activation_checkpointing),
+        several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+        name = DDPStrategy.name if several else Strategy.name
+    options = {"cpu_offload": cpu_offload, "activation_checkpointing": activation_checkpointing}
+    if name == FSDPStrategy.name:
+        return FSDPStrategy.create(device_name, amp=amp, **options)
+    for flag, given in zip(
+        ("--cpu-offload", "--activation-checkpointing"), options.values(), strict=True
     ):
-        if given and name != "fsdp":
+        if given:
             raise UserError(f"{flag} shards with FSDP: add --strategy fsdp (under torchrun)")
-    if name in ("ddp", "fsdp"):
-        if not launched_by_torchrun():
-            raise UserError(
-                f"--strategy {name} needs a launcher; run `torchrun --nproc_per_node N -m "
-                "torchstyle train ...` (or use --strategy dp for several GPUs in one process)"
-            )
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_name, local_rank)
-        rank = int(os.environ["RANK"])
-        if name == "fsdp":
-            return FSDPStrategy(
-                device,
-                amp=amp,
-                rank=rank,
-                local_rank=local_rank,
-                world_size=world,
-                cpu_offload=cpu_offload,
-                activation_checkpointing=activation_checkpointing,
-            )
-        return DDPStrategy(device, amp=amp, rank=rank, local_rank=local_rank, world_size=world)
-    device = resolve_device(device_name)
-    if name == "dp" and device.type != "cuda":
-        raise UserError("--strategy dp needs CUDA GPUs; use --strategy single on the CPU")
-    return STRATEGIES[name](device, amp=amp)
+    return STRATEGIES[name].create(device_name, amp=amp)

@@ -413,6 +413,14 @@ class Trainer:
         for k, sched in self.schedulers.items():
             if k in state["scheduler"]:
                 sched.load_state_dict(state["scheduler"][k])
+        if set(self.schedulers) != set(state["scheduler"]):
+            log.warning(
+                "%s was saved with --scheduler %s and resumes with --scheduler %s; "
+                "the learning rate does not go on as it would have",
+                path,
+                state["config"].get("scheduler"),
+                self.cfg.scheduler,
+            )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.position = Position.from_state(state)
