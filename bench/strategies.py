@@ -1,12 +1,13 @@
-"""Do the multi-GPU wrappers cost anything? samples/s of single vs dp vs ddp on one device.
+"""Do the multi-device wrappers cost anything? samples/s of single vs dp vs ddp vs fsdp.
 
-Trains the classifier (CIFAR-shaped synthetic data) and pix2pix (a paired folder this script
-writes) for a fixed number of steps under ``--strategy single``, ``dp`` (DataParallel, CUDA
-only) and ``ddp`` (torchrun with one process), each through the real CLI, interleaved, and
-prints the samples/s each run logged (the engine's own figure, after a warm-up window) and
-its ratio to ``single``.
+Trains the classifier (CIFAR-shaped synthetic data), pix2pix (a paired folder this script
+writes) and gpt (bytes of the standard library) for a fixed number of steps under
+``--strategy single``, ``dp`` (DataParallel, CUDA only), ``ddp`` and ``fsdp`` (torchrun with
+``--nproc`` processes, default 1), each through the real CLI, interleaved, and prints the
+samples/s each run logged (the engine's own figure, after a warm-up window), its ratio to
+``single``, and for gpt the tokens/s (samples/s times the context length).
 
-Usage: python bench/strategies.py [--steps 200] [--repeats 2]
+Usage: python bench/strategies.py [--steps 200] [--repeats 2] [--nproc 1] [--jobs gpt ...]
 On a machine without CUDA, dp is skipped and the figures only show the script works.
 """
 
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+GPT_CONTEXT = 64  # gpt's default context: one sample is this many tokens
 
 
 def write_pairs(root: Path, n: int = 256, size: int = 64) -> Path:
@@ -52,7 +54,7 @@ def rate(run_dir: Path) -> float:
     return statistics.median(rates[1:] or rates)
 
 
-def train(strategy: str, args: list[str], run_dir: Path) -> float:
+def train(strategy: str, args: list[str], run_dir: Path, nproc: int = 1) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cli = [
         "-m",
@@ -65,13 +67,13 @@ def train(strategy: str, args: list[str], run_dir: Path) -> float:
         str(run_dir),
         "--no-progress",
     ]
-    if strategy == "ddp":
+    if strategy in ("ddp", "fsdp"):
         cmd = [
             sys.executable,
             "-m",
             "torch.distributed.run",
             "--standalone",
-            "--nproc_per_node=1",
+            f"--nproc_per_node={nproc}",
             *cli,
         ]
     else:
@@ -88,9 +90,11 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--nproc", type=int, default=1, help="processes under ddp and fsdp")
+    parser.add_argument("--jobs", nargs="+", default=["classifier", "pix2pix", "gpt"])
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
-    strategies = ["single", "dp", "ddp"] if cuda else ["single", "ddp"]
+    strategies = ["single", "dp", "ddp", "fsdp"] if cuda else ["single", "ddp", "fsdp"]
     common = [
         "--max-steps",
         str(args.steps),
@@ -128,17 +132,31 @@ def main() -> None:
                 "16",
                 *common,
             ],
+            "gpt": [
+                "--model",
+                "gpt",
+                "--data",
+                "stdlib",
+                "--batch-size",
+                "32",
+                *common,
+            ],
         }
+        jobs = {name: jobs[name] for name in args.jobs}
         print(f"device: {torch.cuda.get_device_name() if cuda else 'cpu (dp needs CUDA: skipped)'}")
         for name, job in jobs.items():
             results: dict[str, list[float]] = {s: [] for s in strategies}
             for r in range(args.repeats):
                 for s in strategies:
-                    results[s].append(train(s, job, Path(tmp) / f"{name}-{s}-{r}"))
+                    run_dir = Path(tmp) / f"{name}-{s}-{r}"
+                    results[s].append(train(s, job, run_dir, args.nproc))
             base = max(results["single"])
             for s in strategies:
                 best = max(results[s])
-                print(f"{name:10s} {s:6s} {best:10.1f} samples/s   {best / base:.3f} of single")
+                tokens = f"   {best * GPT_CONTEXT:10.0f} tokens/s" if name == "gpt" else ""
+                print(
+                    f"{name:10s} {s:6s} {best:10.1f} samples/s   {best / base:.3f} of single{tokens}"
+                )
 
 
 if __name__ == "__main__":

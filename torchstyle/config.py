@@ -164,7 +164,14 @@ class TrainConfig:
 
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    strategy: str = _opt("auto", "one device (single), DataParallel (dp) or DDP under torchrun")
+    strategy: str = _opt(
+        "auto",
+        "one device (single), DataParallel (dp), or DDP or FSDP (sharded) under torchrun",
+    )
+    cpu_offload: bool = _opt(False, "FSDP: keep the shards in CPU memory")
+    activation_checkpointing: bool = _opt(
+        False, "FSDP: recompute each block's activations in the backward pass"
+    )
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels-last memory format (faster convs on tensor cores)")
 

@@ -12,6 +12,7 @@ import torch
 from tests.data.helpers import make_image_folder, write_image
 from torchstyle.data import (
     DATA_SOURCES,
+    LAYOUTS,
     DataBundle,
     DataOptions,
     EpochBatchSampler,
@@ -35,7 +36,8 @@ def test_every_source_has_a_one_line_description_and_a_layout():
     listed = dict(list_sources())
     assert {"digits", "digits-pairs", "cifar10", "synthetic"} <= set(listed)
     for name, line in listed.items():
-        assert line and "\n" not in line and line.endswith(("[classes]", "[paired]")), name
+        layouts = tuple(f"[{layout}]" for layout in LAYOUTS)
+        assert line and "\n" not in line and line.endswith(layouts), name
     assert all(name in sources_help() for name in listed)
     assert (default_source("classes"), default_source("paired")) == ("digits", "digits-pairs")
 

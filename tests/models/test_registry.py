@@ -28,6 +28,7 @@ TINY = {
     "mlp": {"hidden": [16]},
     "dcgan": {"base_width": 8, "latent_dim": 8},
     "pix2pix": {"ngf": 8, "ndf": 8, "n_blocks": 1},
+    "gpt": {"dim": 16, "depth": 1, "num_heads": 2},
 }
 BATCH = 4
 
@@ -43,6 +44,10 @@ def _build(name: str) -> TorchstyleModel:
 def _batch(model: TorchstyleModel) -> tuple[torch.Tensor, torch.Tensor]:
     size = model.hparams().get("image_size", 8)
     g = torch.Generator().manual_seed(1)
+    if type(model).data_layout == "tokens":  # next-token prediction on a sequence
+        hp = model.hparams()
+        seq = torch.randint(hp["vocab_size"], (BATCH, hp["context"] + 1), generator=g)
+        return seq[:, :-1], seq[:, 1:]
     x = torch.rand(BATCH, 1, size, size, generator=g) * 2 - 1
     if type(model).data_layout == "paired":
         return x, -x

@@ -51,6 +51,17 @@ def _digits_pairs(options: DataOptions) -> DataBundle:
     return build_digit_pairs(options)
 
 
+@register_source(
+    "stdlib",
+    description="the running Python's standard library source files as bytes (offline)",
+    layout="tokens",
+)
+def _stdlib(options: DataOptions) -> DataBundle:
+    from torchstyle.data.stdlib import build_stdlib
+
+    return build_stdlib(options)
+
+
 def build_data(options: DataOptions) -> DataBundle:
     """Builds the splits that ``options.name`` names, in the layout ``options.layout`` needs.
 

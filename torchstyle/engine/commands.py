@@ -194,15 +194,62 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     _add_run_arguments(parser)
     parser.add_argument(
         "images",
-        nargs="+",
+        nargs="*",
         help="image files, or folders whose images are read recursively (hidden ones skipped)",
     )
     parser.add_argument("--output", help="also write the predictions to this CSV file")
+    text = parser.add_argument_group("text models (gpt): sample a continuation of --prompt")
+    text.add_argument("--prompt", help="text to continue, e.g. 'def '")
+    text.add_argument(
+        "--max-new-tokens", type=int, default=200, help="bytes to sample (default: 200)"
+    )
+    text.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy"
+    )
+    text.add_argument(
+        "--top-k", type=int, default=40, help="sample among the k likeliest bytes; 0 for all"
+    )
+    text.add_argument("--seed", type=int, help="seed of the draws (default: random)")
+
+
+def _predict_text(args: argparse.Namespace) -> CommandOutput:
+    """Continues ``--prompt`` with a text model's samples."""
+    from torchstyle.engine.evaluation import checkpoint_path, load_run_model
+    from torchstyle.engine.strategies import resolve_device
+
+    if args.images:
+        raise UserError("pass image files to classify or --prompt for a text model, not both")
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be >= 0 (0 samples from every byte), got {args.top_k}")
+    device = resolve_device(args.device)
+    model, _ = load_run_model(checkpoint_path(Path(args.run), args.checkpoint), device)
+    complete = getattr(model, "complete", None)
+    if complete is None:
+        raise UserError(
+            f"run {args.run} holds {type(model).__name__}, which does not generate text; "
+            "--prompt needs a text model such as gpt (pass image files to classify)"
+        )
+    text = complete(
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        seed=args.seed,
+    )
+    return CommandOutput(stdout=text + "\n")
 
 
 def run_predict(args: argparse.Namespace) -> CommandOutput:
-    """The predicted class and its probability for each image, one line each."""
+    """The predicted class and its probability for each image, one line each; or, with
+    ``--prompt``, the prompt continued by a text model."""
     import torch
+
+    if args.prompt is not None:
+        return _predict_text(args)
+    if not args.images:
+        raise UserError("pass image files to classify, or --prompt TEXT for a text model (gpt)")
 
     from torchstyle.data.folder import load_image
     from torchstyle.data.images import expand_image_paths

@@ -106,6 +106,9 @@ def load_run_model(
         run_dir: The run folder, where a copy of a user's model file lives (default: the
             checkpoint's folder's parent).
 
+    A sharded checkpoint (``--strategy fsdp``) is consolidated: the whole tensors are read from
+    its shard folder into the one-process model.
+
     Returns:
         The model in eval mode on ``device``, and the checkpoint dict.
     """
@@ -114,7 +117,13 @@ def load_run_model(
     if not isinstance(info, dict) or "name" not in info:
         raise UserError(f"{path} does not say which model it holds (no 'model' entry)")
     model = rebuild_for_run(info, run_spec(state), run_dir or path.parent.parent)
-    load_model_state(model, state["net"], path)
+    if "shards" in state:
+        from torchstyle.engine.fsdp import consolidate
+
+        weights = consolidate(path.parent / str(state["shards"]), model)
+    else:
+        weights = state["net"]
+    load_model_state(model, weights, path)
     model.to(device).eval()
     return model, state
 

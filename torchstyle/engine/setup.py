@@ -5,6 +5,7 @@ Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -183,8 +184,11 @@ def load_resume_state(
     return load_checkpoint(path, map_location=device)
 
 
-def prepare_run_dir(cfg: TrainConfig, run_dir: Path, strategy: Strategy) -> None:
-    """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config.
+def prepare_run_dir(
+    cfg: TrainConfig, run_dir: Path, strategy: Strategy, data_info: dict[str, Any] | None = None
+) -> None:
+    """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config, and
+    ``data.json`` with how the data was decided (``DataBundle.info``, e.g. a corpus's split).
 
     Called only once everything that can fail on bad input has been built, so a bad command
     never touches an existing folder.
@@ -194,4 +198,7 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, strategy: Strategy) -> None
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir)
+        if data_info:
+            text = json.dumps(data_info, indent=2, sort_keys=True, default=str)
+            (run_dir / "data.json").write_text(text + "\n")
     strategy.barrier()

@@ -3,8 +3,9 @@
 A strategy owns everything that differs between one device, DataParallel and DDP: wrapping
 the step module, the context of a step (autocast, and DDP's ``no_sync`` on the inner
 micro-batches of an accumulation), reductions across processes (sums, means, agreement on a
-flag), and which process writes. The loop never asks which strategy it runs under; a new way
-(FSDP, say) is a new subclass that overrides what differs.
+flag), which process writes, and how a checkpoint holds the weights (whole, or sharded by
+FSDP). The loop never asks which strategy it runs under; a new way is a new subclass that
+overrides what differs.
 
 Batch-size semantics, stated once: ``--batch-size`` is the *global* batch of one optimizer
 step (before ``--accumulate``). DataParallel splits it across the GPUs of one process; under
@@ -17,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +30,10 @@ from torch import Tensor, nn
 
 from torchstyle.errors import UserError
 from torchstyle.models.base import Batch, StepModule, TorchstyleModel
+
+log = logging.getLogger(__name__)
+
+Optimizers = Mapping[str, torch.optim.Optimizer]
 
 #: The step the loop calls: ``step(batch, phase) -> {"loss": ..., ...}``.
 StepFn = Callable[[Batch, str], dict[str, Tensor]]
@@ -106,7 +113,14 @@ class Strategy:
     def launch(self) -> None:
         """Joins whatever the strategy runs in (the process group for DDP); here nothing."""
 
-    def wrap(self, model: TorchstyleModel, *, compile: bool, several_phases: bool) -> StepFn:
+    def wrap(
+        self,
+        model: TorchstyleModel,
+        *,
+        compile: bool,
+        several_phases: bool,
+        optimizers: Optimizers | None = None,
+    ) -> StepFn:
         """The training step to call, wrapped as the strategy needs.
 
         On one device, uncompiled, there is no wrapper whose hooks must fire: the model's own
@@ -117,6 +131,8 @@ class Strategy:
             compile: ``torch.compile`` the step.
             several_phases: The model has more than one optimizer, so each phase leaves some
                 parameters without a gradient.
+            optimizers: The model's optimizers, for a strategy that replaces the parameters
+                they hold (FSDP); the others leave them alone.
         """
         if not compile:
             return model.training_step
@@ -185,6 +201,36 @@ class Strategy:
     def barrier(self) -> None:
         """Waits for every process."""
 
+    def full_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which every process holds the model's whole weights, so that each may
+        run forwards on its own (its share of an evaluation, samples on the main process).
+
+        Here the weights are whole already: the shared empty context.
+        """
+        return _NULL
+
+    def checkpoint_weights(
+        self, model: nn.Module, optimizers: Optimizers, directory: Path, n_iter: int
+    ) -> dict[str, Any]:
+        """The checkpoint entries holding the weights and the optimizer state.
+
+        Every process calls it. Here every process holds whole copies, so they are the
+        ``state_dict``s themselves (the main process writes them with the rest).
+
+        Args:
+            model: The model.
+            optimizers: Its optimizers by phase.
+            directory: The run's ``checkpoints/`` folder.
+            n_iter: Optimizer steps taken (names what a strategy writes on its own).
+        """
+        return {
+            "net": model.state_dict(),
+            "optim": {k: o.state_dict() for k, o in optimizers.items()},
+        }
+
+    def checkpoint_saved(self, directory: Path) -> None:
+        """Called on the main process once a checkpoint is complete; here nothing to tidy."""
+
     def teardown(self) -> None:
         """Drops the wrapper and leaves whatever ``launch`` joined."""
         self.module = None
@@ -203,7 +249,14 @@ class DataParallelStrategy(Strategy):
             raise UserError("--strategy dp needs CUDA GPUs; use --strategy single on the CPU")
         return cls(device, amp=amp)
 
-    def wrap(self, model: TorchstyleModel, *, compile: bool, several_phases: bool) -> StepFn:
+    def wrap(
+        self,
+        model: TorchstyleModel,
+        *,
+        compile: bool,
+        several_phases: bool,
+        optimizers: Optimizers | None = None,
+    ) -> StepFn:
         """The step module in ``nn.DataParallel``."""
         self.module = nn.DataParallel(self._wrap_module(model, compile=compile))
         return self.module
@@ -247,7 +300,14 @@ class DDPStrategy(Strategy):
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
 
-    def wrap(self, model: TorchstyleModel, *, compile: bool, several_phases: bool) -> StepFn:
+    def wrap(
+        self,
+        model: TorchstyleModel,
+        *,
+        compile: bool,
+        several_phases: bool,
+        optimizers: Optimizers | None = None,
+    ) -> StepFn:
         """The step module in DDP; a model with several phases leaves some parameters
         without a gradient in each, which DDP must be told."""
         device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -319,12 +379,170 @@ class DDPStrategy(Strategy):
             dist.destroy_process_group()
 
 
+class FSDPStrategy(DDPStrategy):
+    """One process per device, launched by torchrun; each holds ``1/N`` of every parameter,
+    gradient and optimizer tensor (FSDP2), and writes its own shards of each checkpoint.
+
+    The sharding itself lives in :mod:`torchstyle.engine.fsdp`. Mixed precision is FSDP's
+    policy (bf16 compute, float32 reductions and master weights), not autocast.
+
+    Args:
+        device: The device this process computes on.
+        amp: ``off`` or ``bf16``.
+        rank: Global rank of this process.
+        local_rank: Rank within the machine.
+        world_size: Number of processes.
+        cpu_offload: Keep the shards in CPU memory; the optimizer step runs there.
+        activation_checkpointing: Recompute each block's activations in the backward pass.
+    """
+
+    name = "fsdp"
+
+    @classmethod
+    def create(
+        cls,
+        device_name: str,
+        *,
+        amp: str,
+        cpu_offload: bool = False,
+        activation_checkpointing: bool = False,
+    ) -> Strategy:
+        """Reads its place from the launcher's environment (joins nothing yet)."""
+        if not launched_by_torchrun():
+            raise UserError(
+                "--strategy fsdp needs a launcher; run `torchrun --nproc_per_node N -m "
+                "torchstyle train --strategy fsdp ...`"
+            )
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(
+            resolve_device(device_name, local_rank),
+            amp=amp,
+            rank=int(os.environ["RANK"]),
+            local_rank=local_rank,
+            world_size=int(os.environ["WORLD_SIZE"]),
+            cpu_offload=cpu_offload,
+            activation_checkpointing=activation_checkpointing,
+        )
+
+    def __init__(
+        self,
+        device: torch.device,
+        *,
+        amp: str = "off",
+        rank: int = 0,
+        local_rank: int = 0,
+        world_size: int = 1,
+        cpu_offload: bool = False,
+        activation_checkpointing: bool = False,
+    ) -> None:
+        from torchstyle.engine import fsdp
+
+        fsdp.mixed_precision(amp)  # refuses --amp fp16 before anything starts
+        super().__init__(device, rank=rank, local_rank=local_rank, world_size=world_size)
+        self.amp = amp
+        self.cpu_offload = cpu_offload
+        self.activation_checkpointing = activation_checkpointing
+        self._sharded: tuple[nn.Module, Optimizers] | None = None
+
+    def wrap(
+        self,
+        model: TorchstyleModel,
+        *,
+        compile: bool,
+        several_phases: bool,
+        optimizers: Optimizers | None = None,
+    ) -> StepFn:
+        """Shards the model's blocks, then the step module holding it (the root), and points
+        the optimizers at the sharded parameters."""
+        from torchstyle.engine import fsdp
+
+        if compile:
+            raise UserError("--compile is not supported with --strategy fsdp; drop --compile")
+        optimizers = optimizers or {}
+        if any(opt.state for opt in optimizers.values()):
+            raise UserError(
+                "this checkpoint holds whole (unsharded) optimizer state; resume it with the "
+                "strategy that wrote it (--strategy single or ddp)"
+            )
+        root = self._wrap_module(model, compile=False)
+        fsdp.shard_model(
+            model,
+            root=root,
+            optimizers=optimizers.values(),
+            amp=self.amp,
+            cpu_offload=self.cpu_offload,
+            activation_checkpointing=self.activation_checkpointing,
+        )
+        self.module, self._sharded = root, (model, optimizers)
+        return root
+
+    def step_context(self, *, inner_micro_batch: bool) -> contextlib.AbstractContextManager[Any]:
+        """No reduce-scatter on the inner micro-batches of an accumulation."""
+        from torchstyle.engine import fsdp
+
+        assert self.module is not None  # set by wrap
+        fsdp.set_gradient_sync(self.module, not inner_micro_batch)
+        return _NULL
+
+    def full_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """Gathers the whole weights on every process (a collective) for the duration."""
+        from torchstyle.engine import fsdp
+
+        assert self.module is not None  # set by wrap
+        return fsdp.gathered(self.module)
+
+    def checkpoint_weights(
+        self, model: nn.Module, optimizers: Optimizers, directory: Path, n_iter: int
+    ) -> dict[str, Any]:
+        """Every process writes its shards to a new folder; the entry names the folder."""
+        from torchstyle.engine import fsdp
+
+        name = str(self.gather_objects(fsdp.new_shard_name(directory, n_iter))[0])
+        fsdp.save_shards(
+            directory, name, model, dict(optimizers), is_main=self.is_main, barrier=self.barrier
+        )
+        return {"shards": name}
+
+    def checkpoint_saved(self, directory: Path) -> None:
+        """Removes shard folders that no checkpoint file names any more."""
+        from torchstyle.engine import fsdp
+
+        fsdp.prune_shards(directory, fsdp.referenced_shards(directory))
+
+    def teardown(self) -> None:
+        """Logs how much of the model this process held, then leaves the process group."""
+        from torchstyle.engine import fsdp
+
+        if self._sharded is not None:
+            model, optimizers = self._sharded
+            sizes = fsdp.shard_report(model, optimizers.values())
+            log.info(
+                "fsdp rank %d of %d holds %d of %d parameter elements and %d of %d "
+                "optimizer-state elements",
+                self.rank,
+                self.world_size,
+                sizes["params_local"],
+                sizes["params_total"],
+                sizes["optim_local"],
+                sizes["optim_total"],
+            )
+            self._sharded = None
+        super().teardown()
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Strategy, DataParallelStrategy, DDPStrategy)
+    cls.name: cls for cls in (Strategy, DataParallelStrategy, DDPStrategy, FSDPStrategy)
 }
 
 
-def make_strategy(name: str, device_name: str, *, amp: str = "off") -> Strategy:
+def make_strategy(
+    name: str,
+    device_name: str,
+    *,
+    amp: str = "off",
+    cpu_offload: bool = False,
+    activation_checkpointing: bool = False,
+) -> Strategy:
     """Resolves ``--strategy`` and ``--device`` into a strategy; joins nothing yet.
 
     Args:
@@ -332,12 +550,22 @@ def make_strategy(name: str, device_name: str, *, amp: str = "off") -> Strategy:
             with more than one process, else ``single``.
         device_name: ``--device``.
         amp: ``--amp``.
+        cpu_offload: ``--cpu-offload`` (FSDP only).
+        activation_checkpointing: ``--activation-checkpointing`` (FSDP only).
 
     Raises:
-        UserError: DDP without a launcher, DataParallel without CUDA, or CUDA asked for
-            where there is none.
+        UserError: DDP or FSDP without a launcher, DataParallel without CUDA, CUDA asked for
+            where there is none, or an FSDP option without FSDP.
     """
     if name == "auto":
         several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
         name = DDPStrategy.name if several else Strategy.name
+    options = {"cpu_offload": cpu_offload, "activation_checkpointing": activation_checkpointing}
+    if name == FSDPStrategy.name:
+        return FSDPStrategy.create(device_name, amp=amp, **options)
+    for flag, given in zip(
+        ("--cpu-offload", "--activation-checkpointing"), options.values(), strict=True
+    ):
+        if given:
+            raise UserError(f"{flag} shards with FSDP: add --strategy fsdp (under torchrun)")
     return STRATEGIES[name].create(device_name, amp=amp)

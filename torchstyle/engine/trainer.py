@@ -104,7 +104,13 @@ class Trainer:
     ) -> None:
         cfg.validate()
         self.cfg = cfg
-        self.strategy = make_strategy(cfg.strategy, cfg.device, amp=cfg.amp)
+        self.strategy = make_strategy(
+            cfg.strategy,
+            cfg.device,
+            amp=cfg.amp,
+            cpu_offload=cfg.cpu_offload,
+            activation_checkpointing=cfg.activation_checkpointing,
+        )
         self.run_dir = setup.resolve_run_dir(cfg)
         resume_state = setup.load_resume_state(cfg, self.run_dir, self.strategy.device)
         seed_everything(cfg.seed + self.strategy.rank)
@@ -145,6 +151,7 @@ class Trainer:
         self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
         self.stop_reason: str | None = None
         self._resumed = resume_state is not None
+        self._shards: Path | None = None  # a sharded checkpoint's folder, read in `_start`
         if resume_state is not None:
             self._restore(resume_state)
         self._interrupt: int | None = None
@@ -304,12 +311,13 @@ class Trainer:
 
     def _evaluate_and_log(self, epoch: int) -> None:
         self.hooks.on_evaluation_start(self, epoch)
-        metrics = self.evaluate()
+        with self.strategy.full_weights():  # each process runs its share on its own
+            metrics = self.evaluate()
+            images = self.model.sample_images(NUM_SAMPLES) if self.strategy.is_main else None
         self.metrics = metrics
         n_iter = self.position.n_iter
         self.logger.log_scalars(n_iter, metrics, prefix=f"{self.eval_split}/")
         self._log_metric_images(self.eval_split, epoch)
-        images = self.model.sample_images(NUM_SAMPLES) if self.strategy.is_main else None
         if images is not None:
             path = self.run_dir / "samples" / f"epoch_{epoch + 1:04d}.png"
             self.logger.log_images(n_iter, "samples", images, path)
@@ -416,17 +424,25 @@ class Trainer:
             yield group
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self, rng_states: list[Any] | None = None) -> dict[str, Any]:
+    def state_dict(
+        self, rng_states: list[Any] | None = None, weights: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly where this one is.
 
         Args:
             rng_states: Every process's RNG state in rank order (default: this process's).
+            weights: The entries holding weights and optimizer state, as the strategy wrote
+                them (default: the whole ``state_dict``s).
         """
         rng_states = rng_states or [capture_rng_state()]
+        if weights is None:
+            weights = {
+                "net": self.model.state_dict(),
+                "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
+            }
         return {
             **self.position.state_dict(),
-            "net": self.model.state_dict(),
-            "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
+            **weights,
             "scheduler": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
             "rng": rng_states[0],
@@ -449,22 +465,23 @@ class Trainer:
         Every process calls it (their RNG states are gathered); only the main one writes.
         """
         rng_states = self.strategy.gather_objects(capture_rng_state())
+        weights = self.strategy.checkpoint_weights(
+            self.model, self.optimizers, self.checkpoints.directory, self.position.n_iter
+        )
         if not self.strategy.is_main:
             return
         is_best = epoch_end is not None and self._is_best
-        self.checkpoints.save(self.state_dict(rng_states), epoch_end=epoch_end, is_best=is_best)
+        state = self.state_dict(rng_states, weights)
+        self.checkpoints.save(state, epoch_end=epoch_end, is_best=is_best)
+        self.strategy.checkpoint_saved(self.checkpoints.directory)
         self._is_best = False
 
     def _restore(self, state: dict[str, Any]) -> None:
         path = self.run_dir / "checkpoints" / "latest.pt"
-        load_model_state(self.model, state["net"], path)
-        missing = sorted(set(self.optimizers) - set(state["optim"]))
-        if missing:
-            raise UserError(
-                f"{path} has no optimizer state for {missing}; it was saved by another model"
-            )
-        for k, opt in self.optimizers.items():
-            opt.load_state_dict(state["optim"][k])
+        if "shards" in state:  # sharded weights: read once the strategy has wrapped the model
+            self._shards = path.parent / str(state["shards"])
+        else:
+            self._restore_weights(state, path)
         for k, sched in self.schedulers.items():
             if k in state["scheduler"]:
                 sched.load_state_dict(state["scheduler"][k])
@@ -493,6 +510,17 @@ class Trainer:
             pos.n_iter,
         )
 
+    def _restore_weights(self, state: dict[str, Any], path: Path) -> None:
+        """Loads whole ``state_dict``s of the model and its optimizers."""
+        load_model_state(self.model, state["net"], path)
+        missing = sorted(set(self.optimizers) - set(state["optim"]))
+        if missing:
+            raise UserError(
+                f"{path} has no optimizer state for {missing}; it was saved by another model"
+            )
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optim"][k])
+
     # ------------------------------------------------------------------ start and stop
     def _start(self) -> None:
         """What training needs beyond building: the process group, the wrapped step, the
@@ -501,9 +529,16 @@ class Trainer:
         strategy.launch()
         several_phases = len(self.optimizers) > 1
         self._step: StepFn = strategy.wrap(
-            self.model, compile=cfg.compile, several_phases=several_phases
+            self.model,
+            compile=cfg.compile,
+            several_phases=several_phases,
+            optimizers=self.optimizers,
         )
-        setup.prepare_run_dir(cfg, self.run_dir, strategy)
+        if self._shards is not None:  # after wrapping: the shards fit any number of processes
+            from torchstyle.engine.fsdp import load_shards
+
+            load_shards(self._shards, self.model, self.optimizers)
+        setup.prepare_run_dir(cfg, self.run_dir, strategy, getattr(self.data, "info", None))
         if strategy.is_main:
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
             for line in startup_lines(self._describe()):

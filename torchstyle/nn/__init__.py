@@ -33,6 +33,7 @@ from torchstyle.nn.networks import (
     Vgg19Features,
 )
 from torchstyle.nn.ops import INIT_TYPES, count_parameters, freeze, init_weights, one_hot, unfreeze
+from torchstyle.nn.transformer import CausalSelfAttention, TransformerBlock, TransformerMLP
 
 __all__ = [
     "GAN_MODES",
@@ -40,6 +41,7 @@ __all__ = [
     "VGG19_CACHE_FILENAME",
     "AdaptiveInstanceNorm",
     "ArgumentError",
+    "CausalSelfAttention",
     "ConvBlock",
     "CustomLoss",
     "DCGANDiscriminator",
@@ -55,6 +57,8 @@ __all__ = [
     "SNLinear",
     "SelfAttention",
     "SimpleNetwork",
+    "TransformerBlock",
+    "TransformerMLP",
     "Vgg19Features",
     "count_parameters",
     "freeze",
