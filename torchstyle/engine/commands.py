@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import io
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,9 +59,7 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     gc.collect()
     distributed.teardown(info)
     if interrupted is not None:
-        message = (
-            f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
-        )
+        message = f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {shlex.quote(str(run_dir))}\n"
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
     return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
 
@@ -97,8 +97,9 @@ def format_summary(result: Any) -> str:
     lines.append(f"run folder:      {result.run_dir}")
     if result.best_checkpoint is not None:
         lines.append(f"best checkpoint: {result.best_checkpoint}")
-    lines.append(f"TensorBoard:     tensorboard --logdir {result.run_dir}")
-    lines.append(f"evaluate again:  torchstyle test {result.run_dir}")
+    quoted = shlex.quote(str(result.run_dir))
+    lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
+    lines.append(f"evaluate again:  torchstyle test {quoted}")
     return "\n".join(lines)
 
 
@@ -182,9 +183,12 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     from torchstyle.data.folder import load_image
     from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.engine.rundir import atomic_write_text, check_output_file
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.output:  # before any work: the predictions must have somewhere to go
+        check_output_file(Path(args.output))
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
     model, state = load_run_model(path, device)
@@ -209,10 +213,11 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
             for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
                 rows.append((args.images[start + i], spec.class_names[k], c))
     if args.output:
-        with open(args.output, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "class", "probability"])
-            writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["image", "class", "probability"])
+        writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
+        atomic_write_text(Path(args.output), text.getvalue())
     return CommandOutput(
         stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
     )

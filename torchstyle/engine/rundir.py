@@ -296,3 +296,29 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_config(config: dict[str, Any], run_dir: Path) -> None:
+    """Writes the guide's ``config.txt`` and ``config.json``, each atomically."""
+    import argparse
+
+    atomic_write_text(run_dir / "config.txt", str(argparse.Namespace(**config)) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_file(path: Path, flag: str = "--output") -> None:
+    """Refuses an output file path that cannot be written, before any work is done.
+
+    Raises:
+        UserError: The path is a folder, its folder is missing or a file, or not writable.
+    """
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; pass a file name, e.g. {path / 'out.csv'}")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is a file" if parent.exists() else "does not exist"
+        raise UserError(
+            f"{flag} {path}: the folder {parent} {what}; create it or pass another path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path} is not writable; fix its permissions or pass another path")
