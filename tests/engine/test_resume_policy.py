@@ -153,3 +153,8 @@ def test_weight_decay_change_spares_groups_without_decay():
     )
     policy.set_weight_decay({"m": opt}, 1e-4, 5e-4)
     assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
+
+
+def test_the_docs_show_the_policy_table():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    assert policy.describe_table() in docs
