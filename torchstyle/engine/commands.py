@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
 import io
 import json
 import logging
@@ -43,25 +42,22 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
     cfg = config_from_args(args, base)
     _setup_logging()
-    from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
 
     trainer = Trainer(cfg)
-    info, run_dir = trainer.dist, trainer.run_dir
+    strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
-    # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
-    # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
+    # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
-    gc.collect()
-    distributed.teardown(info)
+    strategy.teardown()
     if interrupted is not None:
         message = f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {shlex.quote(str(run_dir))}\n"
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
-    return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
+    return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -133,9 +129,8 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         build_data,
         make_loader,
     )
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
-    from torchstyle.models.base import StepModule
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -155,7 +150,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     )
     sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    metrics = evaluate(StepModule(model), model, loader, device)
+    metrics = evaluate(model, loader, device)
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
@@ -181,9 +176,9 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     import torch
 
     from torchstyle.data.folder import load_image
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
     from torchstyle.engine.rundir import atomic_write_text, check_output_file
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
