@@ -113,8 +113,18 @@ class TrainConfig:
 
     # Run folder.
     run_dir: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
-    resume: str | None = _opt(None, "resume the run in this folder from its latest checkpoint")
-    overwrite: bool = _opt(False, "replace an existing run folder")
+    resume: str | None = _opt(
+        None,
+        "resume the run in this folder from its latest checkpoint; 'auto' (with --run-dir) "
+        "starts the run, continues it, or says it is finished: the line for a job script",
+    )
+    overwrite: bool = _opt(False, "replace an existing run folder (only a torchstyle run folder)")
+    # Beyond epoch ends. 10 minutes bounds what a SIGKILL or a lost node costs; the write runs
+    # in the background, so saving often costs the loop little.
+    save_every: int = _opt(0, "also save a checkpoint every N optimizer steps (0: off)")
+    save_every_minutes: float = _opt(
+        10.0, "also save a checkpoint every M minutes of training (0: off)"
+    )
 
     def validate(self) -> None:
         """Checks value ranges.
@@ -127,7 +137,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"--{_flag(name)} must be a positive integer, got {value!r}")
-        non_negative = ("epochs", "eval_every", "keep", "early_stopping")
+        non_negative = ("epochs", "eval_every", "keep", "early_stopping", "save_every")
         for name in non_negative:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -138,6 +148,12 @@ class TrainConfig:
                 not isinstance(value, int) or value < (0 if name == "workers" else 1)
             ):
                 raise UserError(f"--{_flag(name)} is out of range: {value!r}")
+        if not 0 <= self.save_every_minutes < float("inf"):
+            raise UserError(
+                f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"
+            )
+        if self.resume == "auto" and not self.run_dir:
+            raise UserError("--resume auto needs --run-dir: the folder the job writes to")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
             raise UserError(f"--seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
         if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):

@@ -34,7 +34,7 @@ def test_every_setting_is_classified():
     [
         ({"model": "mlp"}, "--model 'classifier' -> 'mlp'"),
         ({"model_args": {"width": 4}}, "--model-args {} -> {'width': 4}"),
-        ({"image_size": 16}, "--image-size None -> 16"),
+        ({"image_size": 16}, "--image-size None -> 16"),  # no spec given: None stays
         ({"optimizer": "adam"}, "--optimizer 'sgd' -> 'adam'"),
         ({"batch_size": 32}, "--batch-size 64 -> 32"),
         ({"data": "synthetic"}, "--data 'digits' -> 'synthetic'"),

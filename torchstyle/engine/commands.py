@@ -39,8 +39,7 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     from torchstyle.config import config_from_args
     from torchstyle.errors import RunInterruptedError
 
-    base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
-    cfg = config_from_args(args, base)
+    cfg = config_from_args(args, _resume_base(args))
     _setup_logging()
     from torchstyle.engine.trainer import Trainer
 
@@ -58,6 +57,31 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
         message = f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {shlex.quote(str(run_dir))}\n"
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
     return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
+
+
+def _resume_base(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The saved config a resume starts from (None for a new run).
+
+    ``--resume auto`` resumes when its ``--run-dir`` has a checkpoint. The run's folder is
+    where it is now (it may have been moved), and a saved ``--overwrite`` is not repeated.
+    """
+    from torchstyle.config import config_from_args
+    from torchstyle.engine.checkpoint import LATEST
+
+    resume = getattr(args, "resume", None)
+    if not resume:
+        return None
+    if resume == "auto":
+        run_dir = config_from_args(args).run_dir  # typed, or from --config
+        if not run_dir or not (Path(run_dir) / "checkpoints" / LATEST).is_file():
+            return None
+        folder = Path(run_dir)
+    else:
+        folder = Path(resume)
+    base = _saved_config(folder)
+    if base is not None:
+        base.update(run_dir=str(folder), overwrite=False)
+    return base
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:

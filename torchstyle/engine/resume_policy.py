@@ -104,8 +104,9 @@ POLICY: dict[str, Entry] = {
     "overwrite": Entry(Rule.RESUME, "refused together with a resume: it would delete the run"),
 }
 
-# The settings whose value None means "the model's own": compared by the value they resolve to.
-_MODEL_DEFAULTS = ("lr", "optimizer")
+# The settings whose value None means "the model's (or data's) own": compared by the value
+# they resolve to.
+_RESOLVED = ("lr", "optimizer", "image_size")
 
 
 @dataclass
@@ -146,7 +147,8 @@ def check_resume(
         saved: The config the checkpoint was written with.
         new: The merged config of the resume command.
         run_dir: The folder being resumed.
-        defaults: What ``None`` resolves to for ``lr`` and ``optimizer`` (the model's own).
+        defaults: What ``None`` resolves to for ``lr``, ``optimizer`` (the model's own) and
+            ``image_size`` (the run's).
 
     Returns:
         The accepted changes.
@@ -169,15 +171,13 @@ def check_resume(
         if entry.rule is Rule.RESUME:
             continue
         old, value = saved.get(name), new.get(name)
-        if name in _MODEL_DEFAULTS:
+        if name in _RESOLVED:
             old = defaults.get(name) if old is None else old
             value = old if value is None else value
         if entry.rule is Rule.FOLDER:
             if value is not None and not _same_folder(value, run_dir):
                 refused.append(f"{_flag(name)} {value} (the run is in {run_dir})")
             continue
-        if name == "image_size" and value is None:
-            continue  # None: the run's own size
         if old == value:
             continue
         if entry.rule is Rule.REFUSED:

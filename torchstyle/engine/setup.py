@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,21 +26,28 @@ from torchstyle.data import (
 from torchstyle.data.device import DeviceBatches
 from torchstyle.data.folder import ImageFolderDataset
 from torchstyle.data.loaders import rebuild
-from torchstyle.engine.checkpoint import LATEST, load_checkpoint
+from torchstyle.engine import memory
 from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel, create_model, get_model_class
 
 
 def build_data_and_model(
-    cfg: TrainConfig, model: TorchstyleModel | None, data: DataBundle | None
+    cfg: TrainConfig,
+    model: TorchstyleModel | None,
+    data: DataBundle | None,
+    *,
+    device: torch.device | None = None,
 ) -> tuple[DataBundle, TorchstyleModel]:
     """The datasets and the model, each the one given or built as ``cfg`` says.
 
     Data first: the model's input shape comes from it, and the model class says which
-    image size and folder layout it wants.
+    image size and folder layout it wants. With ``device``, sizes that cannot fit in its
+    memory are refused before anything is allocated.
     """
     model_cls = type(model) if model is not None else get_model_class(cfg.model)
+    if device is not None and cfg.image_size:
+        memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
     if data is None:
         options = DataOptions(
             name=cfg.data,
@@ -57,8 +61,25 @@ def build_data_and_model(
         )
         data = build_data(options)
     if model is None:
+        if device is not None:
+            spec = data.spec
+            memory.check_model_fits(
+                lambda: create_model(cfg.model, spec, **cfg.model_args),
+                input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
+                device=device,
+                what=_size_settings(cfg),
+            )
         model = create_model(cfg.model, data.spec, **cfg.model_args)
     return data, model
+
+
+def _size_settings(cfg: TrainConfig) -> str:
+    """The flags that set a model's size, as typed (for messages)."""
+    parts = [f"--model {cfg.model}"]
+    parts += [f"--model-arg {k}={v}" for k, v in cfg.model_args.items()]
+    if cfg.image_size:
+        parts.append(f"--image-size {cfg.image_size}")
+    return " ".join(parts)
 
 
 def total_steps(cfg: TrainConfig, micro_batches_per_epoch: int) -> int:
@@ -151,51 +172,3 @@ def build_schedulers(
         ),
     }
     return {name: factories[kind](opt) for name, opt in optimizers.items()}
-
-
-def resolve_run_dir(cfg: TrainConfig) -> Path:
-    """The run folder; refuses a missing one to resume and an existing one to start afresh."""
-    if cfg.resume:
-        run_dir = Path(cfg.resume)
-        if not run_dir.is_dir():
-            raise UserError(
-                f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
-            )
-        return run_dir
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{stamp}"
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
-        raise UserError(
-            f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-            "--overwrite to replace it, or another --run-dir"
-        )
-    return run_dir
-
-
-def load_resume_state(
-    cfg: TrainConfig, run_dir: Path, device: torch.device
-) -> dict[str, Any] | None:
-    """The latest checkpoint of the run to resume (None for a new run)."""
-    if not cfg.resume:
-        return None
-    path = run_dir / "checkpoints" / LATEST
-    if not path.exists():
-        raise UserError(f"--resume {run_dir}: no checkpoint at {path}; nothing to resume")
-    return load_checkpoint(path, map_location=device)
-
-
-def prepare_run_dir(cfg: TrainConfig, run_dir: Path, strategy: Strategy) -> None:
-    """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config.
-
-    Called only once everything that can fail on bad input has been built, so a bad command
-    never touches an existing folder.
-    """
-    if strategy.is_main:
-        if cfg.overwrite and not cfg.resume and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir)
-    strategy.barrier()

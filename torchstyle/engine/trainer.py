@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import setup
+from torchstyle.engine import resume_policy, runs, setup
 from torchstyle.engine.callbacks import (
     Callback,
     Checkpointing,
@@ -37,7 +38,7 @@ from torchstyle.engine.callbacks import (
     Hooks,
     LearningRateLogger,
 )
-from torchstyle.engine.checkpoint import CheckpointManager, load_model_state
+from torchstyle.engine.checkpoint import CheckpointManager, SaveSchedule, load_model_state
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
@@ -48,9 +49,10 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
+from torchstyle.engine.rundir import RunLock
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, get_model_class
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +99,27 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.strategy = make_strategy(cfg.strategy, cfg.device, amp=cfg.amp)
-        self.run_dir = setup.resolve_run_dir(cfg)
-        resume_state = setup.load_resume_state(cfg, self.run_dir, self.strategy.device)
+        # What the command means for the run folder, and whether its flags may change on
+        # resume: decided (and refused) here, before fit writes anything.
+        self.plan = runs.plan_run(cfg)
+        self.run_dir = self.plan.run_dir
+        resume_state = runs.load_resume_state(self.plan, self.strategy.device)
+        model_cls = type(model) if model is not None else get_model_class(cfg.model)
+        self._changes = None
+        if resume_state is not None:
+            self._changes = runs.check_resume(
+                cfg, resume_state, run_dir=self.run_dir, model_cls=model_cls
+            )
         seed_everything(cfg.seed + self.strategy.rank)
         configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
 
-        self.data, self.model = setup.build_data_and_model(cfg, model, data)
+        self.data, self.model = setup.build_data_and_model(
+            cfg, model, data, device=self.strategy.device
+        )
+        if resume_state is not None:
+            resume_policy.check_spec(
+                resume_state["spec"], self.data.spec.to_dict(), run_dir=self.run_dir
+            )
         self.model.to(self.strategy.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # Module.to's overloads omit memory_format
@@ -125,6 +142,11 @@ class Trainer:
         self._resumed = resume_state is not None
         if resume_state is not None:
             self._restore(resume_state)
+            self._apply_resume_changes(resume_state["config"])
+        self._save_schedule = SaveSchedule(
+            every_steps=cfg.save_every or None, every_minutes=cfg.save_every_minutes or None
+        )
+        self._lock: RunLock | None = None
         self._interrupt: int | None = None
         self._is_best = False
         self._pbar: Any = None
@@ -139,7 +161,7 @@ class Trainer:
         """Runs the remaining epochs; returns the summary of the run."""
         cfg, pos = self.cfg, self.position
         self._start()  # joins the processes, wraps the step, opens the run folder
-        with self._signals_handled():
+        with self._run_folder_held(), self._signals_handled():
             self.hooks.on_train_start(self)
             while pos.epoch < cfg.epochs and self.stop_reason is None:
                 self.model.train()
@@ -154,6 +176,7 @@ class Trainer:
                     if log_step:
                         self._log_training()
                     self._stop_if_signalled(at_sync_point=log_step, save=True)
+                    self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
                     if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
                     if self.stop_reason is not None:  # --max-steps, or a callback asked
@@ -249,12 +272,8 @@ class Trainer:
             path = self.run_dir / "samples" / f"epoch_{epoch + 1:04d}.png"
             self.logger.log_images(n_iter, "samples", images, path)
         self.logger.flush()
-        log.info(
-            "epoch %d/%d: %s",
-            epoch + 1,
-            self.cfg.epochs,
-            ", ".join(f"test {k} {v:.4f}" for k, v in metrics.items()),
-        )
+        where = f"epoch {epoch + 1}/{self.cfg.epochs}" if self.cfg.epochs else "untrained model"
+        log.info("%s: %s", where, ", ".join(f"test {k} {v:.4f}" for k, v in metrics.items()))
         self._is_best = self.position.record_evaluation(epoch + 1, *self._monitored(metrics))
         self.hooks.on_evaluation_end(self, epoch, metrics)
 
@@ -298,6 +317,7 @@ class Trainer:
         return not bool(self.strategy.all_reduce(bad, op="max").item())
 
     def _nonfinite(self, step: int) -> None:
+        self.checkpoints.wait()
         latest = self.checkpoints.latest
         where = f"{latest}" if latest.exists() else "none was written yet"
         self.logger.close()
@@ -368,17 +388,67 @@ class Trainer:
             "callbacks": self.hooks.state_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None) -> None:
+    def save_checkpoint(self, *, epoch_end: int | None, background: bool = True) -> None:
         """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
 
-        Every process calls it (their RNG states are gathered); only the main one writes.
+        Every process calls it (their RNG states are gathered); only the main one writes,
+        by default in the background (the state is copied to host memory first).
         """
         rng_states = self.strategy.gather_objects(capture_rng_state())
+        self._save_schedule.saved()
         if not self.strategy.is_main:
             return
         is_best = epoch_end is not None and self._is_best
-        self.checkpoints.save(self.state_dict(rng_states), epoch_end=epoch_end, is_best=is_best)
+        state = self.state_dict(rng_states)
+        if self._lock is not None and self._lock.folder_lost():
+            runs.recover_lost_folder(self.cfg, self.run_dir, self.checkpoints, state)
+        self.checkpoints.save(state, epoch_end=epoch_end, is_best=is_best, background=background)
         self._is_best = False
+
+    def _save_if_due(self, *, at_sync_point: bool) -> None:
+        """A mid-epoch checkpoint every ``--save-every`` steps and ``--save-every-minutes``.
+
+        The clock is read on every process, but they agree at sync points only.
+        """
+        schedule = self._save_schedule
+        due = schedule.due_by_steps(self.position.n_iter)
+        if not due and schedule.every_seconds is not None:
+            due = bool(self.strategy.any_flag(schedule.due_by_time(), at_sync_point=at_sync_point))
+        if due:
+            self.save_checkpoint(epoch_end=None)
+
+    def _apply_resume_changes(self, saved: dict[str, Any]) -> None:
+        """Applies the flags a resume changed (--lr, --weight-decay, --epochs...) to the state."""
+        if not self._changes:
+            return
+        steps_per_epoch = math.ceil(len(self.train_sampler) / self.cfg.accumulate)
+        runs.apply_changes(
+            self._changes,
+            optimizers=self.optimizers,
+            schedulers=self.schedulers,
+            step=self.position.n_iter,
+            old_total=resume_policy.total_steps(
+                saved["epochs"], steps_per_epoch, saved.get("max_steps")
+            ),
+            new_total=setup.total_steps(self.cfg, len(self.train_sampler)),
+        )
+        log.info("resumed with changed settings: %s", runs.describe(self._changes))
+
+    @contextlib.contextmanager
+    def _run_folder_held(self) -> Iterator[None]:
+        """Waits for the last background write and releases the folder's lock, however
+        training ends (an error already on its way wins over a failed last write)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.checkpoints.wait()
+            raise
+        else:
+            self.checkpoints.wait()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def _restore(self, state: dict[str, Any]) -> None:
         path = self.run_dir / "checkpoints" / "latest.pt"
@@ -420,18 +490,22 @@ class Trainer:
         self._step: StepFn = strategy.wrap(
             self.model, compile=cfg.compile, several_phases=several_phases
         )
-        setup.prepare_run_dir(cfg, self.run_dir, strategy)
+        self._lock = runs.open_run_folder(
+            cfg, self.plan, strategy, changes=self._changes, step=self.position.n_iter
+        )
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
         self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
         self.buffer = MetricBuffer()
         self.meter = EfficiencyMeter(strategy.device)
-        if self._resumed and self.position.epoch >= cfg.epochs:
-            log.info(
-                "%s has trained %d epochs already; pass a larger --epochs to go on",
-                self.run_dir,
-                self.position.epoch,
-            )
+        pos = self.position
+        if self._resumed and (
+            pos.epoch >= cfg.epochs or pos.n_iter >= (cfg.max_steps or pos.n_iter + 1)
+        ):
+            self.stop_reason = runs.finished_message(pos.epoch, pos.n_iter, cfg)
+            log.info("%s: %s", self.run_dir, self.stop_reason)
+        elif cfg.epochs == 0:
+            self.stop_reason = "--epochs 0: nothing trained; the untrained model was evaluated"
 
     @property
     def should_stop(self) -> bool:
@@ -444,7 +518,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals_handled(self) -> Iterator[None]:
-        """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary."""
+        """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop saves a checkpoint at the next step."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._interrupt is not None:  # a second signal: the user insists
@@ -452,7 +526,8 @@ class Trainer:
             self._interrupt = signum
 
         previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGUSR1: what SLURM sends ahead of a time limit (--signal=USR1@SECONDS).
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", signal.SIGTERM)):
             with contextlib.suppress(ValueError):  # not in the main thread
                 previous[sig] = signal.signal(sig, handler)
         try:
@@ -472,7 +547,7 @@ class Trainer:
             return
         if save:
             self._log_training()
-            self.save_checkpoint(epoch_end=None)
+            self.save_checkpoint(epoch_end=None, background=False)
         self.logger.close()
         raise RunInterruptedError(signum, str(self.checkpoints.latest))
 
