@@ -237,10 +237,11 @@ def test_sigusr1_saves_and_exits_with_the_resume_command(tmp_path):
 # ---------------------------------------------------------------- 5. checkpoints mid-epoch
 def test_save_every_n_steps_bounds_what_a_kill_loses(tmp_path):
     run = tmp_path / "run"
-    proc = fault("sigkill-at-step", 8, run, "--epochs", "1", "--save-every", "3")
+    proc = fault("sigkill-at-step", 11, run, "--epochs", "1", "--save-every", "3")
     assert proc.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
-    assert (ckpt["epoch"], ckpt["batch"], ckpt["n_iter"]) == (0, 6, 6)
+    # The save of step 9 waited for step 6's; it may still be in the background at step 11.
+    assert ckpt["n_iter"] in (6, 9) and (ckpt["epoch"], ckpt["batch"]) == (0, ckpt["n_iter"])
 
 
 def test_killed_at_ten_random_moments_the_run_ends_bitwise_equal(tmp_path):
@@ -415,7 +416,7 @@ def test_resume_with_random_changes_runs_cleanly_or_refuses_untouched(one_epoch,
             assert "error:" in err.getvalue(), argv
             assert tree_digest(run) == before, f"a refused resume changed the run: {argv}"
             return
-        state = load_checkpoint(run / "checkpoints" / "latest.pt")
-        assert json.loads((run / "config.json").read_text()) == state["config"]
+        load_checkpoint(run / "checkpoints" / "latest.pt")  # whole and loadable
+        assert json.loads((run / "config.json").read_text())["resume"] == str(run)
         history = read_history(run)
         assert len(history) == 1 and history[0]["step"] == STEPS_PER_EPOCH

@@ -131,7 +131,7 @@ def _same_folder(a: Any, b: Any) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
     except (OSError, RuntimeError, TypeError):
-        return a == b
+        return bool(a == b)
 
 
 def check_resume(
