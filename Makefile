@@ -1,11 +1,11 @@
 # make demo: set up .venv and train the classifier on the embedded digits dataset.
-# make test: set up .venv, then ruff, torchstyle lint (on itself) and pytest.
+# make test: set up .venv, then ruff, torchstyle lint (on itself), mypy (strict) and pytest.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-gpu clean
+.PHONY: demo test test-fast lint format bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,9 +22,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/torchstyle lint torchstyle bench tests
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The quick loop while editing: everything but the tests that train in subprocesses.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 format: $(STAMP)
 	$(BIN)/ruff format .

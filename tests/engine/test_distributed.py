@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine.checkpoint import load_checkpoint
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 # An MLP has no batch norm, so splitting a batch across processes leaves its gradient unchanged.
 MLP = (
@@ -32,7 +35,7 @@ MLP = (
 QUIET = ("--no-progress", "--log-every", "10")
 
 
-def torchrun(nproc: int, *args: str, popen: bool = False, timeout: float = 300):
+def torchrun(nproc: int, *args: str, popen: bool = False, timeout: float = HANG_TIMEOUT):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "torchstyle", *args,
@@ -94,10 +97,10 @@ def test_ddp_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path):
     assert straight.returncode == 0, straight.stderr
     run = tmp_path / "killed"
     proc = torchrun(2, *args, "--run-dir", str(run), popen=True)
-    deadline = time.time() + 240
+    deadline = time.monotonic() + HANG_TIMEOUT
     while not (run / "checkpoints" / "epoch_0001.pt").exists():
         assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline
+        assert time.monotonic() < deadline, "no epoch checkpoint appeared"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, no chance to save
     proc.wait()

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine.checkpoint import load_checkpoint
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 # A small classifier on digits: 1437 images, batch 64 -> 23 steps an epoch.
 ARGS = (
@@ -54,7 +57,7 @@ def _fault(mode: str, n: int, run_dir: Path, *extra: str) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_TIMEOUT,
     )
 
 

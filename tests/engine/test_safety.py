@@ -34,6 +34,7 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -165,6 +166,7 @@ SWITCHES = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     flags=st.dictionaries(st.sampled_from(sorted(FLAG_VALUES)), st.just(None), max_size=6).flatmap(

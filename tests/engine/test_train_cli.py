@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.engine.conftest import read_jsonl, summary_value
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 TRAIN_TAGS = {
     "train/loss",

@@ -301,6 +301,7 @@ def test_perceptual_loss_is_part_of_the_generator_loss(batch):
 
 
 # ------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_cli_trains_and_tests_a_paired_run(pairs_dir, tmp_path, cli):
     run_dir = tmp_path / "run"
     proc = cli(

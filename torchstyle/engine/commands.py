@@ -93,11 +93,16 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except ValueError as e:
         raise UserError(
             f"{path} does not parse ({e}); fix it or pass every setting as flags"
         ) from None
+    if not isinstance(saved, dict):
+        raise UserError(
+            f"{path} must hold an object of settings; fix it or pass every setting as flags"
+        )
+    return saved
 
 
 def format_summary(result: Any) -> str:
@@ -172,19 +177,24 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             layout=type(model).data_layout,
         )
     )
-    sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
+    n_test = _num_samples(data.test)
+    sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
     metrics = evaluate(model, loader, device)
     if args.json:
         return CommandOutput(
-            stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
-            + "\n"
+            stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"
         )
     lines = [
-        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {n_test} test samples"
     ]
     lines += [f"test {k}: {v:.4f}" for k, v in sorted(metrics.items())]
     return CommandOutput(stdout="\n".join(lines) + "\n")
+
+
+def _num_samples(dataset: Any) -> int:
+    """Samples in a split (every data source gives a sized dataset)."""
+    return len(dataset)
 
 
 # ---------------------------------------------------------------------------------- predict

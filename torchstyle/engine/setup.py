@@ -1,4 +1,4 @@
-"""Building what the loop needs: the model, the batches, the schedules and the run folder.
+"""Building what the loop needs: the data and the model, the batches, the run folder.
 
 Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
 """
@@ -154,21 +154,3 @@ def _in_memory(dataset: Any) -> TensorImageDataset:
         f"--data-on-device needs a dataset held as tensors (digits, cifar10, synthetic, or a "
         f"folder of class folders), not {type(dataset).__name__}; drop --data-on-device"
     )
-
-
-def build_schedulers(
-    kind: str, optimizers: dict[str, torch.optim.Optimizer], total_steps: int
-) -> dict[str, Any]:
-    """One learning-rate schedule per optimizer, stepped once per optimizer step."""
-    if kind == "none":
-        return {}
-    total = max(total_steps, 1)
-    lr_sched = torch.optim.lr_scheduler
-    factories = {
-        "cosine": lambda o: lr_sched.CosineAnnealingLR(o, T_max=total),
-        "step": lambda o: lr_sched.StepLR(o, step_size=max(1, total // 3), gamma=0.1),
-        "onecycle": lambda o: lr_sched.OneCycleLR(
-            o, max_lr=[g["lr"] for g in o.param_groups], total_steps=total
-        ),
-    }
-    return {name: factories[kind](opt) for name, opt in optimizers.items()}

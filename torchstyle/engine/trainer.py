@@ -50,6 +50,7 @@ from torchstyle.engine.reproducibility import (
     seed_everything,
 )
 from torchstyle.engine.rundir import RunLock
+from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel, get_model_class
@@ -122,7 +123,7 @@ class Trainer:
             )
         self.model.to(self.strategy.device)
         if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # Module.to's overloads omit memory_format
+            self.model.to(memory_format=torch.channels_last)
         self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
         self.train_sampler, self.train_batches = setup.build_batches(
             self.data.train, cfg, self.strategy, train=True
@@ -131,7 +132,7 @@ class Trainer:
             self.data.test, cfg, self.strategy, train=False
         )
         total_steps = setup.total_steps(cfg, len(self.train_sampler))
-        self.schedulers = setup.build_schedulers(cfg.scheduler, self.optimizers, total_steps)
+        self.schedulers = build_schedulers(cfg.scheduler, self.optimizers, total_steps)
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
 
         early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
@@ -163,7 +164,7 @@ class Trainer:
         self._start()  # joins the processes, wraps the step, opens the run folder
         with self._run_folder_held(), self._signals_handled():
             self.hooks.on_train_start(self)
-            while pos.epoch < cfg.epochs and self.stop_reason is None:
+            while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
                 self.model.train()
                 self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
                 self.hooks.on_epoch_start(self, pos.epoch)
@@ -179,7 +180,7 @@ class Trainer:
                     self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
                     if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
-                    if self.stop_reason is not None:  # --max-steps, or a callback asked
+                    if self.should_stop:  # --max-steps, or a callback asked
                         break
                 self._log_training()  # the epoch's tail, and a NaN check before saving
                 if pos.batch < self.train_sampler.batches_per_epoch():
@@ -190,6 +191,8 @@ class Trainer:
                     self._evaluate_and_log(pos.epoch - 1)
                 self.hooks.on_epoch_end(self, pos.epoch - 1)  # writes the epoch's checkpoint
                 self._stop_if_signalled(at_sync_point=True, save=False)
+                if self.should_stop:  # early stopping, or a callback asked
+                    break
             if not self.metrics:
                 self._evaluate_and_log(max(pos.epoch - 1, 0))
             self.hooks.on_train_end(self)
@@ -350,7 +353,7 @@ class Trainer:
         meter, size_of, accumulate = self.meter, self.model.batch_size_of, self.cfg.accumulate
         meter.reset()
         while True:
-            group = []
+            group: list[Any] = []
             while len(group) < accumulate:
                 meter.fetch_begin()
                 batch = next(it, None)
@@ -463,6 +466,14 @@ class Trainer:
         for k, sched in self.schedulers.items():
             if k in state["scheduler"]:
                 sched.load_state_dict(state["scheduler"][k])
+        if set(self.schedulers) != set(state["scheduler"]):
+            log.warning(
+                "%s was saved with --scheduler %s and resumes with --scheduler %s; "
+                "the learning rate does not go on as it would have",
+                path,
+                state["config"].get("scheduler"),
+                self.cfg.scheduler,
+            )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.position = Position.from_state(state)
@@ -496,6 +507,7 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
         self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
+        self.logger.open()  # not at the first log, inside the first measured window
         self.buffer = MetricBuffer()
         self.meter = EfficiencyMeter(strategy.device)
         pos = self.position
@@ -525,7 +537,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self._interrupt = signum
 
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         # SIGUSR1: what SLURM sends ahead of a time limit (--signal=USR1@SECONDS).
         for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", signal.SIGTERM)):
             with contextlib.suppress(ValueError):  # not in the main thread

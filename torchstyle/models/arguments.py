@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from torchstyle.errors import UserError
 
 
-def accepted_arguments(cls: type) -> dict[str, Any]:
+def accepted_arguments(cls: type[Any]) -> dict[str, Any]:
     """The keyword arguments ``cls(...)`` accepts, with their annotated types."""
     hints = get_type_hints(cls.__init__)
     params = inspect.signature(cls.__init__).parameters
@@ -59,7 +59,7 @@ def matches(value: Any, hint: Any) -> bool:
     return True  # a hint this check does not know: the constructor judges
 
 
-def check_arguments(model_name: str, cls: type, kwargs: dict[str, Any]) -> None:
+def check_arguments(model_name: str, cls: type[Any], kwargs: dict[str, Any]) -> None:
     """Refuses constructor arguments the model does not take, or of the wrong type.
 
     Raises:

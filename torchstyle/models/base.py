@@ -17,7 +17,7 @@ module ("super network", pix2pixHD style) gets its whole batch split across devi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -30,7 +30,7 @@ from torchstyle.spec import DataSpec
 Batch = Any  # Whatever the data loader yields, already on the model's device.
 
 #: Optimizers by name (``--optimizer`` offers these); a new optimizer is a new entry.
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -177,11 +177,13 @@ class ImageClassifier(TorchstyleModel):
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns class logits ``(B, num_classes)`` for images ``(B, C, H, W)``."""
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
     def predict(self, x: Tensor) -> Tensor:
         """Returns class probabilities ``(B, num_classes)``."""
-        return self(x).softmax(dim=1)
+        out: Tensor = self(x).softmax(dim=1)
+        return out
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Cross-entropy on one batch; accuracy rides along for the logs (no extra sync)."""
@@ -208,7 +210,8 @@ class GANModel(TorchstyleModel):
     betas (0.5, 0.999), one optimizer per network.
     """
 
-    monitor = None  # a discriminator's score says little about samples: keep the latest
+    # A discriminator's score says little about samples: keep the latest.
+    monitor: ClassVar[tuple[str, str] | None] = None
     default_optimizer = "adam"
     default_lr = 2e-4
     generator: nn.Module
@@ -220,7 +223,7 @@ class GANModel(TorchstyleModel):
         """Discriminator first, then generator (phase order); Adam with betas (0.5, 0.999)."""
         name = name or self.default_optimizer
         extra = {"betas": (0.5, 0.999)} if name in ("adam", "adamw") else {}
-        kw = {"lr": lr or self.default_lr, "weight_decay": weight_decay, **extra}
+        kw: dict[str, Any] = {"lr": lr or self.default_lr, "weight_decay": weight_decay, **extra}
         return {
             "d": build_optimizer(self.discriminator.parameters(), name, **kw),
             "g": build_optimizer(self.generator.parameters(), name, **kw),

@@ -35,6 +35,7 @@ class DCGAN(GANModel):
 
     # The discriminator's accuracy says little about sample quality; keep the latest instead.
     default_image_size = 32
+    fixed_z: Tensor  # a buffer
 
     def __init__(
         self,
@@ -75,7 +76,8 @@ class DCGAN(GANModel):
 
     def forward(self, z: Tensor) -> Tensor:
         """Generates images ``(B, C, S, S)`` from noise ``(B, latent_dim)``."""
-        return self.generator(z)
+        out: Tensor = self.generator(z)
+        return out
 
     def _noise(self, n: int, like: Tensor) -> Tensor:
         return torch.randn(n, self.latent_dim, device=like.device, dtype=like.dtype)
@@ -113,6 +115,6 @@ class DCGAN(GANModel):
         """Images from the fixed noise, generator in eval mode."""
         was_training = self.generator.training
         self.generator.eval()
-        images = self.generator(self.fixed_z[:num])
+        images: Tensor = self.generator(self.fixed_z[:num])
         self.generator.train(was_training)
         return images

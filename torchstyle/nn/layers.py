@@ -8,13 +8,16 @@ owns fresh modules and a caller can swap a normalisation without touching the bl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from torchstyle.nn.errors import ArgumentError
+from torchstyle.nn.errors import ArgumentError, require
+
+#: What ``nn.Conv2d`` pads with.
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 __all__ = [
     "AdaptiveInstanceNorm",
@@ -65,6 +68,44 @@ def _parse_order(order: str | Sequence[str]) -> tuple[str, ...]:
     return canonical
 
 
+def _conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int,
+    padding: int,
+    padding_mode: PaddingMode,
+    bias: bool,
+    transpose: bool,
+    output_padding: int,
+    spectral: bool,
+) -> nn.Module:
+    """The convolution of a :class:`ConvBlock` (transposed, spectrally normalised if asked)."""
+    conv: nn.Module
+    if transpose:
+        conv = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            bias=bias,
+        )
+    else:
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            padding_mode=padding_mode,
+            bias=bias,
+        )
+    return spectral_norm(conv) if spectral else conv
+
+
 class ConvBlock(nn.Module):
     """Convolution, activation and normalisation in a configurable order.
 
@@ -100,7 +141,7 @@ class ConvBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         padding: int | None = None,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         bias: bool | None = None,
         order: str | Sequence[str] = "can",
         norm_layer: LayerType | None = nn.BatchNorm2d,
@@ -110,18 +151,19 @@ class ConvBlock(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        if not (in_channels > 0 and out_channels > 0):
-            raise ArgumentError(f"channels must be positive, got {in_channels} -> {out_channels}")
-        if not (kernel_size > 0 and stride > 0):
-            raise ArgumentError(
-                f"kernel_size and stride must be positive, got {kernel_size}, {stride}"
-            )
-        if transpose and padding_mode != "zeros":
-            raise ArgumentError(
-                f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}"
-            )
-        if not (transpose or output_padding == 0):
-            raise ArgumentError("output_padding only applies when transpose=True")
+        require(
+            in_channels > 0 and out_channels > 0,
+            f"channels must be positive, got {in_channels} -> {out_channels}",
+        )
+        require(
+            kernel_size > 0 and stride > 0,
+            f"kernel_size and stride must be positive, got {kernel_size}, {stride}",
+        )
+        require(
+            not transpose or padding_mode == "zeros",
+            f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}",
+        )
+        require(transpose or output_padding == 0, "output_padding only applies when transpose=True")
         parts = _parse_order(order)
         if padding is None:
             padding = (kernel_size - 1) // 2
@@ -129,30 +171,18 @@ class ConvBlock(nn.Module):
         if bias is None:
             next_part = parts[conv_at + 1] if conv_at + 1 < len(parts) else None
             bias = not (next_part == "norm" and norm_layer is not None)
-
-        if transpose:
-            conv: nn.Module = nn.ConvTranspose2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                output_padding=output_padding,
-                bias=bias,
-            )
-        else:
-            conv = nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                padding_mode=padding_mode,
-                bias=bias,
-            )
-        if spectral:
-            conv = spectral_norm(conv)
-
+        conv = _conv(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            padding_mode=padding_mode,
+            bias=bias,
+            transpose=transpose,
+            output_padding=output_padding,
+            spectral=spectral,
+        )
         block: list[nn.Module] = []
         for i, part in enumerate(parts):
             if part == "conv":
@@ -173,7 +203,8 @@ class ConvBlock(nn.Module):
         Returns:
             Output of shape ``(B, out_channels, H', W')``.
         """
-        return self.block(x)
+        out: Tensor = self.block(x)
+        return out
 
 
 class ResnetBlock(nn.Module):
@@ -256,7 +287,7 @@ class ResnetBlock(nn.Module):
         Returns:
             ``x + conv_block(x)``, same shape as ``x``.
         """
-        out = x + self.conv_block(x)
+        out: Tensor = x + self.conv_block(x)
         return out
 
 
@@ -300,7 +331,7 @@ class SelfAttention(nn.Module):
         value = self.value(x).flatten(2)  # (B, C, N)
         # Row i says how much position i draws from every position j.
         attention = torch.softmax(query.transpose(1, 2) @ key, dim=-1)  # (B, N, N)
-        out = value @ attention.transpose(1, 2)  # (B, C, N)
+        out: Tensor = value @ attention.transpose(1, 2)  # (B, C, N)
         out = out.view(b, c, h, w)  # (B, C, H, W)
         return self.gamma * out + x
 

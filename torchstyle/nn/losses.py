@@ -54,6 +54,9 @@ class PerceptualLoss(nn.Module):
         input_range: ``"[-1,1]"`` (tanh generators) or ``"[0,1]"``.
     """
 
+    mean: Tensor  # ImageNet statistics, buffers
+    std: Tensor
+
     def __init__(
         self,
         *,
@@ -230,4 +233,5 @@ def gradient_penalty(
         create_graph=True,
     )
     gradients = gradients.reshape(batch, -1)  # (B, D): one flattened gradient per sample
-    return weight * ((gradients.norm(2, dim=1) - 1.0) ** 2).mean()
+    out: Tensor = weight * ((gradients.norm(2, dim=1) - 1.0) ** 2).mean()
+    return out

@@ -11,13 +11,13 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from torchstyle.nn.errors import ArgumentError
+from torchstyle.nn.errors import ArgumentError, require
 from torchstyle.nn.layers import ConvBlock, LayerType, ResnetBlock
 
 __all__ = [
@@ -90,7 +90,8 @@ class SimpleNetwork(nn.Module):
         Returns:
             Features ``(B, dim, H, W)``.
         """
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
 
 class ResnetGenerator(nn.Module):
@@ -124,14 +125,12 @@ class ResnetGenerator(nn.Module):
         padding_type: str = "reflect",
     ) -> None:
         super().__init__()
-        if not (in_channels > 0 and out_channels > 0 and ngf > 0):
-            raise ArgumentError(
-                f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}"
-            )
-        if not (n_downsampling >= 0):
-            raise ArgumentError(f"n_downsampling must be >= 0, got {n_downsampling}")
-        if not (n_blocks >= 0):
-            raise ArgumentError(f"n_blocks must be >= 0, got {n_blocks}")
+        require(
+            in_channels > 0 and out_channels > 0 and ngf > 0,
+            f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}",
+        )
+        require(n_downsampling >= 0, f"n_downsampling must be >= 0, got {n_downsampling}")
+        require(n_blocks >= 0, f"n_blocks must be >= 0, got {n_blocks}")
         self.n_downsampling = n_downsampling
         # conv -> norm -> act, the CycleGAN order (the norm sees the raw convolution output).
         block = functools.partial(ConvBlock, order="cna", norm_layer=norm_layer)
@@ -145,30 +144,15 @@ class ResnetGenerator(nn.Module):
                 padding_mode="reflect",
             )
         ]
-        for i in range(n_downsampling):
-            mult = 2**i
-            layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
-        mult = 2**n_downsampling
-        for _ in range(n_blocks):
-            layers += [
-                ResnetBlock(
-                    dim=ngf * mult,
-                    padding_type=padding_type,
-                    norm_layer=norm_layer,
-                    use_dropout=use_dropout,
-                )
-            ]
-        for i in range(n_downsampling):
-            mult = 2 ** (n_downsampling - i)
-            layers += [
-                block(
-                    in_channels=ngf * mult,
-                    out_channels=ngf * mult // 2,
-                    stride=2,
-                    transpose=True,
-                    output_padding=1,
-                )
-            ]
+        layers += _resnet_trunk(
+            block,
+            ngf=ngf,
+            n_downsampling=n_downsampling,
+            n_blocks=n_blocks,
+            norm_layer=norm_layer,
+            use_dropout=use_dropout,
+            padding_type=padding_type,
+        )
         layers += [
             ConvBlock(
                 in_channels=ngf,
@@ -198,7 +182,47 @@ class ResnetGenerator(nn.Module):
             raise ArgumentError(
                 f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
             )
-        return self.model(x)
+        out: Tensor = self.model(x)
+        return out
+
+
+def _resnet_trunk(
+    block: Callable[..., nn.Module],
+    *,
+    ngf: int,
+    n_downsampling: int,
+    n_blocks: int,
+    norm_layer: LayerType,
+    use_dropout: bool,
+    padding_type: str,
+) -> list[nn.Module]:
+    """A ResnetGenerator's middle: stride-2 downsampling, residual blocks, upsampling back."""
+    layers: list[nn.Module] = []
+    for i in range(n_downsampling):
+        mult = 2**i
+        layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
+    mult = 2**n_downsampling
+    for _ in range(n_blocks):
+        layers += [
+            ResnetBlock(
+                dim=ngf * mult,
+                padding_type=padding_type,
+                norm_layer=norm_layer,
+                use_dropout=use_dropout,
+            )
+        ]
+    for i in range(n_downsampling):
+        mult = 2 ** (n_downsampling - i)
+        layers += [
+            block(
+                in_channels=ngf * mult,
+                out_channels=ngf * mult // 2,
+                stride=2,
+                transpose=True,
+                output_padding=1,
+            )
+        ]
+    return layers
 
 
 def _num_doublings(image_size: int) -> int:
@@ -272,7 +296,8 @@ class DCGANGenerator(nn.Module):
                 f"got {tuple(z.shape)}"
             )
         z = z.view(z.shape[0], self.latent_dim, 1, 1)  # (B, latent_dim, 1, 1)
-        return self.net(z)
+        out: Tensor = self.net(z)
+        return out
 
 
 class DCGANDiscriminator(nn.Module):
@@ -346,7 +371,8 @@ class DCGANDiscriminator(nn.Module):
             raise ArgumentError(
                 f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
             )
-        return self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        out: Tensor = self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        return out
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -422,7 +448,8 @@ class PatchGANDiscriminator(nn.Module):
                 f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
                 f"{self.min_size}x{self.min_size} (or fewer n_layers)"
             )
-        return self.model(x)
+        out: Tensor = self.model(x)
+        return out
 
 
 # The guide's three slices of vgg19().features: up to relu2_1, relu4_1 and relu5_1.
@@ -438,12 +465,13 @@ def _vgg19_features_layers() -> nn.Sequential:
         import torchvision  # here, not at import: it costs ~1 s and only VGG needs it
 
         vgg = torchvision.models.vgg19(weights=None)
-    features = vgg.features.to_empty(device="cpu")
+    features: nn.Sequential = vgg.features.to_empty(device="cpu")
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             # The initialisation torchvision's VGG applies to its convolutions.
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return features
 
 
@@ -484,7 +512,7 @@ class Vgg19Features(nn.Module):
     """
 
     def __init__(
-        self, *, weights: str | os.PathLike | None = None, requires_grad: bool = False
+        self, *, weights: str | os.PathLike[str] | None = None, requires_grad: bool = False
     ) -> None:
         super().__init__()
         features = _vgg19_features_layers()
@@ -502,7 +530,7 @@ class Vgg19Features(nn.Module):
             for param in self.parameters():
                 param.requires_grad = False
 
-    def _load_weights(self, weights: str | os.PathLike | None) -> str | None:
+    def _load_weights(self, weights: str | os.PathLike[str] | None) -> str | None:
         if weights is not None:
             path = Path(weights)
             if not path.is_file():
@@ -570,7 +598,8 @@ class _BasicBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
+        out: Tensor = self.relu(self.residual(x) + self.shortcut(x))
+        return out
 
 
 class ResNetClassifier(nn.Module):
@@ -641,4 +670,5 @@ class ResNetClassifier(nn.Module):
         Returns:
             Logits ``(B, num_classes)``.
         """
-        return self.head(self.features(x))
+        out: Tensor = self.head(self.features(x))
+        return out

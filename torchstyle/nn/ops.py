@@ -48,8 +48,8 @@ INIT_TYPES = tuple(_INITIALISERS)
 def _raw_weight(module: nn.Module) -> Tensor:
     # A spectrally normalised weight is computed on the fly; initialise the stored original.
     if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+        return module.get_parameter("parametrizations.weight.original")
+    return module.get_parameter("weight")
 
 
 def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
@@ -82,8 +82,9 @@ def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.0
                 nn.init.normal_(m.weight, 1.0, gain)
             else:
                 continue
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            bias = getattr(m, "bias", None)
+            if bias is not None:
+                nn.init.zeros_(bias)
     return module
 
 
