@@ -27,7 +27,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from tests.engine.test_rundir import tree_digest
 from torchstyle.cli import main
@@ -62,7 +62,9 @@ def fault(mode: str, n: int, run_dir: Path, *extra: str) -> subprocess.Completed
     script = Path(__file__).with_name("fault_run.py")
     env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     argv = [sys.executable, str(script), mode, str(n), "train", *TINY, "--run-dir", str(run_dir)]
-    return subprocess.run([*argv, *extra], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*argv, *extra], env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT
+    )
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -197,7 +199,7 @@ def test_a_second_run_on_a_locked_folder_names_the_holder(tmp_path):
         [*args, "--epochs", "1000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_TIMEOUT
         while not (run / ".lock").is_file() or b"pid" not in (run / ".lock").read_bytes():
             assert first.poll() is None and time.monotonic() < deadline, "first run never locked"
             time.sleep(0.2)
