@@ -189,8 +189,18 @@ class TrainConfig:
 
     # Run folder.
     run_dir: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")
-    resume: str | None = _opt(None, "resume the run in this folder from its latest checkpoint")
-    overwrite: bool = _opt(False, "replace an existing run folder")
+    resume: str | None = _opt(
+        None,
+        "resume the run in this folder from its latest checkpoint; 'auto' (with --run-dir) "
+        "starts the run, continues it, or says it is finished: the line for a job script",
+    )
+    overwrite: bool = _opt(False, "replace an existing run folder (only a torchstyle run folder)")
+    # Beyond epoch ends. 10 minutes bounds what a SIGKILL or a lost node costs; the write runs
+    # in the background, so saving often costs the loop little.
+    save_every: int = _opt(0, "also save a checkpoint every N optimizer steps (0: off)")
+    save_every_minutes: float = _opt(
+        10.0, "also save a checkpoint every M minutes of training (0: off)"
+    )
 
     def validate(self) -> None:
         """Checks value ranges.
@@ -203,7 +213,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"--{_flag(name)} must be a positive integer, got {value!r}")
-        non_negative = ("epochs", "eval_every", "keep", "early_stopping")
+        non_negative = ("epochs", "eval_every", "keep", "early_stopping", "save_every")
         for name in non_negative:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -214,6 +224,14 @@ class TrainConfig:
                 not isinstance(value, int) or value < (0 if name == "workers" else 1)
             ):
                 raise UserError(f"--{_flag(name)} is out of range: {value!r}")
+        if not 0 <= self.save_every_minutes < float("inf"):
+            raise UserError(
+                f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"
+            )
+        if self.resume == "auto" and not self.run_dir:
+            raise UserError("--resume auto needs --run-dir: the folder the job writes to")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise UserError(f"--seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
         if self.lr is not None and not (self.lr > 0 and self.lr < float("inf")):
             raise UserError(f"--lr must be a positive number, got {self.lr!r}")
         if self.clip_grad is not None and not self.clip_grad > 0:
@@ -253,9 +271,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise UserError(
-                f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+            raise UserError(f"{source}: {_unknown_settings(unknown, known)}")
         cfg = cls(**d)
         _check_types(cfg, source)
         return cfg
@@ -263,6 +279,21 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def _unknown_settings(unknown: list[str], known: set[str]) -> str:
+    """Names the unknown settings, each with its likely intended name."""
+    import difflib
+
+    parts = []
+    for name in unknown:
+        guess = name.replace("-", "_").lower()
+        close = [guess] if guess in known else difflib.get_close_matches(guess, known, n=1)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return (
+        f"unknown setting(s) {', '.join(parts)}; settings are named like the flags, with "
+        f"underscores: {', '.join(sorted(known))}"
+    )
 
 
 # What a config file may give for each field type (an int is a fine float).
@@ -308,11 +339,23 @@ def load_config_file(path: str) -> dict[str, Any]:
         UserError: The file is missing or does not parse.
     """
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"config file {p} is a folder; pass a .json or .toml file")
     if not p.is_file():
         raise UserError(f"config file {p} does not exist")
-    text = p.read_text()
+    if p.suffix.lower() not in (".json", ".toml"):
+        raise UserError(
+            f"config file {p}: {p.suffix or 'no suffix'} is not a config format torchstyle "
+            "reads; write it as JSON (.json) or TOML (.toml)"
+        )
     try:
-        if p.suffix == ".toml":
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"config file {p} is not text (not UTF-8); pass a .json or .toml file"
+        ) from None
+    try:
+        if p.suffix.lower() == ".toml":
             if sys.version_info >= (3, 11):
                 import tomllib
             else:  # pragma: no cover - Python 3.10
@@ -351,7 +394,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = f"--{_flag(f.name)}"
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata['help']} (default: {default})"
+        help_text = f.metadata["help"]
+        if "(default:" not in help_text:  # a help text may say what its None default means
+            help_text += f" (default: {default})"
         if f.name == "model":
             help_text = help_text.format(models=", ".join(_models()))
         kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}

@@ -8,14 +8,22 @@ MODE:
   sigkill-in-save    SIGKILL during the N-th checkpoint write, half of its bytes on disk
   sigkill-before-rename  SIGKILL after the N-th checkpoint file is written and fsynced,
                      before it is renamed over latest.pt
+  sigusr1-at-step    send SIGUSR1 (SLURM's warning before a time limit) after step N
+  rmtree-at-step     delete the run folder after optimizer step N
+  kill-random        N seeds a random moment: an even N kills after the 1st to 4th step of
+                     this process, an odd N during its 1st or 2nd background checkpoint write
+                     (half of the bytes on disk); says which on stderr before the kill
 """
 
 from __future__ import annotations
 
 import io
 import os
+import random
+import shutil
 import signal
 import sys
+import threading
 
 import torch
 
@@ -37,23 +45,60 @@ class SignalAtStep(Callback):
             os.kill(os.getpid(), self.sig)
 
 
-if mode in ("sigterm-at-step", "sigkill-at-step"):
-    sig = signal.SIGTERM if mode == "sigterm-at-step" else signal.SIGKILL
+class RemoveFolderAtStep(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, step):
+        if step == self.step:
+            trainer.checkpoints.wait()
+            shutil.rmtree(trainer.run_dir)
+
+
+class KillAfterSteps(Callback):
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def on_step_end(self, trainer, step):
+        self.left -= 1
+        if self.left == 0:
+            os.write(2, f"fault: SIGKILL after step {step}\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def with_callback(callback: Callback) -> None:
     base = trainer_module.Trainer
 
     class FaultyTrainer(base):
         def __init__(self, cfg, **kw):
-            super().__init__(cfg, callbacks=[SignalAtStep(n, sig)], **kw)
+            super().__init__(cfg, callbacks=[callback], **kw)
 
     trainer_module.Trainer = FaultyTrainer
+
+
+rng = random.Random(n)
+if mode in ("sigterm-at-step", "sigkill-at-step", "sigusr1-at-step"):
+    sig = {"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL, "sigusr1": signal.SIGUSR1}
+    with_callback(SignalAtStep(n, sig[mode.split("-")[0]]))
+elif mode == "rmtree-at-step":
+    with_callback(RemoveFolderAtStep(n))
+elif mode == "kill-random" and n % 2 == 0:
+    with_callback(KillAfterSteps(rng.randint(1, 4)))
 else:
     real_save = torch.save
     real_replace = os.replace
-    calls = {"save": 0}
+    calls = {"save": 0, "background": 0}
+    background_kill = rng.randint(1, 2)
 
     def faulty_save(obj, f, *args, **kwargs):
         calls["save"] += 1
-        if mode == "sigkill-in-save" and calls["save"] == n:
+        in_background = False
+        if threading.current_thread().name == "checkpoint-writer":
+            calls["background"] += 1
+            in_background = mode == "kill-random" and calls["background"] == background_kill
+        if in_background:
+            os.write(2, f"fault: SIGKILL during background write {background_kill}\n".encode())
+        if (mode == "sigkill-in-save" and calls["save"] == n) or in_background:
             buf = io.BytesIO()
             real_save(obj, buf, *args, **kwargs)
             data = buf.getvalue()

@@ -21,7 +21,7 @@ from torchstyle.models.loading import (
     rebuild_for_run,
     record_for_object,
 )
-from torchstyle.models.sources import save_copy
+from torchstyle.models.sources import parse_model_spec, save_copy
 from torchstyle.spec import DataSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,19 @@ def model_preferences(cfg: TrainConfig, model: TorchstyleModel | None) -> tuple[
     if model is not None:
         return type(model).default_image_size, type(model).data_layout
     return model_defaults(cfg.model)
+
+
+def model_class(model_spec: str) -> type[TorchstyleModel]:
+    """The class whose defaults (learning rate, optimizer) a run of ``model_spec`` takes.
+
+    Library and file models train through a task adapter, which keeps the base defaults.
+    """
+    source = parse_model_spec(model_spec)
+    if source.kind != "registered":
+        return TorchstyleModel
+    from torchstyle.models import get_model_class
+
+    return get_model_class(source.target)
 
 
 def prepare_model(

@@ -14,6 +14,8 @@ import os
 import pickle
 import re
 import shutil
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -76,26 +78,49 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Loads a checkpoint without unpickling arbitrary objects.
 
     Raises:
-        CheckpointLoadError: Missing, truncated or unsafe file; the message says which and why.
+        CheckpointLoadError: Missing, truncated, corrupt or unsafe file; the message says which.
     """
     if not path.is_file():
-        raise CheckpointLoadError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise CheckpointLoadError(f"checkpoint {path} {what}")
+    corrupt = (
+        f"checkpoint {path} is truncated or corrupt ({{}}); resume from another file in "
+        f"{path.parent} or start a new run"
+    )
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        size = path.stat().st_size
+        raise CheckpointLoadError(
+            corrupt.format(
+                "an empty file" if size == 0 else f"not a torch.save archive, {size} bytes"
+            )
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "global" not in str(e).lower():  # a bad opcode: damaged bytes, not a foreign object
+            raise CheckpointLoadError(corrupt.format(_first_line(e))) from None
         raise CheckpointLoadError(
             f"refusing to load {path}: it needs arbitrary unpickling, which can run code "
-            f"({first[:200]}); only checkpoints of tensors and plain containers are loaded"
+            f"({_first_line(e)[:200]}); only checkpoints of tensors and plain containers are loaded"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointLoadError(
-            f"checkpoint {path} is truncated or corrupt ({str(e).splitlines()[0][:160]}); "
-            f"resume from another file in {path.parent} or start a new run"
-        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+    ) as e:
+        raise CheckpointLoadError(corrupt.format(_first_line(e)[:160])) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointLoadError(f"{path} is not a torchstyle checkpoint (no '{FORMAT}' marker)")
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], path: Path) -> None:
@@ -139,6 +164,7 @@ class CheckpointManager:
     def __init__(self, directory: Path, keep: int) -> None:
         self.directory = directory
         self.keep = keep
+        self._pending: _Writer | None = None
         self._remove_stale_temporaries()
 
     def _remove_stale_temporaries(self) -> None:
@@ -158,16 +184,46 @@ class CheckpointManager:
         """Path of the best checkpoint."""
         return self.directory / BEST
 
-    def save(self, state: dict[str, Any], *, epoch_end: int | None, is_best: bool) -> None:
+    def save(
+        self,
+        state: dict[str, Any],
+        *,
+        epoch_end: int | None,
+        is_best: bool,
+        background: bool = False,
+    ) -> None:
         """Writes ``latest.pt``; at an epoch end also the epoch file; ``best.pt`` if best.
 
         Args:
             state: The checkpoint dict.
             epoch_end: Number of the epoch just finished, or None for a mid-epoch save.
             is_best: The state holds the best evaluation so far.
+            background: Copy the state to host memory now and write it in a background
+                thread; the loop goes on meanwhile. The next save (or :meth:`wait`) waits
+                for this one and raises its error, if any.
+
+        Raises:
+            CheckpointWriteError: This write, or the previous background one, failed.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.wait()
         state = {"format": FORMAT, "version": VERSION, **state}
+        if not background:
+            self._write(state, epoch_end, is_best)
+            return
+        self._pending = _Writer(self._write, to_host(state), epoch_end, is_best)
+
+    def wait(self) -> None:
+        """Waits for a background write; raises its error, if any.
+
+        Raises:
+            CheckpointWriteError: The background write failed; the previous checkpoint is intact.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.join()
+
+    def _write(self, state: dict[str, Any], epoch_end: int | None, is_best: bool) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         atomic_save(state, self.latest)
         if epoch_end is not None and self.keep > 0:
             self._link(self.latest, self.directory / f"epoch_{epoch_end:04d}.pt")
@@ -208,3 +264,81 @@ class CheckpointManager:
         for old in self.epoch_files()[: -self.keep]:
             with contextlib.suppress(OSError):
                 old.unlink()
+
+
+def to_host(obj: Any) -> Any:
+    """A copy of ``obj`` whose tensors are detached copies in host memory.
+
+    Containers are rebuilt, so the training loop may change the originals while the copy is
+    being written.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return type(obj)((k, to_host(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [to_host(v) for v in obj]
+    if isinstance(obj, tuple):
+        return (
+            type(obj)(*(to_host(v) for v in obj))
+            if hasattr(obj, "_fields")
+            else tuple(to_host(v) for v in obj)
+        )
+    return obj
+
+
+class _Writer:
+    """One background checkpoint write; :meth:`join` re-raises its error in the caller."""
+
+    def __init__(self, write: Any, *args: Any) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(write, *args), name="checkpoint-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, write: Any, *args: Any) -> None:
+        try:
+            write(*args)
+        except BaseException as e:  # handed to the main thread by join()
+            self._error = e
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class SaveSchedule:
+    """When to write a mid-epoch checkpoint: every N optimizer steps and/or every M minutes.
+
+    Args:
+        every_steps: Save after every this many optimizer steps (None: not by steps).
+        every_minutes: Save once this many minutes of training passed since the last save
+            (None: not by time).
+        clock: Seconds, monotonic (a test passes its own).
+    """
+
+    def __init__(
+        self,
+        *,
+        every_steps: int | None,
+        every_minutes: float | None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.every_steps = every_steps
+        self.every_seconds = None if every_minutes is None else every_minutes * 60.0
+        self._clock = clock
+        self._last = clock()
+
+    def due_by_steps(self, step: int) -> bool:
+        """True when optimizer step ``step`` (1-based) ends a save interval."""
+        return bool(self.every_steps) and step % self.every_steps == 0  # type: ignore[operator]
+
+    def due_by_time(self) -> bool:
+        """True when the time since the last save reached the interval."""
+        return self.every_seconds is not None and self._clock() - self._last >= self.every_seconds
+
+    def saved(self) -> None:
+        """Records that a checkpoint was just written (any kind: epoch end, signal, schedule)."""
+        self._last = self._clock()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,7 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     from torchstyle.config import config_from_args
     from torchstyle.errors import RunInterruptedError
 
-    base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
-    cfg = config_from_args(args, base)
+    cfg = config_from_args(args, _resume_base(args))
     _setup_logging()
     from torchstyle.engine.trainer import Trainer
 
@@ -53,11 +54,34 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     del trainer
     strategy.teardown()
     if interrupted is not None:
-        message = (
-            f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
-        )
+        message = f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {shlex.quote(str(run_dir))}\n"
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
     return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
+
+
+def _resume_base(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The saved config a resume starts from (None for a new run).
+
+    ``--resume auto`` resumes when its ``--run-dir`` has a checkpoint. The run's folder is
+    where it is now (it may have been moved), and a saved ``--overwrite`` is not repeated.
+    """
+    from torchstyle.config import config_from_args
+    from torchstyle.engine.checkpoint import LATEST
+
+    resume = getattr(args, "resume", None)
+    if not resume:
+        return None
+    if resume == "auto":
+        run_dir = config_from_args(args).run_dir  # typed, or from --config
+        if not run_dir or not (Path(run_dir) / "checkpoints" / LATEST).is_file():
+            return None
+        folder = Path(run_dir)
+    else:
+        folder = Path(resume)
+    base = _saved_config(folder)
+    if base is not None:
+        base.update(run_dir=str(folder), overwrite=False)
+    return base
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -100,8 +124,9 @@ def format_summary(result: Any) -> str:
     lines.append(f"run folder:      {result.run_dir}")
     if result.best_checkpoint is not None:
         lines.append(f"best checkpoint: {result.best_checkpoint}")
-    lines.append(f"TensorBoard:     tensorboard --logdir {result.run_dir}")
-    lines.append(f"evaluate again:  torchstyle test {result.run_dir}")
+    quoted = shlex.quote(str(result.run_dir))
+    lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
+    lines.append(f"evaluate again:  torchstyle test {quoted}")
     return "\n".join(lines)
 
 
@@ -254,10 +279,13 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     from torchstyle.data.folder import load_image
     from torchstyle.data.images import expand_image_paths
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.engine.rundir import atomic_write_text, check_output_file
     from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.output:  # before any work: the predictions must have somewhere to go
+        check_output_file(Path(args.output))
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
     model, state = load_run_model(path, device, run_dir=Path(args.run))
@@ -280,10 +308,11 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
             for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
                 rows.append((str(paths[start + i]), spec.class_names[k], c))
     if args.output:
-        with open(args.output, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "class", "probability"])
-            writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["image", "class", "probability"])
+        writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
+        atomic_write_text(Path(args.output), text.getvalue())
     return CommandOutput(
         stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
     )

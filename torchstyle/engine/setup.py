@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,7 @@ from torchstyle.data import (
 from torchstyle.data.device import DeviceBatches
 from torchstyle.data.folder import ImageFolderDataset
 from torchstyle.data.loaders import rebuild
-from torchstyle.engine import building
-from torchstyle.engine.checkpoint import LATEST, load_checkpoint
+from torchstyle.engine import building, memory
 from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
@@ -46,14 +43,18 @@ def build_data_and_model(
     record: dict[str, Any] | None = None,
     resume_state: dict[str, Any] | None = None,
     run_dir: Path,
+    device: torch.device | None = None,
 ) -> tuple[DataBundle, ModelBuild]:
     """The datasets and the model, each the one given or built as ``cfg`` says.
 
     Data first: the model's input shape comes from it, and the model says which image size
     and folder layout it wants. The model then takes ``--weights`` and ``--freeze``; a
-    resumed run rebuilds its own from the checkpoint's record (see ``building.py``).
+    resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
+    ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
     """
     model_size, layout = building.model_preferences(cfg, model)
+    if device is not None and cfg.image_size:
+        memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
     if data is None:
         options = DataOptions(
             name=cfg.data,
@@ -67,10 +68,27 @@ def build_data_and_model(
             val_split=cfg.val_split,
         )
         data = build_data(options)
+    if model is None and resume_state is None and device is not None:
+        spec = data.spec
+        memory.check_model_fits(
+            lambda: building.build_for_data(cfg.model, cfg.model_args, spec).model,
+            input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
+            device=device,
+            what=_size_settings(cfg),
+        )
     made = building.prepare_model(
         cfg, data.spec, model=model, record=record, resume_state=resume_state, run_dir=run_dir
     )
     return data, made
+
+
+def _size_settings(cfg: TrainConfig) -> str:
+    """The flags that set a model's size, as typed (for messages)."""
+    parts = [f"--model {cfg.model}"]
+    parts += [f"--model-arg {k}={v}" for k, v in cfg.model_args.items()]
+    if cfg.image_size:
+        parts.append(f"--image-size {cfg.image_size}")
+    return " ".join(parts)
 
 
 def total_steps(cfg: TrainConfig, micro_batches_per_epoch: int) -> int:
@@ -147,58 +165,9 @@ def _in_memory(dataset: Any) -> TensorImageDataset:
     )
 
 
-def resolve_run_dir(cfg: TrainConfig) -> Path:
-    """The run folder; refuses a missing one to resume and an existing one to start afresh."""
-    if cfg.resume:
-        run_dir = Path(cfg.resume)
-        if not run_dir.is_dir():
-            raise UserError(
-                f"--resume {run_dir}: no such run folder; check the path, or drop --resume to start a new run"
-            )
-        return run_dir
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        from torchstyle.models.sources import parse_model_spec
-
-        model = parse_model_spec(cfg.model).short_name
-        run_dir = Path("runs") / f"{model}-{Path(cfg.data).name}-{stamp}"
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
-        raise UserError(
-            f"run folder {run_dir} already exists; pass --resume {run_dir} to continue it, "
-            "--overwrite to replace it, or another --run-dir"
-        )
-    return run_dir
-
-
-def load_resume_state(
-    cfg: TrainConfig, run_dir: Path, device: torch.device
-) -> dict[str, Any] | None:
-    """The latest checkpoint of the run to resume (None for a new run)."""
-    if not cfg.resume:
-        return None
-    path = run_dir / "checkpoints" / LATEST
-    if not path.exists():
-        raise UserError(f"--resume {run_dir}: no checkpoint at {path}; nothing to resume")
-    return load_checkpoint(path, map_location=device)
-
-
-def prepare_run_dir(
-    cfg: TrainConfig, run_dir: Path, strategy: Strategy, data_info: dict[str, Any] | None = None
-) -> None:
-    """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config, and
-    ``data.json`` with how the data was decided (``DataBundle.info``, e.g. a corpus's split).
-
-    Called only once everything that can fail on bad input has been built, so a bad command
-    never touches an existing folder.
-    """
-    if strategy.is_main:
-        if cfg.overwrite and not cfg.resume and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir)
-        if data_info:
-            text = json.dumps(data_info, indent=2, sort_keys=True, default=str)
-            (run_dir / "data.json").write_text(text + "\n")
-    strategy.barrier()
+def write_data_info(run_dir: Path, info: dict[str, Any] | None) -> None:
+    """Saves ``data.json``: how the data was decided (``DataBundle.info``: the validation
+    split's origin, channels and size decisions, a corpus's split by file)."""
+    if info:
+        text = json.dumps(info, indent=2, sort_keys=True, default=str)
+        (run_dir / "data.json").write_text(text + "\n")

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, setup
+from torchstyle.engine import building, resume_policy, runs, setup
 from torchstyle.engine.callbacks import (
     Callback,
     Checkpointing,
@@ -38,7 +38,12 @@ from torchstyle.engine.callbacks import (
     Hooks,
     LearningRateLogger,
 )
-from torchstyle.engine.checkpoint import CheckpointManager, load_checkpoint, load_model_state
+from torchstyle.engine.checkpoint import (
+    CheckpointManager,
+    SaveSchedule,
+    load_checkpoint,
+    load_model_state,
+)
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
@@ -50,6 +55,7 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
+from torchstyle.engine.rundir import RunLock
 from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
@@ -111,15 +117,34 @@ class Trainer:
             cpu_offload=cfg.cpu_offload,
             activation_checkpointing=cfg.activation_checkpointing,
         )
-        self.run_dir = setup.resolve_run_dir(cfg)
-        resume_state = setup.load_resume_state(cfg, self.run_dir, self.strategy.device)
+        # What the command means for the run folder, and whether its flags may change on
+        # resume: decided (and refused) here, before fit writes anything.
+        self.plan = runs.plan_run(cfg)
+        self.run_dir = self.plan.run_dir
+        resume_state = runs.load_resume_state(self.plan, self.strategy.device)
+        self._changes = None
+        if resume_state is not None:
+            model_cls = type(model) if model is not None else building.model_class(cfg.model)
+            self._changes = runs.check_resume(
+                cfg, resume_state, run_dir=self.run_dir, model_cls=model_cls
+            )
         seed_everything(cfg.seed + self.strategy.rank)
         configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
 
         self.data, self.build = setup.build_data_and_model(
-            cfg, model, data, record=model_record, resume_state=resume_state, run_dir=self.run_dir
+            cfg,
+            model,
+            data,
+            record=model_record,
+            resume_state=resume_state,
+            run_dir=self.run_dir,
+            device=self.strategy.device,
         )
         self.model, self.model_record = self.build.model, self.build.record
+        if resume_state is not None:
+            resume_policy.check_spec(
+                resume_state["spec"], self.data.spec.to_dict(), run_dir=self.run_dir
+            )
         self.model.to(self.strategy.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -154,6 +179,11 @@ class Trainer:
         self._shards: Path | None = None  # a sharded checkpoint's folder, read in `_start`
         if resume_state is not None:
             self._restore(resume_state)
+            self._apply_resume_changes(resume_state["config"])
+        self._save_schedule = SaveSchedule(
+            every_steps=cfg.save_every or None, every_minutes=cfg.save_every_minutes or None
+        )
+        self._lock: RunLock | None = None
         self._interrupt: int | None = None
         self._is_best = False
         self._pbar: Any = None
@@ -169,9 +199,9 @@ class Trainer:
         """Runs the remaining epochs; returns the summary of the run."""
         cfg, pos = self.cfg, self.position
         self._start()  # joins the processes, wraps the step, opens the run folder
-        with self._signals_handled():
+        with self._run_folder_held(), self._signals_handled():
             self.hooks.on_train_start(self)
-            while pos.epoch < cfg.epochs:
+            while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
                 self.model.train()
                 self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
                 self.hooks.on_epoch_start(self, pos.epoch)
@@ -184,6 +214,7 @@ class Trainer:
                     if log_step:
                         self._log_training()
                     self._stop_if_signalled(at_sync_point=log_step, save=True)
+                    self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
                     if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
                     if self.should_stop:  # --max-steps, or a callback asked
@@ -199,8 +230,10 @@ class Trainer:
                 self._stop_if_signalled(at_sync_point=True, save=False)
                 if self.should_stop:  # early stopping, or a callback asked
                     break
-            if not self.metrics:
+            if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
                 self._evaluate_and_log(max(pos.epoch - 1, 0))
+                if self._is_best:  # what the summary calls best must exist on disk
+                    self.save_checkpoint(epoch_end=None)
             if self.eval_split == "val" and self.data.test is not None:
                 self._final_test()  # once, on best.pt: the figure to report
             self.hooks.on_train_end(self)
@@ -280,16 +313,28 @@ class Trainer:
     def _final_test(self) -> None:
         """The test split, once, on best.pt's weights; the model is put back afterwards."""
         best = self.checkpoints.best
+        self.checkpoints.wait()  # best.pt may still be on its way to disk
         self.strategy.barrier()  # best.pt is written by the main process
         current = None
-        if best.exists():
+        best_state = load_checkpoint(best) if best.exists() else None
+        if best_state is not None and "net" in best_state:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            load_model_state(self.model, load_checkpoint(best)["net"], best)
+            load_model_state(self.model, best_state["net"], best)
+        elif best_state is not None:  # sharded: each process reads its shards of best.pt
+            from torchstyle.engine.fsdp import load_shards
+
+            current = {}  # the latest shards bring the last weights back
+            load_shards(best.parent / str(best_state["shards"]), self.model, self.optimizers)
         sampler, batches = setup.build_batches(self.data.test, self.cfg, self.strategy, train=False)
         sampler.set_epoch(0)
         self.test_metrics = self._evaluate(batches)
-        if current is not None:
+        if current:
             self.model.load_state_dict(current)
+        elif current is not None:
+            from torchstyle.engine.fsdp import load_shards
+
+            latest = load_checkpoint(self.checkpoints.latest)
+            load_shards(best.parent / str(latest["shards"]), self.model, self.optimizers)
         self.logger.log_scalars(self.position.n_iter, self.test_metrics, prefix="test/")
         self._log_metric_images("test", max(self.position.epoch - 1, 0))
         self.logger.flush()
@@ -324,10 +369,10 @@ class Trainer:
         self.logger.flush()
         overall = {k: v for k, v in metrics.items() if "/" not in k}  # per class: TensorBoard
         train = self._last_train_loss  # shown even when the run is shorter than --log-every
+        where = f"epoch {epoch + 1}/{self.cfg.epochs}" if self.cfg.epochs else "untrained model"
         log.info(
-            "epoch %d/%d: %s%s",
-            epoch + 1,
-            self.cfg.epochs,
+            "%s: %s%s",
+            where,
             "" if train is None else f"train loss {train:.4f}, ",
             ", ".join(f"{self.eval_split} {k} {v:.4f}" for k, v in overall.items()),
         )
@@ -377,6 +422,7 @@ class Trainer:
         return not bool(self.strategy.all_reduce(bad, op="max").item())
 
     def _nonfinite(self, step: int) -> None:
+        self.checkpoints.wait()
         latest = self.checkpoints.latest
         where = f"{latest}" if latest.exists() else "none was written yet"
         self.logger.close()
@@ -459,22 +505,77 @@ class Trainer:
             "callbacks": self.hooks.state_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None) -> None:
+    def save_checkpoint(self, *, epoch_end: int | None, background: bool = True) -> None:
         """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
 
-        Every process calls it (their RNG states are gathered); only the main one writes.
+        Every process calls it (their RNG states are gathered); only the main one writes,
+        by default in the background (the state is copied to host memory first).
         """
         rng_states = self.strategy.gather_objects(capture_rng_state())
         weights = self.strategy.checkpoint_weights(
             self.model, self.optimizers, self.checkpoints.directory, self.position.n_iter
         )
+        self._save_schedule.saved()
         if not self.strategy.is_main:
             return
-        is_best = epoch_end is not None and self._is_best
+        is_best = self._is_best  # set by the evaluation just before this save
         state = self.state_dict(rng_states, weights)
-        self.checkpoints.save(state, epoch_end=epoch_end, is_best=is_best)
-        self.strategy.checkpoint_saved(self.checkpoints.directory)
+        if self._lock is not None and self._lock.folder_lost():
+            runs.recover_lost_folder(self.cfg, self.run_dir, self.checkpoints, state)
+        # Shards are already on disk; the file naming them is written at once, so the folders
+        # it replaces are pruned only after it names the new ones.
+        sharded = "shards" in weights
+        self.checkpoints.save(
+            state, epoch_end=epoch_end, is_best=is_best, background=background and not sharded
+        )
+        if sharded:
+            self.strategy.checkpoint_saved(self.checkpoints.directory)
         self._is_best = False
+
+    def _save_if_due(self, *, at_sync_point: bool) -> None:
+        """A mid-epoch checkpoint every ``--save-every`` steps and ``--save-every-minutes``.
+
+        The clock is read on every process, but they agree at sync points only.
+        """
+        schedule = self._save_schedule
+        due = schedule.due_by_steps(self.position.n_iter)
+        if not due and schedule.every_seconds is not None:
+            due = bool(self.strategy.any_flag(schedule.due_by_time(), at_sync_point=at_sync_point))
+        if due:
+            self.save_checkpoint(epoch_end=None)
+
+    def _apply_resume_changes(self, saved: dict[str, Any]) -> None:
+        """Applies the flags a resume changed (--lr, --weight-decay, --epochs...) to the state."""
+        if not self._changes:
+            return
+        steps_per_epoch = math.ceil(len(self.train_sampler) / self.cfg.accumulate)
+        runs.apply_changes(
+            self._changes,
+            optimizers=self.optimizers,
+            schedulers=self.schedulers,
+            step=self.position.n_iter,
+            old_total=resume_policy.total_steps(
+                saved["epochs"], steps_per_epoch, saved.get("max_steps")
+            ),
+            new_total=setup.total_steps(self.cfg, len(self.train_sampler)),
+        )
+        log.info("resumed with changed settings: %s", runs.describe(self._changes))
+
+    @contextlib.contextmanager
+    def _run_folder_held(self) -> Iterator[None]:
+        """Waits for the last background write and releases the folder's lock, however
+        training ends (an error already on its way wins over a failed last write)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.checkpoints.wait()
+            raise
+        else:
+            self.checkpoints.wait()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def _restore(self, state: dict[str, Any]) -> None:
         path = self.run_dir / "checkpoints" / "latest.pt"
@@ -534,12 +635,15 @@ class Trainer:
             several_phases=several_phases,
             optimizers=self.optimizers,
         )
+        self._lock = runs.open_run_folder(
+            cfg, self.plan, strategy, changes=self._changes, step=self.position.n_iter
+        )
         if self._shards is not None:  # after wrapping: the shards fit any number of processes
             from torchstyle.engine.fsdp import load_shards
 
             load_shards(self._shards, self.model, self.optimizers)
-        setup.prepare_run_dir(cfg, self.run_dir, strategy, getattr(self.data, "info", None))
         if strategy.is_main:
+            setup.write_data_info(self.run_dir, getattr(self.data, "info", None))
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
             for line in startup_lines(self._describe()):
                 log.info("%s", line)
@@ -549,12 +653,14 @@ class Trainer:
         self.logger.open()  # not at the first log, inside the first measured window
         self.buffer = MetricBuffer()
         self.meter = EfficiencyMeter(strategy.device)
-        if self._resumed and self.position.epoch >= cfg.epochs:
-            log.info(
-                "%s has trained %d epochs already; pass a larger --epochs to go on",
-                self.run_dir,
-                self.position.epoch,
-            )
+        pos = self.position
+        if self._resumed and (
+            pos.epoch >= cfg.epochs or pos.n_iter >= (cfg.max_steps or pos.n_iter + 1)
+        ):
+            self.stop_reason = runs.finished_message(pos.epoch, pos.n_iter, cfg)
+            log.info("%s: %s", self.run_dir, self.stop_reason)
+        elif cfg.epochs == 0:
+            self.stop_reason = "--epochs 0: nothing trained; the untrained model was evaluated"
 
     @property
     def should_stop(self) -> bool:
@@ -567,7 +673,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals_handled(self) -> Iterator[None]:
-        """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary."""
+        """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop saves a checkpoint at the next step."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._interrupt is not None:  # a second signal: the user insists
@@ -575,7 +681,8 @@ class Trainer:
             self._interrupt = signum
 
         previous: dict[signal.Signals, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGUSR1: what SLURM sends ahead of a time limit (--signal=USR1@SECONDS).
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", signal.SIGTERM)):
             with contextlib.suppress(ValueError):  # not in the main thread
                 previous[sig] = signal.signal(sig, handler)
         try:
@@ -595,7 +702,7 @@ class Trainer:
             return
         if save:
             self._log_training()
-            self.save_checkpoint(epoch_end=None)
+            self.save_checkpoint(epoch_end=None, background=False)
         self.logger.close()
         raise RunInterruptedError(signum, str(self.checkpoints.latest))
 
