@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         getattr(module, f"add_{name}_arguments")(p)
         p.set_defaults(_run=getattr(module, f"run_{name}"))
+    from torchstyle.experiments.command import add_parser as add_experiment_commands
+
+    add_experiment_commands(sub)  # runs, sweep
     return parser
 
 

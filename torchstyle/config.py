@@ -24,6 +24,7 @@ NAN_POLICIES = ("stop", "skip")
 STRATEGIES = ("auto", "single", "dp", "ddp")
 AUGMENTS = ("none", "flip", "crop-flip", "rrc-flip")  # torchstyle.data.augment.AUGMENTS
 DECODERS = ("cpu", "gpu")
+TRACKERS = ("none", "mlflow")  # torchstyle.experiments.tracking.TRACKERS
 
 
 def _opt(default: Any, help_text: str, **kw: Any) -> Any:
@@ -110,6 +111,9 @@ class TrainConfig:
     )
     max_steps: int | None = _opt(None, "stop after N optimizer steps in total")
     progress: bool = _opt(True, "show the tqdm progress bar")
+    tracker: str = _opt(
+        "none", "also log to MLflow (MLFLOW_TRACKING_URI, else ./mlruns)", choices=TRACKERS
+    )
 
     # Run folder.
     run_dir: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")

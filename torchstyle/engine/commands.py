@@ -43,14 +43,19 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     _setup_logging()
     from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
+    from torchstyle.experiments.callbacks import record_exit, train_callbacks
 
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
     info, run_dir = trainer.dist, trainer.run_dir
     interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
+        record_exit(trainer, e)
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
+    except BaseException as e:  # status.json records how the run ended, then the error goes on
+        record_exit(trainer, e)
+        raise
     # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
     # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
     del trainer
