@@ -53,7 +53,9 @@ def runs(tmp_path_factory):
         "running": _start([*fault, "hold", "30", "train", *TINY, "--epochs", "2", "--run-dir", "runs/running"], root),
     }  # fmt: skip
     _wait_for(root / "runs" / "running" / "holding", procs["running"])
-    results = {k: p.communicate(timeout=300) + (p.returncode,) for k, p in procs.items() if k != "running"}
+    results = {
+        k: (*p.communicate(timeout=300), p.returncode) for k, p in procs.items() if k != "running"
+    }
     yield root, procs["running"], results
     procs["running"].kill()
     procs["running"].wait()
@@ -73,7 +75,10 @@ def test_each_status_is_shown(runs):
     assert rows["done"]["status"] == "finished"
     assert rows["done"]["steps"] == 46 and rows["done"]["best_epoch"] in (1, 2)
     assert rows["done"]["metric"] == "test/accuracy"
-    assert rows["done"]["best"] == pytest.approx(rows["done"]["test"]) or rows["done"]["best_epoch"] == 1
+    assert (
+        rows["done"]["best"] == pytest.approx(rows["done"]["test"])
+        or rows["done"]["best_epoch"] == 1
+    )
     assert rows["running"]["status"] == f"running (pid {running.pid} on {os.uname().nodename})"
     assert rows["stopped"]["status"] == "interrupted at step 30"
     assert rows["killed"]["status"] == "killed at step 23"  # its last checkpoint: epoch 1
@@ -87,7 +92,16 @@ def test_each_status_is_shown(runs):
 
 def test_filter_sort_and_formats(runs):
     root = runs[0]
-    proc = run_cli("runs", "runs", "--filter", "status=interrupted", "--sort=-steps", "--format", "csv", cwd=root)
+    proc = run_cli(
+        "runs",
+        "runs",
+        "--filter",
+        "status=interrupted",
+        "--sort=-steps",
+        "--format",
+        "csv",
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["stopped", "killed"]
@@ -103,7 +117,16 @@ def test_filter_sort_and_formats(runs):
 
 def test_plot_writes_a_png_once(runs):
     root = runs[0]
-    proc = run_cli("runs", "runs/done", "runs/stopped", "--plot", "train/loss", "--output", "loss.png", cwd=root)
+    proc = run_cli(
+        "runs",
+        "runs/done",
+        "runs/stopped",
+        "--plot",
+        "train/loss",
+        "--output",
+        "loss.png",
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (root / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_cli("runs", "runs/done", "--plot", "train/loss", "--output", "loss.png", cwd=root)
@@ -126,7 +149,9 @@ def test_hparams_read_back_from_event_files(runs):
                 data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
                 hparams = dict(data.session_start_info.hparams)
             elif value.tag.startswith("hparams/"):
-                scalars[value.tag] = value.tensor.float_val[0] if value.HasField("tensor") else value.simple_value
+                scalars[value.tag] = (
+                    value.tensor.float_val[0] if value.HasField("tensor") else value.simple_value
+                )
     assert hparams["lr"].number_value == pytest.approx(0.01)
     assert hparams["model"].string_value == "mlp"
     assert hparams["model_args.hidden"].string_value == "[8]"
@@ -158,4 +183,6 @@ def test_mlflow_holds_the_same_scalars_as_metrics_jsonl(runs):
         assert got == points, key
     artifacts = {a.path for a in client.list_artifacts(state["run_id"])}
     assert {"config.json", "config.txt", "metrics.jsonl", "status.json", "checkpoints"} <= artifacts
-    assert [a.path for a in client.list_artifacts(state["run_id"], "checkpoints")] == ["checkpoints/best.pt"]
+    assert [a.path for a in client.list_artifacts(state["run_id"], "checkpoints")] == [
+        "checkpoints/best.pt"
+    ]

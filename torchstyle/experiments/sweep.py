@@ -329,7 +329,7 @@ class Sweep:
                     "pruner); pass another --dir for this one, or restore the config it started with"
                 )
         else:
-            (self.dir / "trials").mkdir(exist_ok=True)
+            (self.dir / "trials").mkdir(parents=True, exist_ok=True)
             tmp = spec_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(saved, indent=1) + "\n")
             os.replace(tmp, spec_path)
