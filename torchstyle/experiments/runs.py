@@ -94,12 +94,12 @@ def load_run(path: Path) -> dict[str, Any]:
     Raises:
         UserError: ``config.json`` does not parse.
     """
+    config_path = os.path.join(path, "config.json")
     try:
-        config = json.loads((path / "config.json").read_text())
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
     except ValueError as e:
-        raise UserError(
-            f"{path / 'config.json'} does not parse ({e}); fix or move that folder"
-        ) from None
+        raise UserError(f"{config_path} does not parse ({e}); fix or move that folder") from None
     status = read_status(path) or {}
     best = status.get("best") or {}
     return {
@@ -108,7 +108,7 @@ def load_run(path: Path) -> dict[str, Any]:
         "state": status.get("state", "unknown"),
         "status": describe(status) if status else "unknown (no status.json)",
         "model": config.get("model"),
-        "data": Path(str(config.get("data"))).name,
+        "data": os.path.basename(str(config.get("data")).rstrip("/")),
         "config": flat_flags(config),
         "flags": {},
         "metric": best.get("metric"),
@@ -142,12 +142,13 @@ def collect(paths: Sequence[str]) -> list[dict[str, Any]]:
     """The rows of every run under ``paths``, names relative to their common folder."""
     runs = find_runs(paths)
     rows = [load_run(p) for p in runs]
+    absolute = [os.path.abspath(p) for p in runs]  # not resolve(): a syscall per component
     if len(runs) > 1:
-        common = os.path.commonpath([str(p.resolve()) for p in runs])
-        for row, p in zip(rows, runs, strict=True):
-            row["name"] = os.path.relpath(p.resolve(), common)
+        common = os.path.commonpath(absolute)
+        for row, p in zip(rows, absolute, strict=True):
+            row["name"] = p[len(common) :].lstrip(os.sep)
     elif rows:
-        rows[0]["name"] = runs[0].resolve().name
+        rows[0]["name"] = os.path.basename(absolute[0])
     for key in differing_flags(rows):
         for row in rows:
             row["flags"][key] = row["config"].get(key)

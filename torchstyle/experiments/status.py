@@ -65,7 +65,8 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> None:
 def load_status(run_dir: Path) -> dict[str, Any] | None:
     """The raw ``status.json`` of a run folder, or None if it has none (or it does not parse)."""
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        with open(os.path.join(run_dir, STATUS_FILE), encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
