@@ -74,8 +74,10 @@ def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Pa
         raise UserError(
             f"no listed run logged {metric!r}; pass a metrics.jsonl name such as val/accuracy or train/loss"
         )
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'torchstyle[experiments]'") from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 

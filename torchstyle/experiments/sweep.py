@@ -38,6 +38,7 @@ from torchstyle.experiments.trial import (
     ENV_TRIAL,
     SPEC_FILE,
     TRIAL_FILE,
+    require_optuna,
     storage,
 )
 
@@ -189,10 +190,28 @@ def _positive(value: Any, what: str) -> int:
 def _distribution(spec: dict[str, Any]) -> Any:
     import optuna.distributions as d
 
-    if spec["type"] == "categorical":
-        return d.CategoricalDistribution(spec["choices"])
+    if spec["type"] == "categorical":  # lists (hidden = [64, 64]) are stored as JSON text
+        return d.CategoricalDistribution([_encode(c) for c in spec["choices"]])
     cls = d.IntDistribution if spec["type"] == "int" else d.FloatDistribution
     return cls(spec["low"], spec["high"], log=bool(spec.get("log", False)), step=spec.get("step"))
+
+
+def _encode(choice: Any) -> Any:
+    return (
+        choice
+        if choice is None or isinstance(choice, (bool, int, float, str))
+        else json.dumps(choice)
+    )
+
+
+def decode_params(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as flag values: JSON-encoded categorical choices decoded."""
+    out = {}
+    for key, value in params.items():
+        space = spec.space.get(key, {})
+        choices = space.get("choices") or []
+        out[key] = next((c for c in choices if _encode(c) == value), value)
+    return out
 
 
 def to_flags(settings: dict[str, Any]) -> list[str]:
@@ -210,7 +229,8 @@ def to_flags(settings: dict[str, Any]) -> list[str]:
 
 def command_line(spec: SweepSpec, params: dict[str, Any]) -> str:
     """The full ``torchstyle train`` command of a trial, ready to paste."""
-    return shlex.join(["torchstyle", "train", *to_flags({**spec.fixed, **params})])
+    settings = {**spec.fixed, **decode_params(spec, params)}
+    return shlex.join(["torchstyle", "train", *to_flags(settings)])
 
 
 @dataclass
@@ -268,6 +288,7 @@ class Sweep:
     """
 
     def __init__(self, *, spec: SweepSpec, sweep_dir: Path, trials: int, jobs: int) -> None:
+        require_optuna()
         self.spec = spec
         self.dir = Path(sweep_dir)
         self.trials = trials
@@ -376,7 +397,7 @@ class Sweep:
         return resumed
 
     def _fresh_job(self, number: int, params: dict[str, Any], *, overwrite: bool = False) -> _Job:
-        args = to_flags({**self.spec.fixed, **params})
+        args = to_flags({**self.spec.fixed, **decode_params(self.spec, params)})
         args += ["--run-dir", str(self.trial_dir(number)), "--no-progress"]
         return _Job(number, args + (["--overwrite"] if overwrite else []))
 

@@ -45,6 +45,20 @@ def pick_metric(metrics: dict[str, float], name: str) -> tuple[str, float] | Non
 STUDY_FILE = "study.db"
 
 
+def require_optuna() -> None:
+    """Imports Optuna, or says how to install it.
+
+    Raises:
+        UserError: Optuna is not installed.
+    """
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "torchstyle sweep needs Optuna: pip install 'torchstyle[experiments]'"
+        ) from None
+
+
 def study_url(sweep_dir: Path) -> str:
     """The SQLite URL of a sweep's study (absolute, so trials may run from any folder)."""
     return f"sqlite:///{(Path(sweep_dir) / STUDY_FILE).resolve()}"
