@@ -52,6 +52,8 @@ def label(row: dict[str, Any]) -> str:
 
 
 def _text(value: Any) -> str:
+    if value is None:  # an unset flag: the model's or data's own default
+        return "default"
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value)

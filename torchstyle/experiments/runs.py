@@ -280,6 +280,8 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
 
 
 def _flag_text(value: Any) -> str:
+    if value is None:  # an unset flag: the model's or data's own default
+        return "default"
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value)
