@@ -44,6 +44,27 @@ STATES = ("running", "finished", "interrupted", "failed", "nan")
 _HOST = socket.gethostname()
 
 
+def is_main(trainer: Trainer) -> bool:
+    """Whether this process writes the run's files (the engine's strategy, or its DistInfo)."""
+    return bool(_placement(trainer).is_main)
+
+
+def _placement(trainer: Trainer) -> Any:
+    strategy = getattr(trainer, "strategy", None)
+    return strategy if strategy is not None and hasattr(strategy, "is_main") else trainer.dist
+
+
+def world_size(trainer: Trainer) -> int:
+    """The number of training processes."""
+    return int(getattr(_placement(trainer), "world_size", 1))
+
+
+def progress(trainer: Trainer) -> tuple[int, int]:
+    """``(optimizer steps taken, epochs completed)``, wherever the engine keeps them."""
+    where = getattr(trainer, "position", trainer)
+    return int(where.n_iter), int(where.epoch)
+
+
 def _proc_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
     try:
@@ -147,7 +168,7 @@ class RunStatus(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Marks the run as running, by this process; a resumed run keeps its history."""
-        self._enabled = trainer.dist.is_main
+        self._enabled = is_main(trainer)
         previous = load_status(trainer.run_dir) if trainer.cfg.resume else None
         previous = previous or {}
         self._session_start = time.time()
@@ -223,11 +244,12 @@ class RunStatus(Callback):
         if not self._enabled or not self.status:
             return
         now = time.time()
+        step, epoch = progress(trainer)
         self.status.update(
             updated_at=now,
             wall_time=self._wall_before + now - self._session_start,
-            step=int(trainer.n_iter),
-            epoch=int(trainer.epoch),
+            step=step,
+            epoch=epoch,
         )
         try:
             write_status(trainer.run_dir, self.status)
@@ -241,8 +263,8 @@ def record_exit(trainer: Trainer, error: BaseException) -> None:
     The CLI calls it where ``Trainer.fit`` raised (interrupt, NaN stop, any other error), before
     re-raising; it never raises itself, so the original error is what the user sees.
     """
-    callbacks = getattr(trainer, "callbacks", None)
-    callbacks = getattr(callbacks, "callbacks", callbacks) or []  # a Hooks object or a list
+    hooks = getattr(trainer, "hooks", None) or getattr(trainer, "callbacks", None)
+    callbacks = getattr(hooks, "callbacks", hooks) or []  # a Hooks object or a list
     for cb in callbacks:
         hook = getattr(cb, "on_exception", None)
         if hook is None:

@@ -444,15 +444,17 @@ class Sweep:
             out.flush()
             # Its own session: a Ctrl-C in the terminal reaches the sweep only, which then
             # asks each trial once to checkpoint and stop.
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-            with self._lock:
+            with self._lock:  # a stop that came meanwhile must reach this child too
+                if self._stop.is_set():
+                    return  # still RUNNING in the study: the next run starts it
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
                 self._children[job.number] = proc
             rc = proc.wait()
             with self._lock:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
+from torchstyle.experiments.status import is_main, progress
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -78,12 +79,13 @@ class HParamsLogger(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         """Writes the HParams summaries (main process only)."""
-        if not trainer.dist.is_main:
+        if not is_main(trainer):
             return
         from tensorboard.compat.proto.summary_pb2 import Summary
         from torch.utils.tensorboard.summary import hparams
         from torch.utils.tensorboard.writer import FileWriter
 
+        step = progress(trainer)[0]
         flags = {k: _hparam_value(v) for k, v in flat_flags(trainer.cfg.to_dict()).items()}
         status = getattr(self.status, "status", None)
         metrics = {f"hparams/{k}": v for k, v in final_metrics(trainer, status).items()}
@@ -91,9 +93,9 @@ class HParamsLogger(Callback):
         writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
         try:
             for summary in (experiment, session_start, session_end):
-                writer.add_summary(summary, trainer.n_iter)
+                writer.add_summary(summary, step)
             values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()]
-            writer.add_summary(Summary(value=values), trainer.n_iter)
+            writer.add_summary(Summary(value=values), step)
         finally:
             writer.close()
 
@@ -136,7 +138,7 @@ class MlflowTracker(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Opens (or, on resume, reopens) the MLflow run and logs the flags as params."""
-        self._enabled = trainer.dist.is_main
+        self._enabled = is_main(trainer)
         if not self._enabled:
             return
         from mlflow.entities import Param

@@ -136,6 +136,12 @@ class SweepReporter(Callback):
         """Connects to the study; a resumed trial keeps its best value and reported epochs."""
         import optuna
 
+        from torchstyle.experiments.status import world_size
+
+        if world_size(trainer) > 1:
+            raise UserError(
+                "a sweep trial trains in one process; drop --strategy ddp (or torchrun) from the sweep"
+            )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(
             study_name=self.spec["study"],
