@@ -1,12 +1,12 @@
 """The same 12-trial search on digits with and without pruning: wall time and best accuracy.
 
-Both sweeps search the learning rate (log scale), the batch size and the hidden width of an
-MLP on digits for a fixed number of epochs, with the same sampler seed, as ``torchstyle sweep``
+Both sweeps search the learning rate (log scale), the batch size and the weight decay of the
+small convolutional classifier on digits for a fixed number of epochs, with the same sampler seed, as ``torchstyle sweep``
 subprocesses. One prunes with the median pruner on the per-epoch validation accuracy; the
 other runs every trial to the end. Prints each one's wall time, trials pruned and best
 validation accuracy, and the wall-time ratio.
 
-Usage: python bench/sweep.py [--trials 12] [--jobs 2] [--epochs 8]
+Usage: python bench/sweep.py [--trials 12] [--jobs 2] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ seed = 0
 metric = "accuracy"
 
 [fixed]
-model = "mlp"
+model = "classifier"
 data = "digits"
 epochs = {epochs}
+model_args = {{width = 16}}
 
 [pruner]
 type = "{pruner}"
@@ -39,7 +40,7 @@ warmup_epochs = 1
 [space]
 lr = {{type = "float", low = 1e-4, high = 3e-2, log = true}}
 batch_size = {{type = "categorical", choices = [32, 64, 128]}}
-"model_args.hidden" = {{type = "categorical", choices = [[16], [64], [128]]}}
+weight_decay = {{type = "float", low = 0.0, high = 0.05}}
 """
 
 
@@ -75,11 +76,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = {p: run_sweep(Path(tmp), p, args) for p in ("none", "median")}
-    print(f"{args.trials} trials, {args.jobs} jobs, {args.epochs} epochs each, mlp on digits")
+    print(
+        f"{args.trials} trials, {args.jobs} jobs, {args.epochs} epochs each, classifier on digits"
+    )
     metric = results["none"]["metric"]  # val/accuracy; test/accuracy where data has no val split
     print(f"pruner  wall (s)  complete  pruned  epochs trained  best {metric}")
     for name, r in results.items():
