@@ -65,6 +65,24 @@ def progress(trainer: Trainer) -> tuple[int, int]:
     return int(where.n_iter), int(where.epoch)
 
 
+def eval_split(trainer: Trainer) -> str:
+    """The split evaluated every epoch: ``val`` when the data has one, else ``test``."""
+    split = getattr(trainer, "eval_split", None)
+    if split:
+        return str(split)
+    return "val" if getattr(getattr(trainer, "data", None), "val", None) is not None else "test"
+
+
+def final_test_metrics(trainer: Trainer) -> dict[str, float]:
+    """The test split's final metrics: the test of best.pt after a val split, else the last evaluation."""
+    tested = getattr(trainer, "test_metrics", None)
+    if tested:
+        return {k: float(v) for k, v in tested.items()}
+    if eval_split(trainer) == "test":
+        return {k: float(v) for k, v in (trainer.metrics or {}).items()}
+    return {}
+
+
 def _proc_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
     try:
@@ -146,10 +164,10 @@ def _monitored(trainer: Trainer, metrics: dict[str, float]) -> tuple[str, float]
     if not monitor:
         return None
     name = monitor[0]
-    for key, label in ((f"val/{name}", f"val/{name}"), (name, None), (f"test/{name}", None)):
+    for key in (f"val/{name}", name, f"test/{name}"):
         if key in metrics:
-            has_val = getattr(getattr(trainer, "data", None), "val", None) is not None
-            return label or (f"val/{name}" if has_val else f"test/{name}"), float(metrics[key])
+            label = key if "/" in key else f"{eval_split(trainer)}/{name}"
+            return label, float(metrics[key])
     return None
 
 
@@ -218,7 +236,7 @@ class RunStatus(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         """Marks the run finished, with its final metrics and stop reason."""
         self.status["state"] = "finished"
-        self.status["test"] = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+        self.status["test"] = final_test_metrics(trainer)
         self.status["stop_reason"] = trainer.stop_reason
         self._write(trainer)
 

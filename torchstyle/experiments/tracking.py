@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
-from torchstyle.experiments.status import is_main, progress
+from torchstyle.experiments.status import final_test_metrics, is_main, progress
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -58,7 +58,7 @@ def final_metrics(trainer: Trainer, status: dict[str, Any] | None) -> dict[str, 
     best = (status or {}).get("best")
     if best:
         metrics[f"best/{best['metric']}"] = float(best["value"])
-    for name, value in (trainer.metrics or {}).items():
+    for name, value in final_test_metrics(trainer).items():
         key = name if "/" in name else f"test/{name}"
         metrics[f"final/{key}"] = float(value)
     return {k: v for k, v in metrics.items() if math.isfinite(v)}

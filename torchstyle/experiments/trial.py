@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
+from torchstyle.experiments.status import eval_split
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -173,7 +174,7 @@ class SweepReporter(Callback):
         best = self.state.get("value")
         if best is None or (value > best if self.maximize else value < best):
             self.state.update(value=value, epoch=step)
-        self.state["metric"] = key if "/" in key else f"{_split(trainer)}/{key}"
+        self.state["metric"] = key if "/" in key else f"{eval_split(trainer)}/{key}"
         if step not in self.reported:
             self.trial.report(value, step)
             self.reported.add(step)
@@ -187,11 +188,6 @@ class SweepReporter(Callback):
         tmp = path.with_name(f".{TRIAL_FILE}.tmp")
         tmp.write_text(json.dumps(self.state, indent=1) + "\n")
         os.replace(tmp, path)
-
-
-def _split(trainer: Trainer) -> str:
-    """The split a bare metric name was evaluated on: val when the data has one, else test."""
-    return "val" if getattr(getattr(trainer, "data", None), "val", None) is not None else "test"
 
 
 def reporter_from_env() -> SweepReporter | None:
