@@ -59,8 +59,7 @@ def final_metrics(trainer: Trainer, status: dict[str, Any] | None) -> dict[str, 
     if best:
         metrics[f"best/{best['metric']}"] = float(best["value"])
     for name, value in final_test_metrics(trainer).items():
-        key = name if "/" in name else f"test/{name}"
-        metrics[f"final/{key}"] = float(value)
+        metrics[f"final/test/{name}"] = float(value)
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
