@@ -101,3 +101,14 @@ def test_sweep_spec_helpers():
     assert (
         line == "torchstyle train --epochs 4 --model-arg dropout=0.1 --model-arg 'hidden=[16, 16]'"
     )
+
+
+def test_running_names_the_run_folder_lock_holder(tmp_path):
+    host = os.uname().nodename
+    run = _run(tmp_path, "r", status={"state": "running", "pid": _dead_pid(), "host": host})
+    (run / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": host, "since": "now"}))
+    (row,) = list_runs([str(run)])
+    assert row["status"] == f"running (pid {os.getpid()} on {host})"
+    (run / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": host}))
+    (row,) = list_runs([str(run)])
+    assert row["status"] == "killed at step 40"

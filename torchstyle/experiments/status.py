@@ -130,6 +130,10 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     status = load_status(run_dir)
     if status is None or status.get("state") != "running":
         return status
+    holder = _lock_holder(run_dir)
+    if holder is not None and holder.get("pid") != status.get("pid"):
+        # The run folder's lock names a newer process (a resume that has not written yet).
+        status = {**status, "pid": holder["pid"], "host": holder.get("host"), "proc_start": None}
     alive = process_alive(
         int(status.get("pid", 0)), str(status.get("host")), status.get("proc_start")
     )
@@ -138,12 +142,25 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     return status
 
 
+def _lock_holder(run_dir: Path) -> dict[str, Any] | None:
+    """The pid and host the engine wrote into the run folder's ``.lock`` file, if any.
+
+    Read, not locked: taking even a shared lock could make a starting run refuse its folder.
+    """
+    try:
+        with open(os.path.join(run_dir, ".lock"), encoding="utf-8") as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+
+
 def describe(status: dict[str, Any] | None) -> str:
     """One phrase for a status: ``running (pid 12 on host)``, ``interrupted at step 40``..."""
     if status is None:
         return "unknown"
     state = status.get("state")
-    if state == "running":
+    if state == "running":  # the process holding the run folder
         return f"running (pid {status.get('pid')} on {status.get('host')})"
     if state == "interrupted":  # the step of its last checkpoint: where --resume goes on
         how = "killed" if status.get("killed") else "interrupted"
