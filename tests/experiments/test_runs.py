@@ -40,12 +40,29 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One folder per state, trained concurrently; the `running` one is still alive."""
+    """One folder per state, trained concurrently; the `running` one is still alive.
+
+    `done` is interrupted at step 10 first, then resumed to the end: its MLflow run must go on.
+    """
+    from mlflow.tracking import MlflowClient
+
     root = tmp_path_factory.mktemp("exp")
     train = ["-m", "torchstyle", "train", *TINY, "--epochs", "2"]
     fault = [str(FAULT)]
+    done = [
+        "train",
+        *TINY,
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--tracker",
+        "mlflow",
+        "--run-dir",
+        "runs/done",
+    ]
     procs = {
-        "done": _start([*train, "--lr", "0.01", "--tracker", "mlflow", "--run-dir", "runs/done"], root),
+        "done": _start([*fault, "sigterm", "10", *done], root),
         "nan": _start([*train, "--optimizer", "sgd", "--lr", "1e30", "--run-dir", "runs/nan"], root),
         "failed": _start([*fault, "raise", "30", "train", *TINY, "--epochs", "2", "--run-dir", "runs/failed"], root),
         "stopped": _start([*fault, "sigterm", "30", "train", *TINY, "--epochs", "2", "--run-dir", "runs/stopped"], root),
@@ -56,6 +73,12 @@ def runs(tmp_path_factory):
     results = {
         k: (*p.communicate(timeout=300), p.returncode) for k, p in procs.items() if k != "running"
     }
+    assert results["done"][2] == 128 + signal.SIGTERM, results["done"][1]
+    first = json.loads((root / "runs" / "done" / "mlflow.json").read_text())
+    client = MlflowClient(tracking_uri=first["tracking_uri"])
+    results["done_first"] = (first, client.get_run(first["run_id"]).info.status)
+    resumed = run_cli("train", "--resume", "runs/done", cwd=root)
+    results["done"] = (resumed.stdout, resumed.stderr, resumed.returncode)
     yield root, procs["running"], results
     procs["running"].kill()
     procs["running"].wait()
@@ -167,6 +190,9 @@ def test_mlflow_holds_the_same_scalars_as_metrics_jsonl(runs):
     run = root / "runs" / "done"
     state = json.loads((run / "mlflow.json").read_text())
     assert state["tracking_uri"].startswith(f"sqlite:///{root.resolve()}/mlruns/")
+    # Interrupted, the MLflow run was marked killed; resumed, the same run went on to the end.
+    first, first_status = runs[2]["done_first"]
+    assert first_status == "KILLED" and first["run_id"] == state["run_id"]
     client = MlflowClient(tracking_uri=state["tracking_uri"])
     mlrun = client.get_run(state["run_id"])
     assert mlrun.info.status == "FINISHED"
@@ -177,6 +203,7 @@ def test_mlflow_holds_the_same_scalars_as_metrics_jsonl(runs):
         for key, value in record.items():
             expected.setdefault(key, []).append((step, value))
     assert set(mlrun.data.metrics) == set(expected)
+    assert expected["train/loss"][0][0] == 5 and expected["train/loss"][-1][0] == 46
     for key, points in expected.items():
         history = client.get_metric_history(state["run_id"], key)
         got = [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
