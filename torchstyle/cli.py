@@ -25,6 +25,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
+    "runs": ("torchstyle.experiments.command", "compare run folders: status, flags, metrics"),
+    "sweep": ("torchstyle.experiments.command", "search hyperparameters with Optuna"),
 }
 
 
@@ -43,9 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         getattr(module, f"add_{name}_arguments")(p)
         p.set_defaults(_run=getattr(module, f"run_{name}"))
-    from torchstyle.experiments.command import add_parser as add_experiment_commands
-
-    add_experiment_commands(sub)  # runs, sweep
     return parser
 
 

@@ -1,6 +1,7 @@
 """CLI glue for ``torchstyle runs`` and ``torchstyle sweep``: parse, call the library, format.
 
-:func:`add_parser` registers both subcommands on the top-level parser's subparsers.
+``torchstyle.cli`` finds ``add_runs_arguments``/``run_runs`` and
+``add_sweep_arguments``/``run_sweep`` here by name, like every subcommand's.
 """
 
 from __future__ import annotations
@@ -14,19 +15,6 @@ from typing import Any
 
 from torchstyle.errors import UserError
 from torchstyle.output import CommandOutput
-
-RUNS_HELP = "compare run folders: status, differing flags, best and test metrics"
-SWEEP_HELP = "search hyperparameters with Optuna; every trial is a run folder"
-
-
-def add_parser(subparsers: Any) -> None:
-    """Adds ``runs`` and ``sweep`` to the CLI's subparsers."""
-    runs = subparsers.add_parser("runs", help=RUNS_HELP, description=RUNS_HELP)
-    add_runs_arguments(runs)
-    runs.set_defaults(_run=run_runs)
-    sweep = subparsers.add_parser("sweep", help=SWEEP_HELP, description=SWEEP_HELP)
-    add_sweep_arguments(sweep)
-    sweep.set_defaults(_run=run_sweep)
 
 
 # ---------------------------------------------------------------------------------- runs
