@@ -1,5 +1,5 @@
 # make demo: set up .venv and train the classifier on the embedded digits dataset.
-# make test: set up .venv, then ruff, torchstyle lint (on itself) and pytest.
+# make test: set up .venv, then ruff, torchstyle lint (on itself), mypy (strict) and pytest.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/torchstyle lint torchstyle bench tests
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

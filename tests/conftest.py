@@ -23,8 +23,14 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 
+# A guard against a hung subprocess, not a speed check: on a 2-core machine shared with other
+# work a small training run can take many times its idle time, and must still pass.
+HANG_TIMEOUT = 1800.0
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = HANG_TIMEOUT, env: dict | None = None
+):
     """Runs ``python -m torchstyle ARGS`` in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(

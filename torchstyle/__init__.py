@@ -10,15 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torchstyle.api import fit
     from torchstyle.models import create_model, list_models, register_model
     from torchstyle.spec import DataSpec
 
-__all__ = ["DataSpec", "create_model", "list_models", "register_model"]
+__all__ = ["DataSpec", "create_model", "fit", "list_models", "register_model"]
 __version__ = "0.1.0"
 
 _HOMES = {
     "DataSpec": "torchstyle.spec",
     "create_model": "torchstyle.models",
+    "fit": "torchstyle.api",
     "list_models": "torchstyle.models",
     "register_model": "torchstyle.models",
 }

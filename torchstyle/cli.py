@@ -23,6 +23,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate a finished run's checkpoint on the test split",
     ),
     "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
+    "models": ("torchstyle.models_command", "list the models --model takes, with their arguments"),
+    "export": (
+        "torchstyle.export",
+        "write a run's best weights as safetensors or a torch.export program",
+    ),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
     "runs": ("torchstyle.experiments.command", "compare run folders: status, flags, metrics"),
@@ -30,8 +35,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Returns the top-level parser with one sub-parser per subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Returns the top-level parser with one sub-parser per subcommand.
+
+    Args:
+        command: Build only this subcommand's flags (the others are listed, not loaded), so
+            that ``torchstyle lint`` never imports what ``train`` needs (torch, the model
+            registry that its help lists). None builds every subcommand's.
+    """
     from torchstyle import __version__
 
     parser = argparse.ArgumentParser(
@@ -42,10 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        getattr(module, f"add_{name}_arguments")(p)
-        p.set_defaults(_run=getattr(module, f"run_{name}"))
+        if command is None or name == command:
+            module = importlib.import_module(module_name)
+            getattr(module, f"add_{name}_arguments")(p)
+            p.set_defaults(_run=getattr(module, f"run_{name}"))
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one), if any."""
+    return next((a for a in argv if a in _COMMANDS), None)
 
 
 def _one_line(message: str) -> str:
@@ -62,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torchstyle.errors import UserError
     from torchstyle.output import CommandOutput
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv) or "")
     args = parser.parse_args(argv)
     try:
         result = args._run(args)

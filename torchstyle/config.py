@@ -11,24 +11,86 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from torchstyle.errors import UserError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULERS = ("none", "cosine", "step", "onecycle")
-AMP_MODES = ("off", "bf16", "fp16")
 NAN_POLICIES = ("stop", "skip")
-STRATEGIES = ("auto", "single", "dp", "ddp")
-AUGMENTS = ("none", "flip", "crop-flip", "rrc-flip")  # torchstyle.data.augment.AUGMENTS
 DECODERS = ("cpu", "gpu")
 TRACKERS = ("none", "mlflow")  # torchstyle.experiments.tracking.TRACKERS
 
 
+# Choices that are the keys of a registry are read from it when asked for (imported then,
+# so that building the `lint` and `new` commands never imports torch).
+def _optimizers() -> list[str]:
+    from torchstyle.models.base import OPTIMIZERS
+
+    return list(OPTIMIZERS)
+
+
+def _schedulers() -> list[str]:
+    from torchstyle.engine.schedulers import SCHEDULERS
+
+    return ["none", *SCHEDULERS]
+
+
+def _amp_modes() -> list[str]:
+    from torchstyle.engine.strategies import AMP_DTYPES
+
+    return list(AMP_DTYPES)
+
+
+def _strategies() -> list[str]:
+    from torchstyle.engine.strategies import STRATEGIES
+
+    return ["auto", *STRATEGIES]
+
+
+def _augments() -> list[str]:
+    from torchstyle.data.augment import AUGMENTS
+
+    return list(AUGMENTS)
+
+
+def _models() -> list[str]:
+    from torchstyle.models import list_models
+
+    return list_models()
+
+
+#: Each registry-backed setting and where its choices come from.
+REGISTRY_CHOICES: dict[str, Callable[[], list[str]]] = {
+    "optimizer": _optimizers,
+    "scheduler": _schedulers,
+    "amp": _amp_modes,
+    "strategy": _strategies,
+    "augment": _augments,
+}
+
+
+def choices_of(name: str) -> list[str] | None:
+    """The allowed values of setting ``name`` (None when any value of its type goes)."""
+    field_ = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    fixed = field_.metadata.get("choices")
+    if fixed is not None:
+        return list(fixed)
+    if name in REGISTRY_CHOICES:
+        return REGISTRY_CHOICES[name]()
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    # The augmentation names, for code that read them here; the data package owns the list.
+    if name == "AUGMENTS":
+        return tuple(_augments())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _opt(default: Any, help_text: str, **kw: Any) -> Any:
-    """A dataclass field that carries its command-line help (and optional choices/flag)."""
+    """A dataclass field that carries its command-line help (and optional fixed choices)."""
     meta = {"help": help_text, **kw}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -40,13 +102,26 @@ class TrainConfig:
     """Settings of one training run. Field comments give the reason for each default."""
 
     # What to train, on what.
-    model: str = _opt("classifier", "registered model name")
+    model: str = _opt(
+        "classifier",
+        "a registered name ({models}; see `torchstyle models`), path/to/file.py:Name, "
+        "package.module:Name, torchvision:NAME or timm:NAME",
+    )
     model_args: dict[str, Any] = _opt(
         {}, "model constructor argument KEY=VALUE (VALUE parsed as JSON); repeatable"
     )
+    weights: str | None = _opt(
+        None, "initialise from this local state_dict (.pt) or .safetensors file (fine-tuning)"
+    )
+    freeze: list[str] = _opt([], "freeze parameters whose names start with PREFIX; repeatable")
     # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
     data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
     data_dir: str | None = _opt(None, "where a named dataset (cifar10) lives")
+    val_split: float | None = _opt(
+        None,
+        "hold out this fraction of train for validation (stratified, fixed by --seed); "
+        "default: the source's (digits, cifar10: 0.1; folders: their val/ folder)",
+    )
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
     )
@@ -58,22 +133,18 @@ class TrainConfig:
     # 64 fits every built-in model on a CPU and is the guide's own example batch size.
     batch_size: int = _opt(64, "global batch size (split across GPUs/processes)")
     lr: float | None = _opt(None, "learning rate (default: the model's own)")
-    optimizer: str | None = _opt(None, "optimizer (default: the model's own)", choices=OPTIMIZERS)
+    optimizer: str | None = _opt(None, "optimizer (default: the model's own)")
     weight_decay: float = _opt(0.0, "weight decay")
     # No schedule by default: it is one less thing between the user and their loop.
-    scheduler: str = _opt(
-        "none", "learning-rate schedule, stepped per optimizer step", choices=SCHEDULERS
-    )
+    scheduler: str = _opt("none", "learning-rate schedule, stepped per optimizer step")
     accumulate: int = _opt(1, "micro-batches per optimizer step (virtual batch = batch-size x N)")
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
-    amp: str = _opt("off", "mixed precision autocast", choices=AMP_MODES)
+    amp: str = _opt("off", "mixed precision autocast")
 
     # Data loading. None picks: 0 for in-memory data (workers only add IPC), else min(8, CPUs).
     workers: int | None = _opt(None, "DataLoader worker processes (default: auto)")
     # None: the source's own (digits none, cifar10 crop-flip, folders flip).
-    augment: str | None = _opt(
-        None, "training augmentation policy (default: the data source's)", choices=AUGMENTS
-    )
+    augment: str | None = _opt(None, "training augmentation policy (default: the data source's)")
     data_on_device: bool = _opt(
         False, "hold the whole dataset in device memory; batches and augmentation as device ops"
     )
@@ -94,9 +165,7 @@ class TrainConfig:
 
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    strategy: str = _opt(
-        "auto", "single device, DataParallel or DDP (torchrun)", choices=STRATEGIES
-    )
+    strategy: str = _opt("auto", "one device (single), DataParallel (dp) or DDP under torchrun")
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels-last memory format (faster convs on tensor cores)")
 
@@ -149,7 +218,7 @@ class TrainConfig:
         if not self.weight_decay >= 0:
             raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
+            choices = choices_of(f.name)
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
                 raise UserError(
@@ -194,13 +263,20 @@ def _flag(name: str) -> str:
 
 
 # What a config file may give for each field type (an int is a fine float).
-_ACCEPTED = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
+_ACCEPTED = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    dict: (dict,),
+    list: (list,),
+}
 
 
 def _field_type(hint: Any) -> Any:
     """``int | None`` -> int, ``dict[str, Any]`` -> dict, ``str`` -> str."""
-    if get_origin(hint) is dict:
-        return dict
+    if get_origin(hint) in (dict, list):
+        return get_origin(hint)
     args = [a for a in get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
@@ -271,8 +347,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for f in dataclasses.fields(TrainConfig):
         flag = f"--{_flag(f.name)}"
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         help_text = f"{f.metadata['help']} (default: {default})"
+        if f.name == "model":
+            help_text = help_text.format(models=", ".join(_models()))
         kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
         hint = hints[f.name]
         if hint is bool:
@@ -283,9 +361,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                 "--model-arg", action="append", type=_parse_model_arg, metavar="KEY=VALUE", **kw
             )
             continue
+        if f.name == "freeze":
+            parser.add_argument(flag, action="append", metavar="PREFIX", **kw)
+            continue
         kw["type"] = _field_type(hint)
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]  # argparse lists them in the usage
+        choices = choices_of(f.name)
+        if choices is not None:
+            kw["choices"] = choices  # argparse lists them in the usage
         else:
             kw["metavar"] = f.name.upper()
         parser.add_argument(flag, **kw)

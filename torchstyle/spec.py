@@ -19,12 +19,15 @@ class DataSpec:
         image_size: Side length in pixels of the square images the loader yields.
         num_classes: Number of classes (0 when the dataset has no labels).
         class_names: Names of the classes in label order.
+        layout: What a sample is: ``classes`` (an image and its label) or ``paired`` (an
+            input image A and its target B).
     """
 
     channels: int
     image_size: int
     num_classes: int
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    layout: str = "classes"
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON- and ``weights_only``-safe dict."""
@@ -40,4 +43,5 @@ class DataSpec:
             image_size=int(d["image_size"]),
             num_classes=int(d["num_classes"]),
             class_names=tuple(d.get("class_names", ())),
+            layout=str(d.get("layout", "classes")),
         )

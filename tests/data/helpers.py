@@ -26,3 +26,52 @@ def make_image_folder(
             for i in range(per_class):
                 write_image(root / split / name / f"{i}.png", 40 + 80 * c, mode=mode)
     return root
+
+
+def write_gradient16(path: Path, width: int = 256, height: int = 8) -> None:
+    """A 16-bit grayscale PNG whose rows run 0..65535 (mean 32767.5, i.e. 127.5 in 8 bits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = np.linspace(0, 65535, width).round().astype(np.uint16)
+    Image.fromarray(np.tile(row, (height, 1))).save(path)
+
+
+def asymmetric(height: int = 16, width: int = 24) -> np.ndarray:
+    """An RGB image no flip or rotation maps onto itself: a bright top-left block on dark."""
+    arr = np.full((height, width, 3), 30, dtype=np.uint8)
+    arr[: height // 2, : width // 3] = 230
+    arr[:, -2:, 2] = 200  # a blue right edge
+    return arr
+
+
+def write_oriented(path: Path, orientation: int, arr: np.ndarray | None = None) -> np.ndarray:
+    """Saves ``arr`` (stored orientation) with an EXIF orientation tag; returns the image
+    as a viewer displays it (PIL's own ``exif_transpose``)."""
+    from PIL import ImageOps
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(asymmetric() if arr is None else arr)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(path, exif=exif, **({"quality": 95} if path.suffix == ".jpg" else {}))
+    with Image.open(path) as saved:
+        return np.asarray(ImageOps.exif_transpose(saved).convert("RGB"))
+
+
+def write_huge_png(path: Path, side: int = 14000) -> None:
+    """A valid all-black ``side x side`` grayscale PNG (196 megapixels at 14000), written
+    row by row so the test never holds the pixels in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    packer = zlib.compressobj(1)
+    row = b"\x00" * (side + 1)  # filter byte + pixels
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )

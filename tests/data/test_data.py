@@ -118,9 +118,9 @@ def test_image_folder_reads_classes_and_flips_by_epoch(tmp_path):
             lambda r: (
                 make_image_folder(r),
                 make_image_folder(r / "x", classes=("eel",)),
-                (r / "x" / "train" / "eel").rename(r / "train" / "eel"),
+                (r / "x" / "test" / "eel").rename(r / "test" / "eel"),
             ),
-            "different classes",
+            "class folders that the training classes lack: eel",
         ),
     ],
     ids=["missing-root", "missing-test", "empty-class", "class-mismatch"],

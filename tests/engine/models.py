@@ -13,7 +13,12 @@ from torchstyle.spec import DataSpec
 
 
 class TinyMLP(TorchstyleModel):
-    """An MLP without batch norm; optionally sleeps a known time per training step."""
+    """An MLP without batch norm; optionally sleeps a known time per training step.
+
+    ``step_durations`` records how long each training step's sleep really took: on a busy
+    machine a sleep overruns, and the truth a measurement is checked against must be the
+    time that really passed.
+    """
 
     monitor = ("accuracy", "max")
     default_optimizer = "sgd"
@@ -29,6 +34,7 @@ class TinyMLP(TorchstyleModel):
     ):
         super().__init__()
         self.step_sleep = step_sleep
+        self.step_durations: list[float] = []
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.Linear(in_channels * image_size * image_size, 32),
@@ -41,7 +47,9 @@ class TinyMLP(TorchstyleModel):
 
     def training_step(self, batch, phase):
         if self.step_sleep:
+            start = time.perf_counter()
             time.sleep(self.step_sleep)
+            self.step_durations.append(time.perf_counter() - start)
         x, y = batch
         return {"loss": nn.functional.cross_entropy(self(x), y)}
 
@@ -55,15 +63,22 @@ class TinyMLP(TorchstyleModel):
 
 
 class SlowBatches(TensorImageDataset):
-    """In-memory data whose every batch costs a known time to load."""
+    """In-memory data whose every batch costs a known time to load.
+
+    ``durations`` records how long each load really took (in this process: workers=0).
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_cost: float) -> None:
         super().__init__(images, labels)
         self.batch_cost = batch_cost
+        self.durations: list[float] = []
 
     def __getitems__(self, indices):
+        start = time.perf_counter()
         time.sleep(self.batch_cost)
-        return super().__getitems__(indices)
+        batch = super().__getitems__(indices)
+        self.durations.append(time.perf_counter() - start)
+        return batch
 
 
 def random_bundle(

@@ -11,6 +11,9 @@ import pytest
 from tests.conftest import run_cli
 from tests.data.helpers import make_image_folder
 
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
+
 FAST = ("--model-arg", "width=8", "--no-progress")
 
 

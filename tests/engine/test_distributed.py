@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine.checkpoint import load_checkpoint
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 # An MLP has no batch norm, so splitting a batch across processes leaves its gradient unchanged.
 MLP = (
@@ -32,7 +35,7 @@ MLP = (
 QUIET = ("--no-progress", "--log-every", "10")
 
 
-def torchrun(nproc: int, *args: str, popen: bool = False, timeout: float = 300):
+def torchrun(nproc: int, *args: str, popen: bool = False, timeout: float = HANG_TIMEOUT):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "torchstyle", *args,
@@ -94,10 +97,10 @@ def test_ddp_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path):
     assert straight.returncode == 0, straight.stderr
     run = tmp_path / "killed"
     proc = torchrun(2, *args, "--run-dir", str(run), popen=True)
-    deadline = time.time() + 240
+    deadline = time.monotonic() + HANG_TIMEOUT
     while not (run / "checkpoints" / "epoch_0001.pt").exists():
         assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline
+        assert time.monotonic() < deadline, "no epoch checkpoint appeared"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, no chance to save
     proc.wait()
@@ -158,6 +161,7 @@ def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, mo
 
     from tests.engine.models import TinyMLP, random_bundle
     from torchstyle.config import TrainConfig
+    from torchstyle.engine.callbacks import Callback
     from torchstyle.engine.trainer import Trainer
 
     with socket.socket() as s:
@@ -181,20 +185,24 @@ def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, mo
         progress=False,
         run_dir=str(tmp_path / "r"),
     )
+    reductions = []
+
+    def count(state, bucket):  # a pass-through all-reduce that counts its calls
+        reductions.append(1)
+        fut = torch.futures.Future()
+        fut.set_result(bucket.buffer())
+        return fut
+
+    class CountReductions(Callback):  # the DDP wrapper exists once training has started
+        def on_train_start(self, trainer):
+            trainer.strategy.module.register_comm_hook(None, count)
+
     try:
-        trainer = Trainer(cfg, model=TinyMLP(), data=random_bundle())
-        reductions = []
-
-        def count(state, bucket):  # a pass-through all-reduce that counts its calls
-            reductions.append(1)
-            fut = torch.futures.Future()
-            fut.set_result(bucket.buffer())
-            return fut
-
-        trainer.step_module.register_comm_hook(None, count)
+        trainer = Trainer(cfg, model=TinyMLP(), data=random_bundle(), callbacks=[CountReductions()])
+        assert not dist.is_initialized(), "building a trainer must not join the process group"
         trainer.fit()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     # 3 optimizer steps of 4 micro-batches: 3 all-reduces (the small model is one bucket), not 12.
-    assert trainer.n_iter == 3 and len(reductions) == 3
+    assert trainer.position.n_iter == 3 and len(reductions) == 3

@@ -14,6 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.engine.conftest import read_jsonl
 from torchstyle.data.digits import load_digits_split
 
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
+
 
 def test_dcgan_trains_one_epoch_on_digits_and_writes_samples(tmp_path, cli):
     run_dir = tmp_path / "gan"

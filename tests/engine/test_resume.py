@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine.checkpoint import load_checkpoint
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 # A small classifier on digits: 1437 images, batch 64 -> 23 steps an epoch.
 ARGS = (
@@ -54,7 +57,7 @@ def _fault(mode: str, n: int, run_dir: Path, *extra: str) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_TIMEOUT,
     )
 
 
@@ -139,7 +142,7 @@ def test_keep_n_epoch_checkpoints(tmp_path):
     acc = [
         r["test/accuracy"] for r in read_jsonl(run_dir / "metrics.jsonl") if "test/accuracy" in r
     ]
-    assert best["best"]["value"] == max(acc) and best["epoch"] == acc.index(max(acc)) + 1
+    assert best["best_value"] == max(acc) and best["epoch"] == acc.index(max(acc)) + 1
 
 
 def test_guide_keys_and_full_state_in_checkpoint(straight):

@@ -34,6 +34,7 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -104,7 +105,7 @@ def test_nan_policy_skip_drops_the_step_and_goes_on(tmp_path):
     )
     trainer = Trainer(cfg, model=NanAt(3), data=random_bundle())
     result = trainer.fit()
-    assert result.steps == 8 and trainer.skipped_steps == 1
+    assert result.steps == 8 and trainer.position.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
@@ -165,6 +166,7 @@ SWITCHES = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     flags=st.dictionaries(st.sampled_from(sorted(FLAG_VALUES)), st.just(None), max_size=6).flatmap(

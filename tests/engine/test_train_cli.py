@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.engine.conftest import read_jsonl, summary_value
+
+# Every test here trains in subprocesses (the real CLI, torchrun).
+pytestmark = pytest.mark.slow
 
 TRAIN_TAGS = {
     "train/loss",
@@ -16,7 +20,8 @@ TRAIN_TAGS = {
     "train/compute_efficiency",
     "train/samples_per_sec",
 }
-TEST_TAGS = {"test/accuracy", "test/loss"}
+VAL_TAGS = {"val/accuracy", "val/loss", "val/f1_macro", "val/top5"}
+TEST_TAGS = {"test/accuracy", "test/loss", "test/f1_macro", "test/top5"}
 
 
 def test_demo_reaches_97_percent_and_prints_summary(demo_run):
@@ -35,15 +40,15 @@ def test_tensorboard_events_hold_real_values_at_increasing_steps(demo_run):
     acc = EventAccumulator(str(run_dir))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert tags >= TRAIN_TAGS | TEST_TAGS
+    assert tags >= TRAIN_TAGS | VAL_TAGS | TEST_TAGS
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    # 1437 training images, batch 64: 23 steps an epoch, 184 in all, logged every 10 steps
-    # plus each epoch's tail.
+    # 1437 training images, 10% held out for validation: 1295, batch 64: 21 steps an epoch,
+    # 168 in all, logged every 10 steps plus each epoch's tail.
     loss_events = acc.Scalars("train/loss")
     steps = [e.step for e in loss_events]
     assert steps == sorted(set(steps)), "steps must strictly increase"
-    assert steps[0] == 10 and steps[-1] == 184
-    assert all(s % 10 == 0 or s % 23 == 0 for s in steps)
+    assert steps[0] == 10 and steps[-1] == 168
+    assert all(s % 10 == 0 or s % 21 == 0 for s in steps)
     values = [e.value for e in loss_events]
     assert all(math.isfinite(v) and v > 0 for v in values)
     assert values[-1] < values[0] / 3, "the loss must fall"
@@ -56,8 +61,10 @@ def test_tensorboard_events_hold_real_values_at_increasing_steps(demo_run):
     assert all(0.0 <= v <= 1.0 for v in eff)
     assert all(e.value > 0 for e in acc.Scalars("train/samples_per_sec"))
     assert all(math.isclose(e.value, 3e-3, rel_tol=1e-6) for e in acc.Scalars("train/lr"))
-    test_steps = [e.step for e in acc.Scalars("test/accuracy")]
-    assert test_steps == [23 * k for k in range(1, 9)]
+    # Validation after every epoch; the test split once, at the end, on best.pt.
+    val_steps = [e.step for e in acc.Scalars("val/accuracy")]
+    assert val_steps == [21 * k for k in range(1, 9)]
+    assert [e.step for e in acc.Scalars("test/accuracy")] == [168]
 
 
 def test_config_is_saved_with_the_run(demo_run):

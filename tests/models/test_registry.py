@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from torchstyle.engine.metrics import METRIC_INPUTS
 from torchstyle.models import UnknownModelError, create_model, get_model_class, list_models
 from torchstyle.models.base import StepModule, TorchstyleModel
 from torchstyle.spec import DataSpec
@@ -72,8 +73,13 @@ def test_evaluation_values_are_per_sample(name):
     out = StepModule(model)(_batch(model))
     assert out
     for key, value in out.items():
-        assert value.shape == (BATCH,), (key, value.shape)
-        assert torch.isfinite(value).all()
+        if key == "preds":  # logits for the classification metrics
+            assert value.shape == (BATCH, model.hparams()["num_classes"]), value.shape
+        else:  # per-sample values, and the labels the metrics compare with
+            assert value.shape == (BATCH,), (key, value.shape)
+        assert torch.isfinite(value.float()).all()
+    if "preds" in out or "target" in out:
+        assert set(METRIC_INPUTS) <= set(out), "preds and target come together"
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -1,80 +1,69 @@
 """Datasets, loaders and device prefetch. Independent of the engine and of any model.
 
-``--data`` names a source: ``digits`` (embedded, offline), ``cifar10`` (local folder),
-``synthetic`` (benchmarks), or a folder path in the guide's ImageFolder layout.
+``--data`` names a source registered with :func:`register_source` (``digits``,
+``digits-pairs``, ``cifar10``, ``synthetic``; :func:`list_sources` lists them), a folder path
+(class folders, or A|B pairs for a paired model), or ``path/to/file.py:function`` /
+``module:function`` returning the splits as datasets.
+
+The registry's names load without torch (PEP 562), so ``--help`` can list the sources
+cheaply; the datasets and loaders load on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
-from torchstyle.data.loaders import DevicePrefetcher, EpochBatchSampler, make_loader, to_device
+from torchstyle.data.registry import (
+    DATA_SOURCES,
+    LAYOUTS,
+    default_source,
+    get_source,
+    list_sources,
+    register_source,
+    sources_help,
+)
+from torchstyle.data.sources import build_data
+
+if TYPE_CHECKING:
+    from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
+    from torchstyle.data.loaders import (
+        DevicePrefetcher,
+        EpochBatchSampler,
+        make_loader,
+        to_device,
+    )
 
 __all__ = [
     "DATA_SOURCES",
+    "LAYOUTS",
     "DataBundle",
     "DataOptions",
     "DevicePrefetcher",
     "EpochBatchSampler",
     "TensorImageDataset",
     "build_data",
+    "default_source",
+    "get_source",
+    "list_sources",
     "make_loader",
+    "register_source",
+    "sources_help",
     "to_device",
 ]
 
-
-def _digits(options: DataOptions) -> DataBundle:
-    from torchstyle.data.digits import build_digits
-
-    return build_digits(options)
-
-
-def _cifar10(options: DataOptions) -> DataBundle:
-    from torchstyle.data.cifar import build_cifar10
-
-    return build_cifar10(options)
-
-
-def _synthetic(options: DataOptions) -> DataBundle:
-    from torchstyle.data.synthetic import build_synthetic
-
-    return build_synthetic(options)
-
-
-# Named sources; anything else given to --data is taken as a folder path.
-DATA_SOURCES: dict[str, Callable[[DataOptions], DataBundle]] = {
-    "digits": _digits,
-    "cifar10": _cifar10,
-    "synthetic": _synthetic,
+_HOMES = {
+    "DataBundle": "torchstyle.data.base",
+    "DataOptions": "torchstyle.data.base",
+    "TensorImageDataset": "torchstyle.data.base",
+    "DevicePrefetcher": "torchstyle.data.loaders",
+    "EpochBatchSampler": "torchstyle.data.loaders",
+    "make_loader": "torchstyle.data.loaders",
+    "to_device": "torchstyle.data.loaders",
 }
 
 
-def build_data(options: DataOptions) -> DataBundle:
-    """Builds the train and test splits that ``options.name`` names.
-
-    Raises:
-        UserError: The source is missing or malformed; the message names the fix.
-    """
-    source = DATA_SOURCES.get(options.name)
-    if source is not None:
-        return source(options)
-    if options.layout == "paired":
-        from torchstyle.data.paired import build_paired
-
-        return build_paired(options)
-    from torchstyle.data.folder import build_folder
-
-    if (
-        Path(options.name).suffix == ""
-        and not Path(options.name).exists()
-        and "/" not in options.name
-    ):
-        from torchstyle.errors import UserError
-
-        raise UserError(
-            f"unknown data source {options.name!r}; pass one of {', '.join(DATA_SOURCES)} "
-            "or a folder path with train/ and test/ subfolders"
-        )
-    return build_folder(options)
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'torchstyle.data' has no attribute {name!r}")

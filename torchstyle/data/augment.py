@@ -154,6 +154,14 @@ def rrc_params(heights: Tensor, widths: Tensor, seed: int, epoch: int, index: Te
     return torch.cat([top, left, ch_p, cw_p], dim=1).long()  # (B, 4)
 
 
+def centre_square(heights: Tensor, widths: Tensor) -> Tensor:
+    """``(B, 4)`` boxes ``(top, left, side, side)`` of each image's centred square."""
+    side = torch.minimum(heights, widths)
+    top = torch.div(heights - side, 2, rounding_mode="floor")
+    left = torch.div(widths - side, 2, rounding_mode="floor")
+    return torch.stack([top, left, side, side], dim=1)
+
+
 def resized_crop(images: Sequence[Tensor], boxes: Tensor, size: int) -> Tensor:
     """Crops each image to its box and resizes it to ``size x size`` (bilinear, antialiased).
 
@@ -190,10 +198,12 @@ def transform_images(
 ) -> Tensor:
     """Decoded images of any sizes to a training or test batch, as a policy says.
 
-    Training: the policy's crop (``rrc-flip``: a random resized crop; otherwise the whole
-    image) resized to ``size``, then ``crop-flip``'s pad-and-crop, then the flip. Test: the
-    whole image resized. The stock path calls it on one image at a time in workers, the
-    ``--decode gpu`` path on a whole batch on the device: same draws, same arithmetic.
+    Training: the policy's crop (``rrc-flip``: a random resized crop; otherwise the centred
+    square of the image's shorter side) resized to ``size``, then ``crop-flip``'s
+    pad-and-crop, then the flip. Evaluation: the centred square resized (a resize of the
+    shorter side and a centre crop, without distorting the aspect ratio). The stock path
+    calls it on one image at a time in workers, the ``--decode gpu`` path on a whole batch on
+    the device: same draws, same arithmetic.
 
     Args:
         images: ``B`` uint8 (or ``[-1, 1]`` float) images ``(C, H_i, W_i)``.
@@ -212,8 +222,7 @@ def transform_images(
     if train and policy == "rrc-flip":
         boxes = rrc_params(heights, widths, seed, epoch, index)
     else:
-        zeros = torch.zeros_like(heights)
-        boxes = torch.stack([zeros, zeros, heights, widths], dim=1)  # (B, 4) the whole image
+        boxes = centre_square(heights, widths)
     x = resized_crop([to_float(img) for img in images], boxes, size)
     if train and policy != "none":
         x = augment_batch(x, "flip" if policy == "rrc-flip" else policy, seed, epoch, index)

@@ -4,7 +4,7 @@ tensor-backed dataset that hands out whole batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,13 @@ class DataOptions:
             ImageFolder layout) or ``paired`` (A|B image pairs side by side, pix2pix style).
         augment: Training augmentation policy (see ``torchstyle.data.augment``); None takes
             the source's default (digits: none, CIFAR-10: crop-flip, folders: flip).
+        channels: Image channels (1 or 3) every image is converted to; None decides from
+            the whole dataset (3 if any image has colour, else 1).
+        val_split: Fraction of the training split held out for validation (stratified by
+            class, drawn from ``seed``); 0 holds none; None takes the source's default
+            (digits, CIFAR-10: 0.1; folders: their ``val/`` folder, if any).
+        class_names: Label the data with these classes (a run's, for ``torchstyle test``):
+            a folder may lack some of them but not hold others.
     """
 
     name: str = "digits"
@@ -40,15 +47,30 @@ class DataOptions:
     seed: int = 0
     layout: str = "classes"
     augment: str | None = None
+    channels: int | None = None
+    val_split: float | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 @dataclass
 class DataBundle:
-    """A train split, a test split and what a model needs to know about them."""
+    """The splits and what a model needs to know about them.
+
+    Attributes:
+        train: The training split.
+        test: The test split, evaluated once at the end (and by ``torchstyle test``).
+        spec: Shape, classes and layout of the samples.
+        val: The validation split that picks ``best.pt`` and drives early stopping; None
+            when the source has none.
+        info: How the data was decided, for the run's records: for example ``val`` (where
+            the validation split came from), ``channels`` and ``image_size`` (why).
+    """
 
     train: Dataset
     test: Dataset
     spec: DataSpec
+    val: Dataset | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class TensorImageDataset(Dataset):
@@ -96,7 +118,34 @@ class TensorImageDataset(Dataset):
             return self.batch(keys[0], keys[1])
         return self.batch(torch.as_tensor(keys, dtype=torch.long), 0)
 
+    def subset(self, idx: Tensor, *, augment: str | None = None) -> TensorImageDataset:
+        """The samples ``idx`` as a dataset of their own (``augment`` defaults to this one's)."""
+        return TensorImageDataset(
+            self.images[idx], self.labels[idx], augment=augment or self.augment, seed=self.seed
+        )
+
     def batch(self, idx: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
         """The samples ``idx`` of ``epoch``, augmented; ``idx`` lives where the data lives."""
         x = augment_batch(to_float(self.images[idx]), self.augment, self.seed, epoch, idx)
         return x, self.labels[idx]
+
+
+def check_fixed_size_options(options: DataOptions, source: str, *, channels: int) -> None:
+    """Refuses options an in-memory source of fixed-size images cannot honour.
+
+    Raises:
+        UserError: ``--augment rrc-flip`` (it crops the original images, which these sources
+            do not keep at varying sizes) or a ``--channels`` other than the source's.
+    """
+    from torchstyle.errors import UserError
+
+    if options.augment == "rrc-flip":
+        raise UserError(
+            f"--augment rrc-flip crops images of varying size, which {source} does not have; "
+            "use none, flip or crop-flip"
+        )
+    if options.channels is not None and options.channels != channels:
+        raise UserError(
+            f"{source} images have {channels} channel(s), not --channels {options.channels}; "
+            "drop --channels"
+        )

@@ -6,14 +6,26 @@ import os
 
 import torch
 
-from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
+from torchstyle.data.base import (
+    DataBundle,
+    DataOptions,
+    TensorImageDataset,
+    check_fixed_size_options,
+)
+from torchstyle.data.splits import DEFAULT_VAL_FRACTION, carve_val
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
 
 def build_cifar10(options: DataOptions) -> DataBundle:
-    """Data source ``cifar10``: the whole set held in memory as ``[-1, 1]`` tensors."""
+    """Data source ``cifar10``: the whole set held in memory as uint8 tensors.
+
+    10% of the 50,000 training images are held out for validation unless ``val_split`` says
+    otherwise; the 10,000 test images are the official test set.
+    """
     from torchvision.datasets import CIFAR10
+
+    check_fixed_size_options(options, "cifar10", channels=3)
 
     root = os.path.expanduser(options.data_dir or "data")
     try:
@@ -45,8 +57,10 @@ def build_cifar10(options: DataOptions) -> DataBundle:
     )
     # The usual CIFAR-10 augmentation: pad 4, random 32x32 crop, horizontal flip.
     augment = options.augment or "crop-flip"
-    if augment == "rrc-flip":
-        raise UserError(
-            "--augment rrc-flip needs images of varying size; for CIFAR-10 use crop-flip"
-        )
-    return DataBundle(train=to_tensors(train, augment), test=to_tensors(test, "none"), spec=spec)
+    val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
+    train_split, val, info = carve_val(
+        to_tensors(train, augment), val_split, options.seed, source="cifar10"
+    )
+    return DataBundle(
+        train=train_split, test=to_tensors(test, "none"), spec=spec, val=val, info=info
+    )

@@ -3,7 +3,10 @@
 For datasets that fit (digits, CIFAR-10, small folders). Shuffling is one permutation per
 epoch copied to the device; each batch is an index op, and augmentation (crop, flip,
 normalisation) runs batched on the device with draws keyed on ``(seed, epoch, index)``.
-No workers, no per-sample Python, and the batches are the stock path's batches.
+No workers, no per-sample Python, and the batches are the stock path's batches: a folder is
+held resized and centre-cropped, as uint8 when no image needed resizing, else as float32
+(rounding a resized image back to uint8 would change it). ``rrc-flip`` is refused: it crops
+the original images, which are not kept.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,13 +19,13 @@ from torch.utils.data import Dataset
 
 from torchstyle.data.base import DataBundle, DataOptions
 from torchstyle.data.folder import IMAGE_EXTENSIONS, SPLITS, BadImageError, keyed_coin
+from torchstyle.data.images import decide_channels, list_files, open_image, read_header
+from torchstyle.data.splits import carve_val
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
 log = logging.getLogger(__name__)
 
-# PIL modes read as one channel; anything else (RGB, RGBA, P, CMYK, ...) is read as RGB.
-_GRAY_MODES = frozenset({"1", "L", "I;16", "I", "F"})
 # What PIL raises on a file it cannot decode (unknown format, truncated or corrupt data).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 # folder.load_image's wording, so both layouts read the same to the user.
@@ -52,7 +53,7 @@ def scan_pairs(split_dir: Path) -> list[Path]:
     """
     if not split_dir.is_dir():
         raise UserError(f"missing folder {split_dir}; {_LAYOUT_HINT}")
-    files = sorted(p for p in split_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = list_files(split_dir)  # hidden files and folders skipped
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise UserError(
@@ -87,16 +88,11 @@ def _check_pair(path: Path, *, decode: bool) -> str:
         BadImageError: The file cannot be read.
         UserError: The image is not twice as wide as high.
     """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            if decode:
-                img.load()
-            width, height = img.size
-            mode = img.mode
-    except _DECODE_ERRORS as e:
-        raise _bad_image(path, e) from None
+    with open_image(path, path, _SKIP_HINT) as img:
+        if decode:
+            img.load()
+        width, height = img.size
+        mode = img.mode
     if width != 2 * height:
         raise _not_a_pair(path, width, height)
     return mode
@@ -123,7 +119,7 @@ def load_pair(path: Path, channels: int, image_size: int) -> tuple[Tensor, Tenso
 
     halves = []
     try:
-        with Image.open(path) as img:
+        with open_image(path, path, _SKIP_HINT) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             width, height = img.size
             if width != 2 * height:
@@ -180,6 +176,21 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def labels(self) -> Tensor:
+        """Pairs have no classes: one label for all (a validation split is drawn at random)."""
+        return torch.zeros(len(self.paths), dtype=torch.long)
+
+    def select(self, indices: list[int], *, train: bool) -> PairedImageDataset:
+        """The pairs ``indices`` as a split of their own; only a training split flips."""
+        return PairedImageDataset(
+            [self.paths[i] for i in indices],
+            channels=self.channels,
+            image_size=self.image_size,
+            hflip=self.hflip and train,
+            seed=self.seed,
+        )
+
     def flipped(self, index: int, epoch: int = 0) -> bool:
         """Whether sample ``index`` is flipped in ``epoch``."""
         # The keyed coin ImageFolderDataset flips with: no RNG state, same in any worker.
@@ -210,6 +221,26 @@ def _drop_bad(paths: list[Path], split_dir: Path) -> list[Path]:
     return good
 
 
+def _scan_splits(root: Path, options: DataOptions) -> dict[str, list[Path]]:
+    """The checked image paths of train/, test/ and (if present) val/."""
+    has_val = (root / "val").is_dir()
+    if has_val and options.val_split:
+        raise UserError(
+            f"{root} has a val/ folder and --val-split {options.val_split} was given; "
+            "drop --val-split to use val/, or move val/ away"
+        )
+    splits: dict[str, list[Path]] = {}
+    for split in (*SPLITS, "val") if has_val else SPLITS:
+        split_dir = root / split
+        paths = scan_pairs(split_dir)
+        if options.skip_bad_images:
+            paths = _drop_bad(paths, split_dir)
+        for p in paths:
+            _check_pair(p, decode=False)
+        splits[split] = paths
+    return splits
+
+
 def build_paired(options: DataOptions) -> DataBundle:
     """Data source for a folder path in the pix2pix layout (``--data FOLDER`` of a paired model).
 
@@ -221,7 +252,8 @@ def build_paired(options: DataOptions) -> DataBundle:
             ``skip_bad_images`` drops (and counts) unreadable files; ``seed`` keys the flips.
 
     Returns:
-        The splits; the training split flips pairs at random. The spec has no classes.
+        The splits; the training split flips pairs at random (``--augment flip``, the
+        default) or not (``none``). The spec has no classes.
 
     Raises:
         UserError: The folder, a split or its images are missing or malformed; the message
@@ -230,22 +262,38 @@ def build_paired(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; {_LAYOUT_HINT}")
-    splits: dict[str, list[Path]] = {}
-    modes: list[str] = []
-    for split in SPLITS:
-        split_dir = root / split
-        paths = scan_pairs(split_dir)
-        if options.skip_bad_images:
-            paths = _drop_bad(paths, split_dir)
-        modes += [_check_pair(p, decode=False) for p in paths]
-        splits[split] = paths
-    # Channels come from the first training image, as for class folders; every other image is
-    # converted to match, so a stray RGB file in a grayscale set still loads.
-    channels = 1 if modes[0] in _GRAY_MODES else 3
+    augment = options.augment or "flip"
+    if augment not in ("none", "flip"):
+        raise UserError(
+            f"--augment {augment} does not apply to A|B pairs (a crop would misalign A and B); "
+            "use none or flip"
+        )
+    splits = _scan_splits(root, options)
+    has_val = "val" in splits
+    # Channels come from every image (3 if any has colour) unless --channels says; every
+    # image is converted to them.
+    headers = [read_header(p, _SKIP_HINT) for paths in splits.values() for p in paths]
+    channels, why = decide_channels(headers, options.channels)
+    log.info("data: channels %s", why)
     size = options.image_size or 32
     common = {"channels": channels, "image_size": size, "seed": options.seed}
+    train: Dataset = PairedImageDataset(splits["train"], hflip=augment == "flip", **common)
+    val: Dataset | None = None
+    info: dict[str, Any] = {"channels": why}
+    if has_val:
+        val = PairedImageDataset(splits["val"], hflip=False, **common)
+        info["val"] = f"{len(val)} pairs in {root / 'val'}"
+    elif options.val_split:
+        train, val, record = carve_val(train, options.val_split, options.seed, source=str(root))
+        info.update(record)
+    else:
+        info["val"] = "none (no val/ folder; pass --val-split F to hold a fraction of train out)"
     return DataBundle(
-        train=PairedImageDataset(splits["train"], hflip=True, **common),
+        train=train,
         test=PairedImageDataset(splits["test"], hflip=False, **common),
-        spec=DataSpec(channels=channels, image_size=size, num_classes=0, class_names=()),
+        spec=DataSpec(
+            channels=channels, image_size=size, num_classes=0, class_names=(), layout="paired"
+        ),
+        val=val,
+        info=info,
     )

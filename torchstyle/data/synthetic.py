@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
+from torchstyle.data.base import (
+    DataBundle,
+    DataOptions,
+    TensorImageDataset,
+    check_fixed_size_options,
+)
+from torchstyle.data.splits import carve_val
 from torchstyle.spec import DataSpec
 
 TRAIN_SIZE = 2048
@@ -13,7 +19,13 @@ NUM_CLASSES = 10
 
 
 def make_synthetic(
-    num: int, *, channels: int = 3, image_size: int = 32, num_classes: int = 10, seed: int = 0
+    num: int,
+    *,
+    channels: int = 3,
+    image_size: int = 32,
+    num_classes: int = 10,
+    seed: int = 0,
+    augment: str = "none",
 ) -> TensorImageDataset:
     """Gaussian images whose class shifts the mean of one channel band, so a model can learn it.
 
@@ -22,7 +34,8 @@ def make_synthetic(
         channels: Image channels.
         image_size: Image side.
         num_classes: Number of classes.
-        seed: Seed of the draw.
+        seed: Seed of the draw (and of the augmentation draws).
+        augment: Augmentation policy (``none``, ``flip`` or ``crop-flip``).
 
     Returns:
         The dataset, images clamped to ``[-1, 1]``.
@@ -33,11 +46,16 @@ def make_synthetic(
     rows = torch.arange(image_size)
     band = (rows * num_classes // image_size).view(1, 1, image_size, 1)  # (1, 1, H, 1)
     x = x + 0.8 * (band == labels.view(num, 1, 1, 1)).float()
-    return TensorImageDataset(x.clamp_(-1, 1), labels)
+    return TensorImageDataset(x.clamp_(-1, 1), labels, augment=augment, seed=seed)
 
 
 def build_synthetic(options: DataOptions) -> DataBundle:
-    """Data source ``synthetic``: 3x32x32 (or ``image_size``) random images, 10 classes."""
+    """Data source ``synthetic``: 3x32x32 (or ``image_size``) random images, 10 classes.
+
+    ``--augment`` applies to the training split (none by default); ``--val-split`` holds
+    out a validation split (none by default: benchmarks measure the training loop).
+    """
+    check_fixed_size_options(options, "synthetic", channels=3)
     size = options.image_size or 32
     spec = DataSpec(
         channels=3,
@@ -45,8 +63,14 @@ def build_synthetic(options: DataOptions) -> DataBundle:
         num_classes=NUM_CLASSES,
         class_names=tuple(f"class{i}" for i in range(NUM_CLASSES)),
     )
+    train = make_synthetic(
+        TRAIN_SIZE, image_size=size, seed=options.seed, augment=options.augment or "none"
+    )
+    train, val, info = carve_val(train, options.val_split or 0.0, options.seed, source="synthetic")
     return DataBundle(
-        train=make_synthetic(TRAIN_SIZE, image_size=size, seed=options.seed),
+        train=train,
         test=make_synthetic(TEST_SIZE, image_size=size, seed=options.seed + 1),
         spec=spec,
+        val=val,
+        info=info,
     )

@@ -197,8 +197,12 @@ class CheckpointManager:
         """Epoch checkpoints, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if _EPOCH_RE.match(p.name)]
-        return sorted(found, key=lambda p: int(_EPOCH_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+        numbered = []
+        for p in self.directory.iterdir():
+            match = _EPOCH_RE.match(p.name)
+            if match:
+                numbered.append((int(match.group(1)), p))
+        return [p for _, p in sorted(numbered)]
 
     def _prune(self) -> None:
         for old in self.epoch_files()[: -self.keep]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
 import json
 import logging
 import sys
@@ -41,12 +40,11 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
     cfg = config_from_args(args, base)
     _setup_logging()
-    from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
     from torchstyle.experiments.callbacks import record_exit, train_callbacks
 
     trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
-    info, run_dir = trainer.dist, trainer.run_dir
+    strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
@@ -56,17 +54,15 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     except BaseException as e:  # status.json records how the run ended, then the error goes on
         record_exit(trainer, e)
         raise
-    # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
-    # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
+    # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
-    gc.collect()
-    distributed.teardown(info)
+    strategy.teardown()
     if interrupted is not None:
         message = (
             f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
         )
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
-    return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
+    return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -78,11 +74,16 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except ValueError as e:
         raise UserError(
             f"{path} does not parse ({e}); fix it or pass every setting as flags"
         ) from None
+    if not isinstance(saved, dict):
+        raise UserError(
+            f"{path} must hold an object of settings; fix it or pass every setting as flags"
+        )
+    return saved
 
 
 def format_summary(result: Any) -> str:
@@ -91,10 +92,12 @@ def format_summary(result: Any) -> str:
         f"done: {result.epochs} epochs, {result.steps} steps"
         + (f" ({result.stop_reason})" if result.stop_reason else "")
     ]
-    if result.metrics:
-        lines.append(
-            "test: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
-        )
+    for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
+        overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
+        if overall:
+            lines.append(
+                f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
+            )
     if result.best_metric and result.best_value is not None:
         lines.append(
             f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
@@ -137,17 +140,23 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         build_data,
         make_loader,
     )
-    from torchstyle.engine.distributed import resolve_device
+    from torchstyle.data.checks import check_data_fits_run
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
-    from torchstyle.models.base import StepModule
+    from torchstyle.engine.metrics import EvaluationMetrics, format_table
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device)
+    model, state = load_run_model(path, device, run_dir=Path(args.run))
     cfg = state["config"]
     spec = run_spec(state)
+    if cfg["data"] == "python" and not args.data:
+        raise UserError(
+            f"run {args.run} trained on datasets given in Python (torchstyle.fit); "
+            "pass --data to evaluate on a data source"
+        )
     data = build_data(
         DataOptions(
             name=args.data or cfg["data"],
@@ -155,28 +164,44 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             image_size=spec.image_size,
             seed=cfg["seed"],
             layout=type(model).data_layout,
+            val_split=0.0,  # only the test split is read
+            class_names=spec.class_names or None,  # label a folder with the run's classes
+            # The run's own data is read as the run read it; other data must match it.
+            channels=None if args.data else spec.channels,
+            skip_bad_images=bool(cfg.get("skip_bad_images", False)),
         )
     )
-    sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
+    check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
+    n_test = _num_samples(data.test)
+    sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    metrics = evaluate(StepModule(model), model, loader, device)
+    extra = EvaluationMetrics.for_model(model, spec, device)
+    metrics = evaluate(model, loader, device, metrics=extra)
     if args.json:
         return CommandOutput(
-            stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
-            + "\n"
+            stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"
         )
     lines = [
-        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {len(data.test)} test samples"
+        f"checkpoint {path} (epoch {state['epoch']}, step {state['n_iter']}), {n_test} test samples"
     ]
-    lines += [f"test {k}: {v:.4f}" for k, v in sorted(metrics.items())]
+    lines.append(format_table(metrics, prefix="test "))
     return CommandOutput(stdout="\n".join(lines) + "\n")
+
+
+def _num_samples(dataset: Any) -> int:
+    """Samples in a split (every data source gives a sized dataset)."""
+    return len(dataset)
 
 
 # ---------------------------------------------------------------------------------- predict
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``predict`` flags."""
     _add_run_arguments(parser)
-    parser.add_argument("images", nargs="+", help="image files to classify")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        help="image files, or folders whose images are read recursively (hidden ones skipped)",
+    )
     parser.add_argument("--output", help="also write the predictions to this CSV file")
 
 
@@ -185,23 +210,22 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
     import torch
 
     from torchstyle.data.folder import load_image
-    from torchstyle.engine.distributed import resolve_device
+    from torchstyle.data.images import expand_image_paths
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device)
+    model, state = load_run_model(path, device, run_dir=Path(args.run))
     spec = run_spec(state)
     if not spec.class_names:
         raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")
     # Read every image first: a bad file stops the command before any output is written.
-    for p in args.images:
-        if not Path(p).is_file():
-            raise UserError(f"no such image file: {p}")
-    hint = "pass image files only"
-    images = [load_image(Path(p), spec.channels, spec.image_size, hint) for p in args.images]
+    paths = expand_image_paths(args.images)
+    hint = "fix or remove it, or leave it out of the arguments"
+    images = [load_image(p, spec.channels, spec.image_size, hint) for p in paths]
     rows = []
     with torch.no_grad():
         for start in range(0, len(images), args.batch_size):
@@ -212,7 +236,7 @@ def run_predict(args: argparse.Namespace) -> CommandOutput:
                 raise UserError(f"{e}; `predict` needs a classifier run") from None
             conf, label = probs.max(dim=1)
             for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
-                rows.append((args.images[start + i], spec.class_names[k], c))
+                rows.append((str(paths[start + i]), spec.class_names[k], c))
     if args.output:
         with open(args.output, "w", newline="") as f:
             writer = csv.writer(f)

@@ -8,50 +8,60 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
+from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel, create_model
+from torchstyle.models import TorchstyleModel
+from torchstyle.models.loading import rebuild_for_run
 from torchstyle.spec import DataSpec
 
 
 @torch.no_grad()
 def evaluate(
-    step_module: nn.Module,
     model: TorchstyleModel,
     loader: Iterable[Any],
     device: torch.device,
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     reduce_sum: Callable[[Tensor], Tensor] = lambda t: t,
+    metrics: EvaluationMetrics | None = None,
 ) -> dict[str, float]:
     """Averages a model's per-sample evaluation values over a split.
 
-    Runs under ``model.eval()`` and ``torch.no_grad()``. Per-sample values are summed and
-    counted, then (``reduce_sum``) reduced across processes, so an uneven last batch or
-    uneven shards weigh exactly right.
+    Runs under ``model.eval()`` and ``torch.no_grad()``, after the model's
+    ``on_evaluation_start``. Per-sample values are summed and counted, then (``reduce_sum``)
+    reduced across processes, so an uneven last batch or uneven shards weigh exactly right.
 
     Args:
-        step_module: Module whose ``__call__(batch)`` runs ``model.evaluation_step``.
         model: The model (switched to eval mode and back).
         loader: Batches of the split, already on ``device``.
         device: Where to compute.
         autocast: Factory of the mixed-precision context.
         reduce_sum: Sums a tensor across processes (identity when alone).
+        metrics: torchmetrics fed with the steps' ``preds`` and ``target``; their values
+            join the averages (an average of the same name wins: it is exact in float64).
 
     Returns:
         Metric name to mean value.
     """
     was_training = model.training
+    model.on_evaluation_start()
     model.eval()
+    if metrics is not None:
+        metrics.reset()
     sums: dict[str, Tensor] = {}
     count = torch.zeros((), device=device, dtype=torch.float64)
     try:
         for batch in loader:
             with autocast():
-                out = step_module(batch)
+                out = model.evaluation_step(batch)
+            if metrics is not None:
+                metrics.update(out)
             for k, v in out.items():
+                if k in METRIC_INPUTS:
+                    continue
                 s = v.detach().double().sum()
                 sums[k] = sums[k] + s if k in sums else s
             count += model.batch_size_of(batch)
@@ -61,7 +71,11 @@ def evaluate(
     packed = torch.stack([sums[k] for k in keys] + [count])
     totals = reduce_sum(packed).tolist()  # the one sync of the evaluation
     n = totals[-1]
-    return {k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}
+    averages = {k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}
+    if metrics is not None and n:
+        for name, value in metrics.compute().items():
+            averages.setdefault(name, value)  # the float64 averages are exact; keep them
+    return averages
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
@@ -81,8 +95,16 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return Path(which)
 
 
-def load_run_model(path: Path, device: torch.device) -> tuple[TorchstyleModel, dict[str, Any]]:
-    """Rebuilds a model from a checkpoint (name and constructor arguments) and loads its weights.
+def load_run_model(
+    path: Path, device: torch.device, *, run_dir: Path | None = None
+) -> tuple[TorchstyleModel, dict[str, Any]]:
+    """Rebuilds a run's model from a checkpoint (its recorded source) and loads its weights.
+
+    Args:
+        path: The checkpoint file.
+        device: Where to put the model.
+        run_dir: The run folder, where a copy of a user's model file lives (default: the
+            checkpoint's folder's parent).
 
     Returns:
         The model in eval mode on ``device``, and the checkpoint dict.
@@ -91,7 +113,7 @@ def load_run_model(path: Path, device: torch.device) -> tuple[TorchstyleModel, d
     info = state.get("model")
     if not isinstance(info, dict) or "name" not in info:
         raise UserError(f"{path} does not say which model it holds (no 'model' entry)")
-    model = create_model(info["name"], **info.get("hparams", {}))
+    model = rebuild_for_run(info, run_spec(state), run_dir or path.parent.parent)
     load_model_state(model, state["net"], path)
     model.to(device).eval()
     return model, state

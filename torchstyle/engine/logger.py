@@ -29,7 +29,14 @@ class RunLogger:
         self._jsonl: Any = None
         self._purge_step = purge_step
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Opens the event and ``metrics.jsonl`` files (else the first log does).
+
+        Opening imports TensorBoard's writer, which takes a while: a loop opens the files
+        before it starts timing its steps.
+        """
+        if not self.enabled or self._writer is not None:
+            return
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from torch.utils.tensorboard.writer import FileWriter
 
@@ -48,7 +55,7 @@ class RunLogger:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         if self._writer is None:
-            self._open()
+            self.open()
         record: dict[str, Any] = {"step": step}
         values = []
         for name, value in scalars.items():
@@ -69,7 +76,7 @@ class RunLogger:
         from torchvision.utils import make_grid, save_image
 
         if self._writer is None:
-            self._open()
+            self.open()
         grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
         self._writer.add_summary(image(tag, grid, dataformats="CHW"), step)
         path.parent.mkdir(parents=True, exist_ok=True)

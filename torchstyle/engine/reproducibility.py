@@ -36,7 +36,8 @@ def configure_backends(*, deterministic: bool, cudnn_benchmark: bool) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """Returns every RNG state as tensors and plain values (loadable with ``weights_only``)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True: the tuple form
     state: dict[str, Any] = {
         "python": _to_lists(random.getstate()),
         "numpy": {

@@ -17,24 +17,25 @@ module ("super network", pix2pixHD style) gets its whole batch split across devi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from torchstyle.errors import UserError
+from torchstyle.models.arguments import recording_arguments
 from torchstyle.spec import DataSpec
 
 Batch = Any  # Whatever the data loader yields, already on the model's device.
 
-# Optimizer factories by name; a new optimizer is a new entry, not a new branch.
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+#: Optimizers by name (``--optimizer`` offers these); a new optimizer is a new entry.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
 }
-OPTIMIZER_NAMES = tuple(_OPTIMIZERS)
 
 
 def build_optimizer(
@@ -49,20 +50,25 @@ def build_optimizer(
 
     Args:
         params: Parameters or parameter groups.
-        name: One of ``sgd``, ``adam``, ``adamw``, ``rmsprop``.
+        name: A key of :data:`OPTIMIZERS`.
         lr: Learning rate.
         weight_decay: Weight decay (decoupled for ``adamw``).
         **kwargs: Extra optimizer arguments (``betas``, ``momentum``, ...).
 
     Returns:
         The optimizer.
+
+    Raises:
+        UserError: An unknown name or a learning rate that is not positive.
     """
-    assert name in _OPTIMIZERS, f"unknown optimizer {name!r}; choose from {', '.join(_OPTIMIZERS)}"
-    assert lr > 0, f"learning rate must be positive, got {lr}"
+    if name not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise UserError(f"the learning rate must be positive, got {lr}; pass --lr")
     if name == "sgd":
         # Plain SGD without momentum trains our models poorly; 0.9 is the usual default.
         kwargs.setdefault("momentum", 0.9)
-    return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 class TorchstyleModel(nn.Module):
@@ -78,6 +84,9 @@ class TorchstyleModel(nn.Module):
             ``paired`` (A|B pairs side by side); see ``torchstyle.data.DataOptions``.
         default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
         default_lr: Learning rate used when the user does not pass ``--lr``.
+        task: ``classification`` for models whose ``evaluation_step`` also returns
+            ``preds`` (logits ``(B, K)``) and ``target`` (labels ``(B,)``): the engine then
+            computes the classification metrics (``torchstyle.engine.metrics``); None for none.
     """
 
     model_name: ClassVar[str] = ""
@@ -86,6 +95,13 @@ class TorchstyleModel(nn.Module):
     data_layout: ClassVar[str] = "classes"
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
+    task: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every constructor records its arguments: they rebuild the model from a checkpoint.
+        if "__init__" in cls.__dict__:
+            setattr(cls, "__init__", recording_arguments(cls.__dict__["__init__"]))  # noqa: B010  # mypy refuses assigning to a method
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:
@@ -99,8 +115,14 @@ class TorchstyleModel(nn.Module):
         return cls(**args)
 
     def hparams(self) -> dict[str, Any]:
-        """Constructor arguments, saved with checkpoints to rebuild the model."""
-        return dict(getattr(self, "_hparams", {}))
+        """The constructor's arguments (defaults filled in), saved with checkpoints to rebuild
+        the model; recorded when it was built, so nothing here is kept by hand."""
+        return dict(self.__dict__.get("_hparams", {}))
+
+    def _use_hparam(self, name: str, value: Any) -> None:
+        """Records that the constructor uses ``value`` for argument ``name`` instead of the
+        one given (a capped size, say), so a rebuild from a checkpoint needs no correcting."""
+        self.__dict__["_hparams"][name] = value
 
     def configure_optimizers(
         self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
@@ -129,9 +151,20 @@ class TorchstyleModel(nn.Module):
         """Returns per-sample metric values, each of shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement evaluation_step")
 
+    def configure_metrics(self, spec: DataSpec) -> dict[str, Any] | None:
+        """The model's own metrics: torchmetrics ``Metric`` objects by name, or None.
+
+        They are updated with the ``preds`` and ``target`` entries of :meth:`evaluation_step`
+        and replace the task's default metrics. None keeps the task's (see ``task``).
+        """
+        return None
+
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities ``(B, num_classes)`` for ``torchstyle predict``."""
         raise NotImplementedError(f"{type(self).__name__} does not classify images")
+
+    def on_evaluation_start(self) -> None:
+        """Called before each evaluation of a split, before ``eval()``; does nothing here."""
 
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""
@@ -151,16 +184,19 @@ class ImageClassifier(TorchstyleModel):
     """
 
     monitor = ("accuracy", "max")
+    task = "classification"
     net: nn.Module
     label_smoothing: float = 0.0
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns class logits ``(B, num_classes)`` for images ``(B, C, H, W)``."""
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
     def predict(self, x: Tensor) -> Tensor:
         """Returns class probabilities ``(B, num_classes)``."""
-        return self(x).softmax(dim=1)
+        out: Tensor = self(x).softmax(dim=1)
+        return out
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Cross-entropy on one batch; accuracy rides along for the logs (no extra sync)."""
@@ -172,11 +208,13 @@ class ImageClassifier(TorchstyleModel):
 
     @torch.no_grad()
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:
-        """Per-sample loss and correctness, so the engine's average is exact over any batching."""
+        """Per-sample loss and correctness, so the engine's average is exact over any batching,
+        and the logits and labels for the classification metrics."""
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y, reduction="none")
-        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == y).float()}
+        accuracy = (logits.argmax(dim=1) == y).float()
+        return {"loss": loss, "accuracy": accuracy, "preds": logits, "target": y}
 
 
 class GANModel(TorchstyleModel):
@@ -187,7 +225,8 @@ class GANModel(TorchstyleModel):
     betas (0.5, 0.999), one optimizer per network.
     """
 
-    monitor = None  # a discriminator's score says little about samples: keep the latest
+    # A discriminator's score says little about samples: keep the latest.
+    monitor: ClassVar[tuple[str, str] | None] = None
     default_optimizer = "adam"
     default_lr = 2e-4
     generator: nn.Module
@@ -199,7 +238,7 @@ class GANModel(TorchstyleModel):
         """Discriminator first, then generator (phase order); Adam with betas (0.5, 0.999)."""
         name = name or self.default_optimizer
         extra = {"betas": (0.5, 0.999)} if name in ("adam", "adamw") else {}
-        kw = {"lr": lr or self.default_lr, "weight_decay": weight_decay, **extra}
+        kw: dict[str, Any] = {"lr": lr or self.default_lr, "weight_decay": weight_decay, **extra}
         return {
             "d": build_optimizer(self.discriminator.parameters(), name, **kw),
             "g": build_optimizer(self.generator.parameters(), name, **kw),

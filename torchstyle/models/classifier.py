@@ -1,9 +1,8 @@
-"""``classifier``: a small ResNet image classifier (8 to 64 px), trained with cross-entropy."""
+"""``classifier``: a small ResNet image classifier (any image size), trained with cross-entropy."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from torchstyle.errors import UserError
 from torchstyle.models import register_model
 from torchstyle.models.base import ImageClassifier
 from torchstyle.nn.networks import ResNetClassifier
@@ -16,7 +15,7 @@ class Classifier(ImageClassifier):
     Args:
         in_channels: Image channels.
         num_classes: Number of classes.
-        image_size: Input side in pixels (8 to 64).
+        image_size: Input side in pixels (above 64, strided convolutions bring it to 64 or less).
         width: Channels of the first stage; later stages double it.
         num_blocks: Residual blocks per stage.
         dropout: Dropout before the final linear layer.
@@ -39,16 +38,8 @@ class Classifier(ImageClassifier):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        assert num_classes >= 2, f"a classifier needs at least 2 classes, got {num_classes}"
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            "image_size": image_size,
-            "width": width,
-            "num_blocks": list(num_blocks),
-            "dropout": dropout,
-            "label_smoothing": label_smoothing,
-        }
+        if not (num_classes >= 2):
+            raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.net = ResNetClassifier(
             in_channels=in_channels,
             num_classes=num_classes,

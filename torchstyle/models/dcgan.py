@@ -35,6 +35,7 @@ class DCGAN(GANModel):
 
     # The discriminator's accuracy says little about sample quality; keep the latest instead.
     default_image_size = 32
+    fixed_z: Tensor  # a buffer
 
     def __init__(
         self,
@@ -47,14 +48,6 @@ class DCGAN(GANModel):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "latent_dim": latent_dim,
-            "base_width": base_width,
-            "gan_mode": gan_mode,
-            "spectral": spectral,
-        }
         self.latent_dim = latent_dim
         self.generator = DCGANGenerator(
             latent_dim=latent_dim,
@@ -83,7 +76,8 @@ class DCGAN(GANModel):
 
     def forward(self, z: Tensor) -> Tensor:
         """Generates images ``(B, C, S, S)`` from noise ``(B, latent_dim)``."""
-        return self.generator(z)
+        out: Tensor = self.generator(z)
+        return out
 
     def _noise(self, n: int, like: Tensor) -> Tensor:
         return torch.randn(n, self.latent_dim, device=like.device, dtype=like.dtype)
@@ -102,7 +96,8 @@ class DCGAN(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        assert phase == "g", f"unknown phase {phase!r}"
+        if not (phase == "g"):
+            raise ValueError(f"unknown phase {phase!r}")
         pred = self.discriminator(self.generator(z))
         return {"loss": self.gan_loss(pred, True, for_discriminator=False)}
 
@@ -120,6 +115,6 @@ class DCGAN(GANModel):
         """Images from the fixed noise, generator in eval mode."""
         was_training = self.generator.training
         self.generator.eval()
-        images = self.generator(self.fixed_z[:num])
+        images: Tensor = self.generator(self.fixed_z[:num])
         self.generator.train(was_training)
         return images

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchstyle.errors import UserError
 from torchstyle.models import register_model
 from torchstyle.models.base import Batch, GANModel
 from torchstyle.nn.losses import GANLoss, PerceptualLoss
@@ -48,6 +49,62 @@ def _frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def _check_arguments(
+    *,
+    in_channels: int,
+    out_channels: int,
+    image_size: int,
+    n_downsampling: int,
+    lambda_l1: float,
+    perceptual_weight: float,
+    vgg_weights: str | None,
+) -> None:
+    """Refuses constructor arguments pix2pix cannot train with (``--model-arg`` values).
+
+    Raises:
+        UserError: Naming the argument, its value and what it must be.
+    """
+    if not (in_channels > 0 and out_channels > 0):
+        raise UserError(
+            f"channels must be positive, got in_channels={in_channels}, out_channels={out_channels}"
+        )
+    if not (image_size % 2**n_downsampling == 0):
+        raise UserError(
+            f"image_size {image_size} must be a multiple of 2 ** n_downsampling = "
+            f"{2**n_downsampling}, or the generator's output size differs from its input's"
+        )
+    if not (image_size >= 8):
+        raise UserError(f"image_size must be at least 8 for the PatchGAN, got {image_size}")
+    if not (lambda_l1 >= 0):
+        raise UserError(f"lambda_l1 must be >= 0, got {lambda_l1}")
+    if not (perceptual_weight >= 0):
+        raise UserError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+    if not (perceptual_weight == 0 or out_channels in (1, 3)):
+        raise UserError(
+            f"the perceptual loss needs 1- or 3-channel outputs, got out_channels={out_channels}"
+        )
+    if not (vgg_weights is None or os.path.isfile(vgg_weights)):
+        raise UserError(
+            f"vgg_weights file {vgg_weights} does not exist; pass the path of a torchvision "
+            "VGG19 state dict, or leave it out to use torchvision's cache file"
+        )
+
+
+def _most_layers(image_size: int, warn_for: int | None = None) -> int:
+    """The most PatchGAN layers ``image_size`` allows (``2 ** (n + 2)`` pixels for ``n``);
+    logs a warning that ``warn_for`` layers were asked for, when given."""
+    fits = int(math.log2(image_size)) - 2
+    if warn_for is not None:
+        log.warning(
+            "pix2pix: n_layers_d=%d needs %d px images; using n_layers_d=%d for %d px",
+            warn_for,
+            2 ** (warn_for + 2),
+            fits,
+            image_size,
+        )
+    return fits
 
 
 @register_model("pix2pix")
@@ -99,47 +156,18 @@ class Pix2Pix(GANModel):
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
-        assert in_channels > 0 and out_channels > 0, (
-            f"channels must be positive, got in_channels={in_channels}, out_channels={out_channels}"
+        _check_arguments(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            image_size=image_size,
+            n_downsampling=n_downsampling,
+            lambda_l1=lambda_l1,
+            perceptual_weight=perceptual_weight,
+            vgg_weights=vgg_weights,
         )
-        assert image_size % 2**n_downsampling == 0, (
-            f"image_size {image_size} must be a multiple of 2 ** n_downsampling = "
-            f"{2**n_downsampling}, or the generator's output size differs from its input's"
-        )
-        assert image_size >= 8, f"image_size must be at least 8 for the PatchGAN, got {image_size}"
-        assert lambda_l1 >= 0, f"lambda_l1 must be >= 0, got {lambda_l1}"
-        assert perceptual_weight >= 0, f"perceptual_weight must be >= 0, got {perceptual_weight}"
-        assert perceptual_weight == 0 or out_channels in (1, 3), (
-            f"the perceptual loss needs 1- or 3-channel outputs, got out_channels={out_channels}"
-        )
-        assert vgg_weights is None or os.path.isfile(vgg_weights), (
-            f"vgg_weights file {vgg_weights} does not exist; pass the path of a torchvision "
-            "VGG19 state dict, or leave it out to use torchvision's cache file"
-        )
-        fits = int(math.log2(image_size)) - 2  # the most layers whose 2 ** (n + 2) <= image_size
-        if n_layers_d > fits:
-            log.warning(
-                "pix2pix: n_layers_d=%d needs %d px images; using n_layers_d=%d for %d px",
-                n_layers_d,
-                2 ** (n_layers_d + 2),
-                fits,
-                image_size,
-            )
-            n_layers_d = fits
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "image_size": image_size,
-            "ngf": ngf,
-            "ndf": ndf,
-            "n_blocks": n_blocks,
-            "n_downsampling": n_downsampling,
-            "n_layers_d": n_layers_d,  # the value in use, so a rebuild warns no more
-            "gan_mode": gan_mode,
-            "lambda_l1": float(lambda_l1),
-            "perceptual_weight": float(perceptual_weight),
-            "vgg_weights": None if vgg_weights is None else str(vgg_weights),
-        }
+        if n_layers_d > _most_layers(image_size):
+            n_layers_d = _most_layers(image_size, warn_for=n_layers_d)
+            self._use_hparam("n_layers_d", n_layers_d)  # a rebuild from a checkpoint warns no more
         self.lambda_l1 = float(lambda_l1)
         self.perceptual_weight = float(perceptual_weight)
         self.generator = ResnetGenerator(
@@ -164,7 +192,6 @@ class Pix2Pix(GANModel):
         # The first test pairs of the latest evaluation, for sample grids. A plain attribute,
         # not a buffer: data, not model state, so checkpoints stay free of it.
         self._sample_pairs: tuple[Tensor, Tensor] | None = None
-        self._new_evaluation = True
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> Pix2Pix:
@@ -180,10 +207,14 @@ class Pix2Pix(GANModel):
     def forward(self, a: Tensor) -> Tensor:
         """Translates inputs ``(B, in_channels, H, W)`` into outputs ``(B, out_channels, H, W)``
         in ``[-1, 1]``."""
-        return self.generator(a)
+        out: Tensor = self.generator(a)
+        return out
 
     def _judge(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.discriminator(torch.cat([a, b], dim=1))  # (B, C_in + C_out, H, W) -> patches
+        out: Tensor = self.discriminator(
+            torch.cat([a, b], dim=1)
+        )  # (B, C_in + C_out, H, W) -> patches
+        return out
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Runs one phase on a batch of pairs ``(a, b)``; returns ``"loss"`` and its parts.
@@ -207,7 +238,8 @@ class Pix2Pix(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        assert phase == "g", f"unknown phase {phase!r}; pix2pix trains phases 'd' and 'g'"
+        if not (phase == "g"):
+            raise ValueError(f"unknown phase {phase!r}; pix2pix trains phases 'd' and 'g'")
         fake = self.generator(a)
         with _frozen(self.discriminator):
             pred = self._judge(a, fake)
@@ -237,20 +269,14 @@ class Pix2Pix(GANModel):
         self._keep_samples(a, b)
         return {"l1": l1, "psnr": psnr}
 
-    def train(self, mode: bool = True) -> Pix2Pix:
-        """Sets the training mode; switching to eval starts a new evaluation's sample pairs."""
-        if not mode:
-            # The engine has no "evaluation starts" hook for models, but every evaluation
-            # begins with model.eval().
-            self._new_evaluation = True
-        return super().train(mode)
+    def on_evaluation_start(self) -> None:
+        """Starts collecting the new evaluation's sample pairs."""
+        self._sample_pairs = None
 
     def _keep_samples(self, a: Tensor, b: Tensor) -> None:
         # The test split is read in a fixed order, so the first pairs seen are the same at
         # every evaluation and the grids of successive epochs compare. Only shapes are read
         # here: no host-device sync.
-        if self._new_evaluation:
-            self._sample_pairs, self._new_evaluation = None, False
         have = 0 if self._sample_pairs is None else self._sample_pairs[0].shape[0]
         if have >= GRID_COLUMNS:
             return

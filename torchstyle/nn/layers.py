@@ -8,11 +8,16 @@ owns fresh modules and a caller can swap a normalisation without touching the bl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from torchstyle.nn.errors import ArgumentError, require
+
+#: What ``nn.Conv2d`` pads with.
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 __all__ = [
     "AdaptiveInstanceNorm",
@@ -51,13 +56,54 @@ def _parse_order(order: str | Sequence[str]) -> tuple[str, ...]:
     """Turns ``"can"`` or ``("conv", "act", "norm")`` into canonical part names."""
     parts = tuple(order)  # a string splits into its letters
     unknown = [p for p in parts if p not in _ORDER_ALIASES]
-    assert not unknown, (
-        f"unknown ConvBlock order part(s) {unknown}; use letters c/n/a or conv/norm/act"
-    )
+    if unknown:
+        raise ArgumentError(
+            f"unknown ConvBlock order part(s) {unknown}; use letters c/n/a or conv/norm/act"
+        )
     canonical = tuple(_ORDER_ALIASES[p] for p in parts)
-    assert canonical.count("conv") == 1, f"order {order!r} must contain exactly one conv"
-    assert len(set(canonical)) == len(canonical), f"order {order!r} repeats a part"
+    if not (canonical.count("conv") == 1):
+        raise ArgumentError(f"order {order!r} must contain exactly one conv")
+    if not (len(set(canonical)) == len(canonical)):
+        raise ArgumentError(f"order {order!r} repeats a part")
     return canonical
+
+
+def _conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int,
+    padding: int,
+    padding_mode: PaddingMode,
+    bias: bool,
+    transpose: bool,
+    output_padding: int,
+    spectral: bool,
+) -> nn.Module:
+    """The convolution of a :class:`ConvBlock` (transposed, spectrally normalised if asked)."""
+    conv: nn.Module
+    if transpose:
+        conv = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            bias=bias,
+        )
+    else:
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            padding_mode=padding_mode,
+            bias=bias,
+        )
+    return spectral_norm(conv) if spectral else conv
 
 
 class ConvBlock(nn.Module):
@@ -95,7 +141,7 @@ class ConvBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         padding: int | None = None,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         bias: bool | None = None,
         order: str | Sequence[str] = "can",
         norm_layer: LayerType | None = nn.BatchNorm2d,
@@ -105,16 +151,19 @@ class ConvBlock(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and out_channels > 0, (
-            f"channels must be positive, got {in_channels} -> {out_channels}"
+        require(
+            in_channels > 0 and out_channels > 0,
+            f"channels must be positive, got {in_channels} -> {out_channels}",
         )
-        assert kernel_size > 0 and stride > 0, (
-            f"kernel_size and stride must be positive, got {kernel_size}, {stride}"
+        require(
+            kernel_size > 0 and stride > 0,
+            f"kernel_size and stride must be positive, got {kernel_size}, {stride}",
         )
-        assert not (transpose and padding_mode != "zeros"), (
-            f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}"
+        require(
+            not transpose or padding_mode == "zeros",
+            f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}",
         )
-        assert transpose or output_padding == 0, "output_padding only applies when transpose=True"
+        require(transpose or output_padding == 0, "output_padding only applies when transpose=True")
         parts = _parse_order(order)
         if padding is None:
             padding = (kernel_size - 1) // 2
@@ -122,30 +171,18 @@ class ConvBlock(nn.Module):
         if bias is None:
             next_part = parts[conv_at + 1] if conv_at + 1 < len(parts) else None
             bias = not (next_part == "norm" and norm_layer is not None)
-
-        if transpose:
-            conv: nn.Module = nn.ConvTranspose2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                output_padding=output_padding,
-                bias=bias,
-            )
-        else:
-            conv = nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                padding_mode=padding_mode,
-                bias=bias,
-            )
-        if spectral:
-            conv = spectral_norm(conv)
-
+        conv = _conv(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            padding_mode=padding_mode,
+            bias=bias,
+            transpose=transpose,
+            output_padding=output_padding,
+            spectral=spectral,
+        )
         block: list[nn.Module] = []
         for i, part in enumerate(parts):
             if part == "conv":
@@ -166,7 +203,8 @@ class ConvBlock(nn.Module):
         Returns:
             Output of shape ``(B, out_channels, H', W')``.
         """
-        return self.block(x)
+        out: Tensor = self.block(x)
+        return out
 
 
 class ResnetBlock(nn.Module):
@@ -191,10 +229,12 @@ class ResnetBlock(nn.Module):
         use_bias: bool | None = None,
     ) -> None:
         super().__init__()
-        assert dim > 0, f"dim must be positive, got {dim}"
-        assert padding_type in _PADDINGS, (
-            f"padding_type must be one of {sorted(_PADDINGS)}, got {padding_type!r}"
-        )
+        if not (dim > 0):
+            raise ArgumentError(f"dim must be positive, got {dim}")
+        if padding_type not in _PADDINGS:
+            raise ArgumentError(
+                f"padding_type must be one of {sorted(_PADDINGS)}, got {padding_type!r}"
+            )
         if use_bias is None:
             use_bias = norm_layer is None or getattr(norm_layer(dim), "bias", None) is None
         self.conv_block = self.build_conv_block(
@@ -247,7 +287,7 @@ class ResnetBlock(nn.Module):
         Returns:
             ``x + conv_block(x)``, same shape as ``x``.
         """
-        out = x + self.conv_block(x)
+        out: Tensor = x + self.conv_block(x)
         return out
 
 
@@ -265,8 +305,10 @@ class SelfAttention(nn.Module):
 
     def __init__(self, *, in_channels: int, reduction: int = 8, spectral: bool = False) -> None:
         super().__init__()
-        assert in_channels > 0, f"in_channels must be positive, got {in_channels}"
-        assert reduction > 0, f"reduction must be positive, got {reduction}"
+        if not (in_channels > 0):
+            raise ArgumentError(f"in_channels must be positive, got {in_channels}")
+        if not (reduction > 0):
+            raise ArgumentError(f"reduction must be positive, got {reduction}")
         inner = max(1, in_channels // reduction)
         wrap = spectral_norm if spectral else (lambda m: m)
         self.query = wrap(nn.Conv2d(in_channels, inner, kernel_size=1))
@@ -289,7 +331,7 @@ class SelfAttention(nn.Module):
         value = self.value(x).flatten(2)  # (B, C, N)
         # Row i says how much position i draws from every position j.
         attention = torch.softmax(query.transpose(1, 2) @ key, dim=-1)  # (B, N, N)
-        out = value @ attention.transpose(1, 2)  # (B, C, N)
+        out: Tensor = value @ attention.transpose(1, 2)  # (B, C, N)
         out = out.view(b, c, h, w)  # (B, C, H, W)
         return self.gamma * out + x
 
@@ -306,7 +348,8 @@ class AdaptiveInstanceNorm(nn.Module):
 
     def __init__(self, *, eps: float = 1e-5) -> None:
         super().__init__()
-        assert eps >= 0, f"eps must be non-negative, got {eps}"
+        if not (eps >= 0):
+            raise ArgumentError(f"eps must be non-negative, got {eps}")
         self.eps = eps
 
     def _mean_std(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -324,13 +367,15 @@ class AdaptiveInstanceNorm(nn.Module):
         Returns:
             Tensor shaped like ``content``.
         """
-        assert content.dim() == 4 and style.dim() == 4, (
-            f"AdaIN expects (B, C, H, W) inputs, got {tuple(content.shape)}, {tuple(style.shape)}"
-        )
-        assert content.shape[:2] == style.shape[:2], (
-            f"content and style must agree in batch and channels, got "
-            f"{tuple(content.shape[:2])} vs {tuple(style.shape[:2])}"
-        )
+        if not (content.dim() == 4 and style.dim() == 4):
+            raise ArgumentError(
+                f"AdaIN expects (B, C, H, W) inputs, got {tuple(content.shape)}, {tuple(style.shape)}"
+            )
+        if not (content.shape[:2] == style.shape[:2]):
+            raise ArgumentError(
+                f"content and style must agree in batch and channels, got "
+                f"{tuple(content.shape[:2])} vs {tuple(style.shape[:2])}"
+            )
         content_mean, content_std = self._mean_std(content)
         style_mean, style_std = self._mean_std(style)
         return (content - content_mean) / content_std * style_std + style_mean

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from torchstyle.nn.errors import ArgumentError, require
 from torchstyle.nn.layers import ConvBlock, LayerType, ResnetBlock
 
 __all__ = [
@@ -62,8 +64,10 @@ class SimpleNetwork(nn.Module):
         use_dropout: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and dim > 0, f"channels must be positive, got {in_channels}, {dim}"
-        assert num_resnet_blocks >= 0, f"num_resnet_blocks must be >= 0, got {num_resnet_blocks}"
+        if not (in_channels > 0 and dim > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {dim}")
+        if not (num_resnet_blocks >= 0):
+            raise ArgumentError(f"num_resnet_blocks must be >= 0, got {num_resnet_blocks}")
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=dim, norm_layer=norm_layer)
         ]
@@ -87,7 +91,8 @@ class SimpleNetwork(nn.Module):
         Returns:
             Features ``(B, dim, H, W)``.
         """
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
 
 class ResnetGenerator(nn.Module):
@@ -121,11 +126,12 @@ class ResnetGenerator(nn.Module):
         padding_type: str = "reflect",
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and out_channels > 0 and ngf > 0, (
-            f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}"
+        require(
+            in_channels > 0 and out_channels > 0 and ngf > 0,
+            f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}",
         )
-        assert n_downsampling >= 0, f"n_downsampling must be >= 0, got {n_downsampling}"
-        assert n_blocks >= 0, f"n_blocks must be >= 0, got {n_blocks}"
+        require(n_downsampling >= 0, f"n_downsampling must be >= 0, got {n_downsampling}")
+        require(n_blocks >= 0, f"n_blocks must be >= 0, got {n_blocks}")
         self.n_downsampling = n_downsampling
         # conv -> norm -> act, the CycleGAN order (the norm sees the raw convolution output).
         block = functools.partial(ConvBlock, order="cna", norm_layer=norm_layer)
@@ -139,30 +145,15 @@ class ResnetGenerator(nn.Module):
                 padding_mode="reflect",
             )
         ]
-        for i in range(n_downsampling):
-            mult = 2**i
-            layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
-        mult = 2**n_downsampling
-        for _ in range(n_blocks):
-            layers += [
-                ResnetBlock(
-                    dim=ngf * mult,
-                    padding_type=padding_type,
-                    norm_layer=norm_layer,
-                    use_dropout=use_dropout,
-                )
-            ]
-        for i in range(n_downsampling):
-            mult = 2 ** (n_downsampling - i)
-            layers += [
-                block(
-                    in_channels=ngf * mult,
-                    out_channels=ngf * mult // 2,
-                    stride=2,
-                    transpose=True,
-                    output_padding=1,
-                )
-            ]
+        layers += _resnet_trunk(
+            block,
+            ngf=ngf,
+            n_downsampling=n_downsampling,
+            n_blocks=n_blocks,
+            norm_layer=norm_layer,
+            use_dropout=use_dropout,
+            padding_type=padding_type,
+        )
         layers += [
             ConvBlock(
                 in_channels=ngf,
@@ -188,15 +179,57 @@ class ResnetGenerator(nn.Module):
             Output ``(B, out_channels, H, W)`` in ``[-1, 1]``.
         """
         factor = 2**self.n_downsampling
-        assert x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0, (
-            f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
-        )
-        return self.model(x)
+        if not (x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0):
+            raise ArgumentError(
+                f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
+            )
+        out: Tensor = self.model(x)
+        return out
+
+
+def _resnet_trunk(
+    block: Callable[..., nn.Module],
+    *,
+    ngf: int,
+    n_downsampling: int,
+    n_blocks: int,
+    norm_layer: LayerType,
+    use_dropout: bool,
+    padding_type: str,
+) -> list[nn.Module]:
+    """A ResnetGenerator's middle: stride-2 downsampling, residual blocks, upsampling back."""
+    layers: list[nn.Module] = []
+    for i in range(n_downsampling):
+        mult = 2**i
+        layers += [block(in_channels=ngf * mult, out_channels=ngf * mult * 2, stride=2)]
+    mult = 2**n_downsampling
+    for _ in range(n_blocks):
+        layers += [
+            ResnetBlock(
+                dim=ngf * mult,
+                padding_type=padding_type,
+                norm_layer=norm_layer,
+                use_dropout=use_dropout,
+            )
+        ]
+    for i in range(n_downsampling):
+        mult = 2 ** (n_downsampling - i)
+        layers += [
+            block(
+                in_channels=ngf * mult,
+                out_channels=ngf * mult // 2,
+                stride=2,
+                transpose=True,
+                output_padding=1,
+            )
+        ]
+    return layers
 
 
 def _num_doublings(image_size: int) -> int:
     """Stride-2 steps between a 4x4 map and ``image_size`` (3 for 32, 4 for 64)."""
-    assert image_size in (32, 64), f"image_size must be 32 or 64, got {image_size}"
+    if image_size not in (32, 64):
+        raise ArgumentError(f"image_size must be 32 or 64, got {image_size}")
     return (image_size // 4).bit_length() - 1
 
 
@@ -219,10 +252,12 @@ class DCGANGenerator(nn.Module):
         base_width: int = 64,
     ) -> None:
         super().__init__()
-        assert latent_dim > 0, f"latent_dim must be positive, got {latent_dim}"
-        assert out_channels > 0 and base_width > 0, (
-            f"channels must be positive, got out={out_channels} base_width={base_width}"
-        )
+        if not (latent_dim > 0):
+            raise ArgumentError(f"latent_dim must be positive, got {latent_dim}")
+        if not (out_channels > 0 and base_width > 0):
+            raise ArgumentError(
+                f"channels must be positive, got out={out_channels} base_width={base_width}"
+            )
         n = _num_doublings(image_size)
         self.latent_dim = latent_dim
         up = functools.partial(ConvBlock, kernel_size=4, order="cna", transpose=True)
@@ -256,12 +291,14 @@ class DCGANGenerator(nn.Module):
         Returns:
             Images ``(B, out_channels, image_size, image_size)`` in ``[-1, 1]``.
         """
-        assert z.dim() in (2, 4) and z.shape[1] == self.latent_dim, (
-            f"expected noise (B, {self.latent_dim}) or (B, {self.latent_dim}, 1, 1), "
-            f"got {tuple(z.shape)}"
-        )
+        if not (z.dim() in (2, 4) and z.shape[1] == self.latent_dim):
+            raise ArgumentError(
+                f"expected noise (B, {self.latent_dim}) or (B, {self.latent_dim}, 1, 1), "
+                f"got {tuple(z.shape)}"
+            )
         z = z.view(z.shape[0], self.latent_dim, 1, 1)  # (B, latent_dim, 1, 1)
-        return self.net(z)
+        out: Tensor = self.net(z)
+        return out
 
 
 class DCGANDiscriminator(nn.Module):
@@ -284,9 +321,10 @@ class DCGANDiscriminator(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and base_width > 0, (
-            f"channels must be positive, got in={in_channels} base_width={base_width}"
-        )
+        if not (in_channels > 0 and base_width > 0):
+            raise ArgumentError(
+                f"channels must be positive, got in={in_channels} base_width={base_width}"
+            )
         n = _num_doublings(image_size)
         self.image_size = image_size
         down = functools.partial(
@@ -330,10 +368,12 @@ class DCGANDiscriminator(nn.Module):
         Returns:
             Logits ``(B,)`` (no sigmoid: use ``BCEWithLogits`` / :class:`GANLoss`).
         """
-        assert x.shape[-2:] == (self.image_size, self.image_size), (
-            f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
-        )
-        return self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        if not (x.shape[-2:] == (self.image_size, self.image_size)):
+            raise ArgumentError(
+                f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
+            )
+        out: Tensor = self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
+        return out
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -360,8 +400,10 @@ class PatchGANDiscriminator(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and ndf > 0, f"channels must be positive, got {in_channels}, {ndf}"
-        assert n_layers >= 1, f"n_layers must be >= 1, got {n_layers}"
+        if not (in_channels > 0 and ndf > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {ndf}")
+        if not (n_layers >= 1):
+            raise ArgumentError(f"n_layers must be >= 1, got {n_layers}")
         self.min_size = 2 ** (n_layers + 2)
         block = functools.partial(
             ConvBlock,
@@ -402,11 +444,13 @@ class PatchGANDiscriminator(nn.Module):
         Returns:
             Logit map ``(B, 1, h, w)``.
         """
-        assert min(x.shape[-2:]) >= self.min_size, (
-            f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
-            f"{self.min_size}x{self.min_size} (or fewer n_layers)"
-        )
-        return self.model(x)
+        if not (min(x.shape[-2:]) >= self.min_size):
+            raise ArgumentError(
+                f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
+                f"{self.min_size}x{self.min_size} (or fewer n_layers)"
+            )
+        out: Tensor = self.model(x)
+        return out
 
 
 # The guide's three slices of vgg19().features: up to relu2_1, relu4_1 and relu5_1.
@@ -422,12 +466,13 @@ def _vgg19_features_layers() -> nn.Sequential:
         import torchvision  # here, not at import: it costs ~1 s and only VGG needs it
 
         vgg = torchvision.models.vgg19(weights=None)
-    features = vgg.features.to_empty(device="cpu")
+    features: nn.Sequential = vgg.features.to_empty(device="cpu")
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             # The initialisation torchvision's VGG applies to its convolutions.
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return features
 
 
@@ -468,7 +513,7 @@ class Vgg19Features(nn.Module):
     """
 
     def __init__(
-        self, *, weights: str | os.PathLike | None = None, requires_grad: bool = False
+        self, *, weights: str | os.PathLike[str] | None = None, requires_grad: bool = False
     ) -> None:
         super().__init__()
         features = _vgg19_features_layers()
@@ -486,7 +531,7 @@ class Vgg19Features(nn.Module):
             for param in self.parameters():
                 param.requires_grad = False
 
-    def _load_weights(self, weights: str | os.PathLike | None) -> str | None:
+    def _load_weights(self, weights: str | os.PathLike[str] | None) -> str | None:
         if weights is not None:
             path = Path(weights)
             if not path.is_file():
@@ -554,11 +599,16 @@ class _BasicBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
+        out: Tensor = self.relu(self.residual(x) + self.shortcut(x))
+        return out
 
 
 class ResNetClassifier(nn.Module):
-    """A small ResNet for 8 to 64 px images: stem, stages of basic blocks, average pool, linear.
+    """A small ResNet for images of any size: stem, stages of basic blocks, average pool, linear.
+
+    Images larger than 64 px first pass stride-2 convolutions until the side is at most 64:
+    the stages then work at the resolution they were designed for, and compute grows with the
+    image only in the stem.
 
     The width stays the same in every stage (each later stage halves the resolution): small
     images leave little spatial extent to trade for channels, and doubling would more than double
@@ -567,7 +617,7 @@ class ResNetClassifier(nn.Module):
     Args:
         in_channels: Image channels.
         num_classes: Number of classes.
-        image_size: Input size (8 to 64); stages are limited so the last map is at least 2x2.
+        image_size: Input side; stages are limited so the last map is at least 2x2.
         width: Channels of every stage.
         num_blocks: Basic blocks per stage; every stage after the first starts with stride 2.
         dropout: Dropout before the linear layer.
@@ -584,21 +634,31 @@ class ResNetClassifier(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        assert 8 <= image_size <= 64, f"image_size must be in [8, 64], got {image_size}"
-        assert in_channels > 0 and width > 0, (
-            f"channels must be positive, got {in_channels}, {width}"
-        )
-        assert num_classes >= 2, f"num_classes must be >= 2, got {num_classes}"
-        assert len(num_blocks) >= 1 and all(n >= 1 for n in num_blocks), (
-            f"num_blocks needs at least one stage of at least one block, got {num_blocks}"
-        )
-        assert image_size // 2 ** (len(num_blocks) - 1) >= 2, (
-            f"{len(num_blocks)} stages shrink a {image_size}px image below 2x2; use fewer stages"
-        )
-        assert 0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}"
+        if not image_size >= 2:
+            raise ArgumentError(f"image_size must be at least 2, got {image_size}")
+        if not (in_channels > 0 and width > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {width}")
+        if not (num_classes >= 2):
+            raise ArgumentError(f"num_classes must be >= 2, got {num_classes}")
+        if not (len(num_blocks) >= 1 and all(n >= 1 for n in num_blocks)):
+            raise ArgumentError(
+                f"num_blocks needs at least one stage of at least one block, got {num_blocks}"
+            )
+        reductions = max(0, math.ceil(math.log2(image_size / 64)))  # stride-2 stem convolutions
+        side = math.ceil(image_size / 2**reductions)
+        if not (side // 2 ** (len(num_blocks) - 1) >= 2):
+            raise ArgumentError(
+                f"{len(num_blocks)} stages shrink a {image_size}px image below 2x2; use fewer stages"
+            )
+        if not (0.0 <= dropout < 1.0):
+            raise ArgumentError(f"dropout must be in [0, 1), got {dropout}")
         self.image_size = image_size
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=width, order="cna")
+        ]
+        layers += [
+            ConvBlock(in_channels=width, out_channels=width, stride=2, order="cna")
+            for _ in range(reductions)
         ]
         for stage, n in enumerate(num_blocks):
             for i in range(n):
@@ -621,4 +681,5 @@ class ResNetClassifier(nn.Module):
         Returns:
             Logits ``(B, num_classes)``.
         """
-        return self.head(self.features(x))
+        out: Tensor = self.head(self.features(x))
+        return out

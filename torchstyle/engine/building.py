@@ -1,0 +1,86 @@
+"""The model a run trains: built from ``--model``, given by the caller, or rebuilt on resume;
+then initialised from ``--weights`` and partly frozen by ``--freeze``.
+
+Kept apart from ``setup.py`` (batches, schedules, run folder): this is the one place where
+the engine meets users' models.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torchstyle.config import TrainConfig
+from torchstyle.engine.weights import freeze, load_weights
+from torchstyle.models.base import TorchstyleModel
+from torchstyle.models.loading import (
+    ModelBuild,
+    build_for_data,
+    model_defaults,
+    rebuild_for_run,
+    record_for_object,
+)
+from torchstyle.models.sources import save_copy
+from torchstyle.spec import DataSpec
+
+log = logging.getLogger(__name__)
+
+
+def model_preferences(cfg: TrainConfig, model: TorchstyleModel | None) -> tuple[int | None, str]:
+    """The image size and folder layout the model wants, known before the data is built."""
+    if model is not None:
+        return type(model).default_image_size, type(model).data_layout
+    return model_defaults(cfg.model)
+
+
+def prepare_model(
+    cfg: TrainConfig,
+    spec: DataSpec,
+    *,
+    model: TorchstyleModel | None = None,
+    record: dict[str, Any] | None = None,
+    resume_state: dict[str, Any] | None = None,
+    run_dir: Path,
+) -> ModelBuild:
+    """The model to train and its run record.
+
+    Args:
+        cfg: The run's settings (``model``, ``model_args``, ``weights``, ``freeze``).
+        spec: The data's channels, size and classes.
+        model: A model the caller built (``Trainer(model=...)``, ``torchstyle.fit``).
+        record: Its run record, when the caller knows it (``torchstyle.fit`` does).
+        resume_state: The checkpoint being resumed: the model is rebuilt from its record.
+        run_dir: The run folder (where a resumed run keeps its copy of the model file).
+
+    Raises:
+        UserError: The model cannot be built, or the weights do not fit it.
+    """
+    if model is not None:
+        rec = record if record is not None else _record_of(model)
+        build = ModelBuild(model, rec)
+    elif resume_state is not None and isinstance(resume_state.get("model", {}).get("source"), dict):
+        rec = resume_state["model"]["source"]
+        build = ModelBuild(rebuild_for_run(resume_state["model"], spec, run_dir), rec)
+    else:
+        build = build_for_data(cfg.model, cfg.model_args, spec)
+    if cfg.weights and resume_state is None:  # a resumed run's weights are its checkpoint's
+        report = load_weights(build.model, Path(cfg.weights))
+        build.notes.extend(line.strip() for line in report.lines(Path(cfg.weights)))
+    if cfg.freeze:
+        frozen = freeze(build.model, list(cfg.freeze))
+        build.notes.append(f"froze {frozen} parameter tensors ({', '.join(cfg.freeze)})")
+    return build
+
+
+def _record_of(model: TorchstyleModel) -> dict[str, Any]:
+    _, rec = record_for_object(model, None)
+    return {**rec, "adapter": "none"}
+
+
+def keep_model_file(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Copies a user's model file into the run folder (main process only); returns the record."""
+    origin = record.get("origin")
+    if origin and not Path(origin).is_file() and not record.get("copy"):
+        return record  # nothing left to copy; the record still says where it was
+    return save_copy(record, run_dir)

@@ -1,0 +1,139 @@
+"""``torchstyle export RUN --format safetensors|pt2``: share a run's best weights.
+
+* ``safetensors``: the weights of the user's network (no pickle, so loading runs no code),
+  with the model's source, arguments and data spec as metadata; ``--weights`` reads it back.
+* ``pt2``: a ``torch.export`` program of ``forward`` on images, batch size free; load it with
+  ``torch.export.load(path).module()``, without torchstyle or the model's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from torchstyle.errors import UserError
+from torchstyle.output import CommandOutput
+
+FORMATS = ("safetensors", "pt2")
+# Marks a safetensors file written by this command.
+EXPORT_FORMAT = "torchstyle-export"
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``export`` flags."""
+    parser.add_argument("run", help="run folder written by `torchstyle train`")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="safetensors", help="(default: safetensors)"
+    )
+    parser.add_argument(
+        "--checkpoint", default="best", help="best, latest, or a checkpoint file (default: best)"
+    )
+    parser.add_argument(
+        "--output", help="file to write (default: RUN/export/model.safetensors or model.pt2)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def run_export(args: argparse.Namespace) -> CommandOutput:
+    """Writes the export; prints its path."""
+    run_dir = Path(args.run)
+    output = Path(args.output) if args.output else run_dir / "export" / f"model.{args.format}"
+    path = export_run(
+        run_dir, args.format, checkpoint=args.checkpoint, output=output, overwrite=args.overwrite
+    )
+    hint = (
+        f"use it with: torchstyle train --weights {path} ..."
+        if args.format == "safetensors"
+        else f"load it with: torch.export.load('{path}').module()"
+    )
+    return CommandOutput(stdout=f"wrote {path}\n{hint}\n")
+
+
+def export_run(
+    run_dir: Path, fmt: str, *, checkpoint: str = "best", output: Path, overwrite: bool = False
+) -> Path:
+    """Exports a run's checkpoint.
+
+    Args:
+        run_dir: The run folder.
+        fmt: ``safetensors`` or ``pt2``.
+        checkpoint: ``best``, ``latest`` or a checkpoint file.
+        output: The file to write.
+        overwrite: Replace ``output`` if it exists.
+
+    Returns:
+        The written file.
+
+    Raises:
+        UserError: Missing run, an existing output without ``overwrite``, or a model that
+            ``torch.export`` cannot trace.
+    """
+    import torch
+
+    from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.models.adapters import unwrap
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if output.exists() and not overwrite:
+        raise UserError(
+            f"{output} already exists; pass --overwrite to replace it, or another --output"
+        )
+    path = checkpoint_path(run_dir, checkpoint)
+    model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
+    net = unwrap(model).eval()
+    spec = run_spec(state)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        _save_safetensors(net, output, state, spec.to_dict())
+    else:
+        _save_program(net, output, spec.channels, spec.image_size, type(model).__name__)
+    return output
+
+
+def _save_safetensors(net: Any, output: Path, state: dict[str, Any], spec: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    # Clones: tensors that share storage (tied weights) must be separate in the file.
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
+    info = state.get("model", {})
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "model": json.dumps(info.get("source") or {"spec": info.get("name")}),
+        "hparams": json.dumps(info.get("hparams", {})),
+        "spec": json.dumps(spec),
+        "epoch": str(state.get("epoch", "")),
+    }
+    tmp = output.with_name(f".{output.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(output)
+
+
+def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -> None:
+    import torch
+
+    example = (torch.zeros(2, channels, size, size),)
+    try:
+        program = torch.export.export(net, example, dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"torch.export cannot trace {name}.forward on ({channels}, {size}, {size}) images: "
+            f"{first}; export --format safetensors instead"
+        ) from None
+    tmp = output.with_name(f".{output.name}.tmp")
+    torch.export.save(program, str(tmp))
+    tmp.replace(output)
+
+
+def read_export_metadata(path: Path) -> dict[str, Any]:
+    """The metadata of a safetensors export (empty for other safetensors files)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != EXPORT_FORMAT:
+        return {}
+    return {k: (json.loads(v) if k in ("model", "hparams", "spec") else v) for k, v in meta.items()}
