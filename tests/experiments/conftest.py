@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# An 8-wide MLP on digits: an epoch is 23 steps and takes a fraction of a second.
+# Digits' 1,797 images less the held-out validation tenth, in batches of 64.
+STEPS_PER_EPOCH = 21
+# An 8-wide MLP on digits: an epoch takes a fraction of a second.
 TINY = (
     "--model", "mlp", "--model-arg", "hidden=[8]", "--data", "digits",
     "--no-progress", "--log-every", "5",

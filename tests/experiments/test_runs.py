@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.experiments.conftest import TINY, read_jsonl
+from tests.experiments.conftest import STEPS_PER_EPOCH, TINY, read_jsonl
 
 FAULT = Path(__file__).with_name("fault_train.py")
 pytestmark = pytest.mark.slow
@@ -96,15 +96,19 @@ def test_each_status_is_shown(runs):
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert sorted(rows) == ["done", "failed", "killed", "nan", "running", "stopped"]
     assert rows["done"]["status"] == "finished"
-    assert rows["done"]["steps"] == 46 and rows["done"]["best_epoch"] in (1, 2)
-    assert rows["done"]["metric"] == "test/accuracy"
-    assert (
-        rows["done"]["best"] == pytest.approx(rows["done"]["test"])
-        or rows["done"]["best_epoch"] == 1
-    )
+    # Best validation value and the final test value agree with what the engine logged.
+    logged = read_jsonl(root / "runs" / "done" / "metrics.jsonl")
+    val = [(r["val/accuracy"], r["step"]) for r in logged if "val/accuracy" in r]
+    assert rows["done"]["metric"] == "val/accuracy" and len(val) == 2
+    assert rows["done"]["best"] == pytest.approx(max(val)[0])
+    assert rows["done"]["best_epoch"] == 1 + [v for v, _ in val].index(max(val)[0])
+    test = [r["test/accuracy"] for r in logged if "test/accuracy" in r]
+    assert rows["done"]["test"] == pytest.approx(test[-1])
+    assert rows["done"]["steps"] == val[-1][1] == 2 * STEPS_PER_EPOCH
     assert rows["running"]["status"] == f"running (pid {running.pid} on {os.uname().nodename})"
     assert rows["stopped"]["status"] == "interrupted at step 30"
-    assert rows["killed"]["status"] == "killed at step 23"  # its last checkpoint: epoch 1
+    # A killed run is listed at its last checkpoint's step: the end of epoch 1.
+    assert rows["killed"]["status"] == f"killed at step {STEPS_PER_EPOCH}"
     assert rows["failed"]["status"] == "failed: RuntimeError: injected fault"
     nan_step = int(results["nan"][1].split("at step ")[1].split()[0])
     assert rows["nan"]["status"] == f"stopped on NaN at step {nan_step}"
@@ -128,7 +132,7 @@ def test_filter_sort_and_formats(runs):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["stopped", "killed"]
-    assert [r["steps"] for r in rows] == ["30", "23"]
+    assert [r["steps"] for r in rows] == ["30", str(STEPS_PER_EPOCH)]
     proc = run_cli("runs", "runs", "--filter", "lr>0.001", "--filter", "name~n", cwd=root)
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:3] == ["name", "status", "model"]
@@ -179,7 +183,7 @@ def test_hparams_read_back_from_event_files(runs):
     assert hparams["model"].string_value == "mlp"
     assert hparams["model_args.hidden"].string_value == "[8]"
     status = json.loads((run / "status.json").read_text())
-    assert scalars["hparams/best/test/accuracy"] == pytest.approx(status["best"]["value"], rel=1e-6)
+    assert scalars["hparams/best/val/accuracy"] == pytest.approx(status["best"]["value"], rel=1e-6)
     assert scalars["hparams/final/test/loss"] == pytest.approx(status["test"]["loss"], rel=1e-6)
 
 
@@ -203,7 +207,8 @@ def test_mlflow_holds_the_same_scalars_as_metrics_jsonl(runs):
         for key, value in record.items():
             expected.setdefault(key, []).append((step, value))
     assert set(mlrun.data.metrics) == set(expected)
-    assert expected["train/loss"][0][0] == 5 and expected["train/loss"][-1][0] == 46
+    assert expected["train/loss"][0][0] == 5
+    assert expected["train/loss"][-1][0] == 2 * STEPS_PER_EPOCH
     for key, points in expected.items():
         history = client.get_metric_history(state["run_id"], key)
         got = [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
