@@ -437,6 +437,10 @@ class Sweep:
             ENV_TRIAL: str(job.number),
             ENV_PARENT: str(os.getpid()),
         }
+        if "OMP_NUM_THREADS" not in os.environ:
+            # Parallel trials share the cores: by default each would spin one OpenMP thread
+            # per core, and oversubscribed CPU training runs many times slower.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
         cmd = [sys.executable, "-m", "torchstyle", "train", *job.args]
         log.info("trial %d: %s", job.number, "resuming" if job.resumed else shlex.join(job.args))
         with (logs / f"trial-{job.number:04d}.log").open("ab") as out:
