@@ -30,6 +30,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
+    "runs": ("torchstyle.experiments.command", "compare run folders: status, flags, metrics"),
+    "sweep": ("torchstyle.experiments.command", "search hyperparameters with Optuna"),
 }
 
 

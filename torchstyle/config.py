@@ -20,6 +20,7 @@ from torchstyle.errors import UserError
 
 NAN_POLICIES = ("stop", "skip")
 DECODERS = ("cpu", "gpu")
+TRACKERS = ("none", "mlflow")  # torchstyle.experiments.tracking.TRACKERS
 
 
 # Choices that are the keys of a registry are read from it when asked for (imported then,
@@ -186,6 +187,9 @@ class TrainConfig:
     )
     max_steps: int | None = _opt(None, "stop after N optimizer steps in total")
     progress: bool = _opt(True, "show the tqdm progress bar")
+    tracker: str = _opt(
+        "none", "also log to MLflow (MLFLOW_TRACKING_URI, else ./mlruns)", choices=TRACKERS
+    )
 
     # Run folder.
     run_dir: str | None = _opt(None, "run folder (default: runs/MODEL-DATA-TIMESTAMP)")

@@ -1,0 +1,43 @@
+"""The experiment callbacks a ``torchstyle train`` run gets, and the exit hook for its errors.
+
+The engine's CLI calls two functions, nothing else::
+
+    trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
+    try:
+        result = trainer.fit()
+    except BaseException as e:
+        record_exit(trainer, e)
+        raise
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchstyle.engine.callbacks import Callback
+from torchstyle.experiments.status import RunStatus, record_exit
+
+__all__ = ["record_exit", "train_callbacks"]
+
+
+def train_callbacks(cfg: Any) -> list[Callback]:
+    """``status.json``, HParams, the sweep's reporter (inside a sweep) and ``--tracker``.
+
+    Args:
+        cfg: The run's ``TrainConfig``.
+
+    Returns:
+        The callbacks, in the order they must run: the status first, so the others see the
+        finished state; the tracker last, so it uploads the final files.
+    """
+    from torchstyle.experiments.tracking import HParamsLogger, MlflowTracker
+    from torchstyle.experiments.trial import reporter_from_env
+
+    status = RunStatus()
+    callbacks: list[Callback] = [status, HParamsLogger(status=status)]
+    reporter = reporter_from_env()
+    if reporter is not None:
+        callbacks.append(reporter)
+    if getattr(cfg, "tracker", "none") == "mlflow":
+        callbacks.append(MlflowTracker())
+    return callbacks
