@@ -6,7 +6,6 @@ torch is imported inside the ``run_*`` functions so ``torchstyle lint`` and ``--
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import logging
@@ -169,50 +168,22 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
 
 # ---------------------------------------------------------------------------------- predict
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``predict`` flags."""
+    """Adds the ``predict`` flags (each kind of model takes its own; see ``engine.predict``)."""
+    from torchstyle.engine.predict import add_predict_arguments as add_kind_flags
+
     _add_run_arguments(parser)
-    parser.add_argument("images", nargs="+", help="image files to classify")
-    parser.add_argument("--output", help="also write the predictions to this CSV file")
+    add_kind_flags(parser)
 
 
 def run_predict(args: argparse.Namespace) -> CommandOutput:
-    """The predicted class and its probability for each image, one line each."""
-    import torch
-
-    from torchstyle.data.folder import load_image
+    """Predicts with a finished run in its model's own terms (labels, samples, translations)."""
     from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.engine.predict import predictor_for
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
     model, state = load_run_model(path, device)
-    spec = run_spec(state)
-    if not spec.class_names:
-        raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")
-    # Read every image first: a bad file stops the command before any output is written.
-    for p in args.images:
-        if not Path(p).is_file():
-            raise UserError(f"no such image file: {p}")
-    hint = "pass image files only"
-    images = [load_image(Path(p), spec.channels, spec.image_size, hint) for p in args.images]
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(images), args.batch_size):
-            x = torch.stack(images[start : start + args.batch_size]).to(device)  # (B, C, H, W)
-            try:
-                probs = model.predict(x)
-            except NotImplementedError as e:
-                raise UserError(f"{e}; `predict` needs a classifier run") from None
-            conf, label = probs.max(dim=1)
-            for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
-                rows.append((args.images[start + i], spec.class_names[k], c))
-    if args.output:
-        with open(args.output, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "class", "probability"])
-            writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
-    return CommandOutput(
-        stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
-    )
+    return predictor_for(model, args).run(model, run_spec(state), args)

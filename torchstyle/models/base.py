@@ -78,6 +78,11 @@ class TorchstyleModel(nn.Module):
             ``paired`` (A|B pairs side by side); see ``torchstyle.data.DataOptions``.
         default_optimizer: Optimizer name used when the user does not pass ``--optimizer``.
         default_lr: Learning rate used when the user does not pass ``--lr``.
+        default_data: The data source the model trains on when the user gives no ``--data``;
+            it has the model's ``data_layout``, so every model trains out of the box.
+        predict_kind: What ``torchstyle predict`` does with the model: ``classify`` (calls
+            :meth:`predict`), ``generate`` (:meth:`generate_images`), ``translate``
+            (:meth:`translate`) or ``text`` (:meth:`generate_text`).
     """
 
     model_name: ClassVar[str] = ""
@@ -86,6 +91,8 @@ class TorchstyleModel(nn.Module):
     data_layout: ClassVar[str] = "classes"
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
+    default_data: ClassVar[str] = "digits"
+    predict_kind: ClassVar[str] = "classify"
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:
@@ -132,6 +139,26 @@ class TorchstyleModel(nn.Module):
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities ``(B, num_classes)`` for ``torchstyle predict``."""
         raise NotImplementedError(f"{type(self).__name__} does not classify images")
+
+    def generate_images(self, num: int, *, generator: torch.Generator) -> Tensor:
+        """``num`` new images ``(N, C, H, W)`` in ``[-1, 1]``, drawn with ``generator``."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate images")
+
+    def translate(self, x: Tensor) -> Tensor:
+        """Images ``(B, C, H, W)`` translated into the output domain, in ``[-1, 1]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not translate images")
+
+    def generate_text(
+        self,
+        prompt: str,
+        *,
+        max_new: int,
+        temperature: float,
+        top_k: int,
+        generator: torch.Generator,
+    ) -> str:
+        """``prompt`` followed by ``max_new`` sampled units of text."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate text")
 
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""
@@ -188,6 +215,7 @@ class GANModel(TorchstyleModel):
     """
 
     monitor = None  # a discriminator's score says little about samples: keep the latest
+    predict_kind = "generate"
     default_optimizer = "adam"
     default_lr = 2e-4
     generator: nn.Module
