@@ -22,7 +22,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "torchstyle.engine.commands",
         "evaluate a finished run's checkpoint on the test split",
     ),
-    "predict": ("torchstyle.engine.commands", "predict with a finished run: labels, samples, translations or text"),
+    "predict": (
+        "torchstyle.engine.commands",
+        "predict with a finished run: labels, samples, translations or text",
+    ),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
 }

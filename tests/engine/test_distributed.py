@@ -158,6 +158,7 @@ def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, mo
 
     from tests.engine.models import TinyMLP, random_bundle
     from torchstyle.config import TrainConfig
+    from torchstyle.engine.callbacks import Callback
     from torchstyle.engine.trainer import Trainer
 
     with socket.socket() as s:
@@ -181,20 +182,24 @@ def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, mo
         progress=False,
         run_dir=str(tmp_path / "r"),
     )
+    reductions = []
+
+    def count(state, bucket):  # a pass-through all-reduce that counts its calls
+        reductions.append(1)
+        fut = torch.futures.Future()
+        fut.set_result(bucket.buffer())
+        return fut
+
+    class CountReductions(Callback):  # the DDP wrapper exists once training has started
+        def on_train_start(self, trainer):
+            trainer.strategy.module.register_comm_hook(None, count)
+
     try:
-        trainer = Trainer(cfg, model=TinyMLP(), data=random_bundle())
-        reductions = []
-
-        def count(state, bucket):  # a pass-through all-reduce that counts its calls
-            reductions.append(1)
-            fut = torch.futures.Future()
-            fut.set_result(bucket.buffer())
-            return fut
-
-        trainer.step_module.register_comm_hook(None, count)
+        trainer = Trainer(cfg, model=TinyMLP(), data=random_bundle(), callbacks=[CountReductions()])
+        assert not dist.is_initialized(), "building a trainer must not join the process group"
         trainer.fit()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     # 3 optimizer steps of 4 micro-batches: 3 all-reduces (the small model is one bucket), not 12.
-    assert trainer.n_iter == 3 and len(reductions) == 3
+    assert trainer.position.n_iter == 3 and len(reductions) == 3

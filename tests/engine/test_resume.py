@@ -139,7 +139,7 @@ def test_keep_n_epoch_checkpoints(tmp_path):
     acc = [
         r["test/accuracy"] for r in read_jsonl(run_dir / "metrics.jsonl") if "test/accuracy" in r
     ]
-    assert best["best"]["value"] == max(acc) and best["epoch"] == acc.index(max(acc)) + 1
+    assert best["best_value"] == max(acc) and best["epoch"] == acc.index(max(acc)) + 1
 
 
 def test_guide_keys_and_full_state_in_checkpoint(straight):

@@ -104,7 +104,7 @@ def test_nan_policy_skip_drops_the_step_and_goes_on(tmp_path):
     )
     trainer = Trainer(cfg, model=NanAt(3), data=random_bundle())
     result = trainer.fit()
-    assert result.steps == 8 and trainer.skipped_steps == 1
+    assert result.steps == 8 and trainer.position.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 

@@ -15,7 +15,6 @@ from torchstyle.data.digits import load_digits_split
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.trainer import Trainer
 from torchstyle.models import create_model
-from torchstyle.models.base import StepModule
 
 
 def _train(tmp_path, name, model, data, **overrides):
@@ -86,7 +85,7 @@ def test_accumulation_weights_an_uneven_last_micro_batch(tmp_path):
         lr=0.1,
         optimizer="sgd",
     )
-    assert big.n_iter == acc.n_iter == 1
+    assert big.position.n_iter == acc.position.n_iter == 1
     for a, b in zip(big.model.state_dict().values(), acc.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -129,16 +128,17 @@ def test_evaluation_is_exact_over_any_batching():
         logits = model(x)
         truth_acc = (logits.argmax(1) == y).sum().item() / len(y)
         truth_loss = torch.nn.functional.cross_entropy(logits, y).item()
+    model.train()  # evaluation must switch to eval mode (batch norm) and back
     results = []
     for bs in (7, 64, 1000):  # 360 test images: uneven last batches for 7 and 64
         loader = make_loader(
             data.test, EpochBatchSampler(len(data.test), batch_size=bs, shuffle=False)
         )
-        results.append(evaluate(StepModule(model), model, loader, torch.device("cpu")))
+        results.append(evaluate(model, loader, torch.device("cpu")))
     for r in results:
         assert r["accuracy"] == pytest.approx(truth_acc, abs=1e-9)
         assert r["loss"] == pytest.approx(truth_loss, rel=1e-5)
-    assert model.training is False  # restored to the mode it was in
+    assert model.training is True  # restored to the mode it was in
 
 
 def test_a_callback_can_stop_mid_epoch_and_the_run_resumes_there(tmp_path):

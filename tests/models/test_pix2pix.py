@@ -20,6 +20,7 @@ from torchstyle.errors import UserError
 from torchstyle.models import create_model, get_model_class
 from torchstyle.models.base import StepModule
 from torchstyle.models.pix2pix import Pix2Pix
+from torchstyle.nn.errors import ArgumentError
 
 SIZE = 16  # side of each half: the files are SIZE high and 2 * SIZE wide
 N_TRAIN, N_TEST = 12, 4
@@ -191,7 +192,7 @@ def test_each_phase_trains_only_its_own_network(batch):
     assert all(grads(model.generator)) and not any(grads(model.discriminator))
     # Frozen only while phase "g" ran: phase "d" must train the discriminator next.
     assert all(p.requires_grad for p in model.discriminator.parameters())
-    with pytest.raises(AssertionError, match="unknown phase 'x'"):
+    with pytest.raises(ValueError, match="unknown phase 'x'"):
         step(batch, "x")
 
 
@@ -246,8 +247,8 @@ def test_sample_grid_shows_inputs_outputs_targets_in_columns(batch):
     assert torch.all(grid[[7, 15, 23]] == -1)  # the eighth column is blank
     assert grid.min() >= -1 and grid.max() <= 1
     assert model.sample_images(6).shape == (6, 3, SIZE, SIZE)  # two columns
-    # The next evaluation (it starts with model.eval()) starts a new set of columns.
-    model.train().eval()
+    # The next evaluation (the engine calls on_evaluation_start) starts a new set of columns.
+    model.on_evaluation_start()
     model.evaluation_step((b[:2], a[:2]))
     grid = model.sample_images(64)
     torch.testing.assert_close(grid[:2], b[:2])
@@ -278,11 +279,11 @@ def test_from_spec_and_argument_checks(caplog):
     # 16 px is too small for a 3-layer PatchGAN: capped, and said so.
     assert hp["n_layers_d"] == 2 and "n_layers_d=3 needs 32 px" in caplog.text
     assert model(torch.zeros(2, 1, SIZE, SIZE)).shape == (2, 1, SIZE, SIZE)
-    with pytest.raises(AssertionError, match="multiple of 2 \\*\\* n_downsampling"):
+    with pytest.raises(UserError, match="multiple of 2 \\*\\* n_downsampling"):
         Pix2Pix(image_size=18)
-    with pytest.raises(AssertionError, match="unknown GAN mode"):
+    with pytest.raises(ArgumentError, match="unknown GAN mode"):
         Pix2Pix(**TINY, gan_mode="nope")
-    with pytest.raises(AssertionError, match=r"vgg_weights file nope\.pt does not exist"):
+    with pytest.raises(UserError, match=r"vgg_weights file nope\.pt does not exist"):
         Pix2Pix(**TINY, perceptual_weight=1.0, vgg_weights="nope.pt")
     with pytest.raises(TypeError):
         Pix2Pix(3)  # keyword-only

@@ -18,6 +18,7 @@ from torchstyle.nn import (
     SNConv2d,
     SNLinear,
 )
+from torchstyle.nn.errors import ArgumentError
 
 
 def _layer_types(block: ConvBlock) -> list[type[nn.Module]]:
@@ -58,7 +59,7 @@ def test_convblock_norm_sees_the_channels_at_its_position() -> None:
 
 @pytest.mark.parametrize("order", ["cc", "nna", "an", "cxa", ("conv", "pool")])
 def test_convblock_rejects_bad_orders(order) -> None:
-    with pytest.raises(AssertionError, match="order"):
+    with pytest.raises(ArgumentError, match="order"):
         ConvBlock(in_channels=3, out_channels=8, order=order)
 
 
@@ -115,7 +116,7 @@ def test_convblock_transpose_upsamples() -> None:
 
 
 def test_convblock_transpose_rejects_non_zero_padding_mode() -> None:
-    with pytest.raises(AssertionError, match="zeros"):
+    with pytest.raises(ArgumentError, match="zeros"):
         ConvBlock(in_channels=4, out_channels=2, transpose=True, padding_mode="reflect")
 
 
@@ -168,7 +169,7 @@ def test_resnetblock_padding_differs_at_the_border() -> None:
 
 
 def test_resnetblock_rejects_unknown_padding() -> None:
-    with pytest.raises(AssertionError, match="padding_type"):
+    with pytest.raises(ArgumentError, match="padding_type"):
         ResnetBlock(dim=4, padding_type="circular")
 
 
@@ -267,7 +268,7 @@ def test_adain_eps_guards_flat_channels() -> None:
 
 
 def test_adain_rejects_mismatched_channels() -> None:
-    with pytest.raises(AssertionError, match="channels"):
+    with pytest.raises(ArgumentError, match="channels"):
         AdaptiveInstanceNorm()(torch.randn(1, 3, 4, 4), torch.randn(1, 4, 4, 4))
 
 

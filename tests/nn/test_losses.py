@@ -17,6 +17,7 @@ from torchstyle.nn import (
     Vgg19Features,
     gradient_penalty,
 )
+from torchstyle.nn.errors import ArgumentError
 
 # ---------------------------------------------------------------- CustomLoss
 
@@ -83,9 +84,9 @@ def test_gan_loss_works_on_patch_maps_and_has_gradients(mode: str) -> None:
 
 
 def test_gan_loss_rejects_unknown_mode_and_fake_target_for_generator() -> None:
-    with pytest.raises(AssertionError, match="unknown GAN mode"):
+    with pytest.raises(ArgumentError, match="unknown GAN mode"):
         GANLoss("minimax")
-    with pytest.raises(AssertionError, match="target_is_real=True"):
+    with pytest.raises(ArgumentError, match="target_is_real=True"):
         GANLoss("hinge")(torch.zeros(2), False, for_discriminator=False)
 
 
@@ -224,11 +225,11 @@ def test_perceptual_loss_builds_vgg_when_not_given(no_vgg_cache) -> None:
 
 
 def test_perceptual_loss_rejects_bad_arguments(vgg_features: Vgg19Features) -> None:
-    with pytest.raises(AssertionError, match="input_range"):
+    with pytest.raises(ArgumentError, match="input_range"):
         PerceptualLoss(features=vgg_features, input_range="0-255")
-    with pytest.raises(AssertionError, match="layer_weights"):
+    with pytest.raises(ArgumentError, match="layer_weights"):
         PerceptualLoss(features=vgg_features, layer_weights=(1.0, 1.0))
-    with pytest.raises(AssertionError, match="images"):
+    with pytest.raises(ArgumentError, match="images"):
         PerceptualLoss(features=vgg_features)(torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8))
 
 

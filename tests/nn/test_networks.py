@@ -23,6 +23,7 @@ from torchstyle.nn import (
     Vgg19Features,
     count_parameters,
 )
+from torchstyle.nn.errors import ArgumentError
 from torchstyle.nn.networks import _vgg19_features_layers
 
 # ---------------------------------------------------------------- SimpleNetwork
@@ -59,7 +60,7 @@ def test_resnet_generator_structure_follows_its_arguments() -> None:
 
 def test_resnet_generator_rejects_sizes_it_cannot_restore() -> None:
     gen = ResnetGenerator(in_channels=3, out_channels=3, ngf=4, n_blocks=1)
-    with pytest.raises(AssertionError, match="divisible"):
+    with pytest.raises(ArgumentError, match="divisible"):
         gen(torch.randn(1, 3, 18, 18))
 
 
@@ -101,14 +102,14 @@ def test_dcgan_layers_follow_the_paper(image_size: int, hidden: int) -> None:
 
 def test_dcgan_generator_rejects_wrong_noise() -> None:
     gen = DCGANGenerator(latent_dim=10, image_size=32, base_width=4)
-    with pytest.raises(AssertionError, match="noise"):
+    with pytest.raises(ArgumentError, match="noise"):
         gen(torch.randn(3, 11))
 
 
 @pytest.mark.parametrize("cls", [DCGANGenerator, DCGANDiscriminator])
 @pytest.mark.parametrize("image_size", [16, 48, 128])
 def test_dcgan_rejects_unsupported_image_sizes(cls, image_size: int) -> None:
-    with pytest.raises(AssertionError, match="image_size must be 32 or 64"):
+    with pytest.raises(ArgumentError, match="image_size must be 32 or 64"):
         cls(image_size=image_size, base_width=4)
 
 
@@ -134,7 +135,7 @@ def test_dcgan_discriminator_spectral_replaces_batchnorm() -> None:
 
 
 def test_dcgan_rejects_wrong_input_size() -> None:
-    with pytest.raises(AssertionError, match="32x32"):
+    with pytest.raises(ArgumentError, match="32x32"):
         DCGANDiscriminator(image_size=32, base_width=4)(torch.randn(1, 3, 64, 64))
 
 
@@ -159,7 +160,7 @@ def test_patchgan_is_local() -> None:
 
 
 def test_patchgan_rejects_too_small_inputs_with_a_message() -> None:
-    with pytest.raises(AssertionError, match="too small"):
+    with pytest.raises(ArgumentError, match="too small"):
         PatchGANDiscriminator(in_channels=3, ndf=4, n_layers=3)(torch.randn(1, 3, 16, 16))
 
 
@@ -300,12 +301,12 @@ def test_classifier_is_cheap_on_digits() -> None:
 
 @pytest.mark.parametrize("image_size", [7, 65])
 def test_classifier_rejects_image_sizes_out_of_range(image_size: int) -> None:
-    with pytest.raises(AssertionError, match="image_size"):
+    with pytest.raises(ArgumentError, match="image_size"):
         ResNetClassifier(image_size=image_size)
 
 
 def test_classifier_rejects_too_many_stages_for_the_image() -> None:
-    with pytest.raises(AssertionError, match="stages"):
+    with pytest.raises(ArgumentError, match="stages"):
         ResNetClassifier(in_channels=1, image_size=8, num_blocks=(1, 1, 1, 1))
 
 

@@ -19,6 +19,7 @@ from torchstyle.nn import (
     one_hot,
     unfreeze,
 )
+from torchstyle.nn.errors import ArgumentError
 
 # ---------------------------------------------------------------- init_weights
 
@@ -93,7 +94,7 @@ def test_init_weights_leaves_other_layers_alone() -> None:
 
 
 def test_init_weights_rejects_unknown_type() -> None:
-    with pytest.raises(AssertionError, match="unknown init_type"):
+    with pytest.raises(ArgumentError, match="unknown init_type"):
         init_weights(nn.Linear(2, 2), "uniform")
 
 
@@ -135,7 +136,7 @@ def test_one_hot_roundtrips_through_argmax(batch, height, width, num_classes, se
 
 
 def test_one_hot_rejects_float_and_out_of_range_labels() -> None:
-    with pytest.raises(AssertionError, match="integer"):
+    with pytest.raises(ArgumentError, match="integer"):
         one_hot(torch.zeros(2, 4, 4), 3)
     with pytest.raises(RuntimeError):
         one_hot(torch.tensor([0, 3]), 3)

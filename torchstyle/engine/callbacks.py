@@ -1,15 +1,19 @@
-"""Named hooks: extend the engine without subclassing its loop.
+"""Hooks: extend the engine without subclassing its loop.
 
-A callback overrides any of the ``on_*`` methods; the trainer calls them at the points their
-names say. ``on_step_end`` runs every optimizer step, so the trainer calls it only for
-callbacks that override it. A callback with state (early stopping's counter) saves it through
+The events are a fixed set: the ``on_*`` methods of :class:`Callback`, each typed. A callback
+overrides any of them; the trainer calls them, through :class:`Hooks`, at the points their
+names say. ``on_step_end`` runs every optimizer step, so it is called only for callbacks that
+override it. A callback with state (early stopping's counter) saves it through
 ``state_dict``/``load_state_dict`` and so survives a resume.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from torchstyle.errors import UserError
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -31,6 +35,9 @@ class Callback:
 
     def on_log(self, trainer: Trainer, step: int, scalars: dict[str, float]) -> None:
         """Before training scalars are written; add entries to ``scalars`` to log them too."""
+
+    def on_evaluation_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before an evaluation of the test split that follows ``epoch`` (0-based)."""
 
     def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         """After an evaluation of the test split."""
@@ -69,7 +76,10 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, patience: int, min_delta: float = 0.0) -> None:
-        assert patience > 0, "patience must be positive"
+        if patience < 1:
+            raise UserError(
+                f"--early-stopping must be a positive number of evaluations, got {patience}"
+            )
         self.patience = patience
         self.min_delta = min_delta
         self.best: float | None = None
@@ -108,3 +118,69 @@ class Checkpointing(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         """Writes the checkpoint of the finished epoch."""
         trainer.save_checkpoint(epoch_end=epoch + 1)
+
+
+class Hooks:
+    """Calls every callback's hook of one event, in order; one typed method per event.
+
+    Args:
+        callbacks: The callbacks, in call order.
+    """
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = list(callbacks)
+        # The per-step hook runs thousands of times: only for callbacks that override it.
+        self._per_step = [
+            c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end
+        ]
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """See :meth:`Callback.on_train_start`."""
+        for cb in self.callbacks:
+            cb.on_train_start(trainer)
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """See :meth:`Callback.on_epoch_start`."""
+        for cb in self.callbacks:
+            cb.on_epoch_start(trainer, epoch)
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        """See :meth:`Callback.on_step_end`."""
+        for cb in self._per_step:
+            cb.on_step_end(trainer, step)
+
+    def on_log(self, trainer: Trainer, step: int, scalars: dict[str, float]) -> None:
+        """See :meth:`Callback.on_log`."""
+        for cb in self.callbacks:
+            cb.on_log(trainer, step, scalars)
+
+    def on_evaluation_start(self, trainer: Trainer, epoch: int) -> None:
+        """See :meth:`Callback.on_evaluation_start`."""
+        for cb in self.callbacks:
+            cb.on_evaluation_start(trainer, epoch)
+
+    def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """See :meth:`Callback.on_evaluation_end`."""
+        for cb in self.callbacks:
+            cb.on_evaluation_end(trainer, epoch, metrics)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """See :meth:`Callback.on_epoch_end`."""
+        for cb in self.callbacks:
+            cb.on_epoch_end(trainer, epoch)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """See :meth:`Callback.on_train_end`."""
+        for cb in self.callbacks:
+            cb.on_train_end(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every callback's state, by class name."""
+        return {type(c).__name__: c.state_dict() for c in self.callbacks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores the callbacks that saved a state."""
+        for cb in self.callbacks:
+            cb_state = state.get(type(cb).__name__)
+            if cb_state:
+                cb.load_state_dict(cb_state)

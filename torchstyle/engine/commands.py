@@ -6,7 +6,6 @@ torch is imported inside the ``run_*`` functions so ``torchstyle lint`` and ``--
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import sys
@@ -40,27 +39,24 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     base = _saved_config(Path(args.resume)) if getattr(args, "resume", None) else None
     cfg = config_from_args(args, base)
     _setup_logging()
-    from torchstyle.engine import distributed
     from torchstyle.engine.trainer import Trainer
 
     trainer = Trainer(cfg)
-    info, run_dir = trainer.dist, trainer.run_dir
+    strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
     try:
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
-    # The DDP wrapper holds the process group: dropped after it, gloo's threads may still be
-    # alive during interpreter shutdown, which aborts the process (SIGABRT) at exit.
+    # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
-    gc.collect()
-    distributed.teardown(info)
+    strategy.teardown()
     if interrupted is not None:
         message = (
             f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {run_dir}\n"
         )
         return CommandOutput(code=128 + interrupted.signum, stderr=message)
-    return CommandOutput(stdout=format_summary(result) + "\n" if info.is_main else "")
+    return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -131,9 +127,8 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         build_data,
         make_loader,
     )
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
-    from torchstyle.models.base import StepModule
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -153,7 +148,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     )
     sampler = EpochBatchSampler(len(data.test), batch_size=args.batch_size, shuffle=False)
     loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    metrics = evaluate(StepModule(model), model, loader, device)
+    metrics = evaluate(model, loader, device)
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": len(data.test), **metrics})
@@ -177,9 +172,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> CommandOutput:
     """Predicts with a finished run in its model's own terms (labels, samples, translations)."""
-    from torchstyle.engine.distributed import resolve_device
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
     from torchstyle.engine.predict import predictor_for
+    from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")

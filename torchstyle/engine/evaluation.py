@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
 from torchstyle.errors import UserError
@@ -18,7 +18,6 @@ from torchstyle.spec import DataSpec
 
 @torch.no_grad()
 def evaluate(
-    step_module: nn.Module,
     model: TorchstyleModel,
     loader: Iterable[Any],
     device: torch.device,
@@ -28,12 +27,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Averages a model's per-sample evaluation values over a split.
 
-    Runs under ``model.eval()`` and ``torch.no_grad()``. Per-sample values are summed and
-    counted, then (``reduce_sum``) reduced across processes, so an uneven last batch or
-    uneven shards weigh exactly right.
+    Runs under ``model.eval()`` and ``torch.no_grad()``, after the model's
+    ``on_evaluation_start``. Per-sample values are summed and counted, then (``reduce_sum``)
+    reduced across processes, so an uneven last batch or uneven shards weigh exactly right.
 
     Args:
-        step_module: Module whose ``__call__(batch)`` runs ``model.evaluation_step``.
         model: The model (switched to eval mode and back).
         loader: Batches of the split, already on ``device``.
         device: Where to compute.
@@ -44,13 +42,14 @@ def evaluate(
         Metric name to mean value.
     """
     was_training = model.training
+    model.on_evaluation_start()
     model.eval()
     sums: dict[str, Tensor] = {}
     count = torch.zeros((), device=device, dtype=torch.float64)
     try:
         for batch in loader:
             with autocast():
-                out = step_module(batch)
+                out = model.evaluation_step(batch)
             for k, v in out.items():
                 s = v.detach().double().sum()
                 sums[k] = sums[k] + s if k in sums else s

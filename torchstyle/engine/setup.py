@@ -5,6 +5,7 @@ Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -13,57 +14,101 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from torchstyle.config import TrainConfig
-from torchstyle.data import DevicePrefetcher, EpochBatchSampler, TensorImageDataset, make_loader
+from torchstyle.data import (
+    DataBundle,
+    DataOptions,
+    DevicePrefetcher,
+    EpochBatchSampler,
+    TensorImageDataset,
+    build_data,
+    make_loader,
+)
 from torchstyle.data.device import DeviceBatches
 from torchstyle.data.folder import ImageFolderDataset
-from torchstyle.engine import distributed
+from torchstyle.data.loaders import rebuild
 from torchstyle.engine.checkpoint import LATEST, load_checkpoint
+from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel, create_model
-from torchstyle.spec import DataSpec
+from torchstyle.models import TorchstyleModel, create_model, get_model_class
 
 
-def build_model(cfg: TrainConfig, spec: DataSpec) -> TorchstyleModel:
-    """``create_model`` with constructor mistakes turned into one-line user errors."""
-    try:
-        return create_model(cfg.model, spec, **cfg.model_args)
-    except TypeError as e:
-        raise UserError(f"model {cfg.model!r}: {e}; check --model-arg names") from None
-    except AssertionError as e:
-        raise UserError(f"model {cfg.model!r}: {e}") from None
+def build_data_and_model(
+    cfg: TrainConfig, model: TorchstyleModel | None, data: DataBundle | None
+) -> tuple[DataBundle, TorchstyleModel]:
+    """The datasets and the model, each the one given or built as ``cfg`` says.
+
+    Data first: the model's input shape comes from it, and the model class says which
+    image size and folder layout it wants.
+    """
+    model_cls = type(model) if model is not None else get_model_class(cfg.model)
+    if data is None:
+        options = DataOptions(
+            name=cfg.data,
+            data_dir=cfg.data_dir,
+            image_size=cfg.image_size or model_cls.default_image_size,
+            skip_bad_images=cfg.skip_bad_images,
+            download=cfg.download,
+            seed=cfg.seed,
+            layout=model_cls.data_layout,
+            augment=cfg.augment,
+        )
+        data = build_data(options)
+    if model is None:
+        model = create_model(cfg.model, data.spec, **cfg.model_args)
+    return data, model
+
+
+def total_steps(cfg: TrainConfig, micro_batches_per_epoch: int) -> int:
+    """Optimizer steps the whole run takes (what a schedule spans)."""
+    steps = cfg.epochs * math.ceil(micro_batches_per_epoch / cfg.accumulate)
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def channels_last(batch: Any) -> Any:
+    """Images (4-D tensors) of a batch in channels-last memory format; the rest unchanged."""
+    if isinstance(batch, Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        return rebuild(batch, [channels_last(b) for b in batch])
+    return batch
 
 
 def build_batches(
-    dataset: Any, cfg: TrainConfig, info: distributed.DistInfo, *, train: bool
+    dataset: Any, cfg: TrainConfig, strategy: Strategy, *, train: bool
 ) -> tuple[EpochBatchSampler, Any]:
     """The sampler of a split and an iterable of its batches, already on the device.
 
     The batches come from the stock loader behind a device prefetcher, from device memory
     (``--data-on-device``), or as bytes decoded on the device (``--decode gpu``).
     """
-    if cfg.batch_size % info.world_size:
+    if cfg.batch_size % strategy.world_size:
         raise UserError(
-            f"--batch-size {cfg.batch_size} does not split evenly over {info.world_size} processes; "
-            f"use a multiple of {info.world_size}"
+            f"--batch-size {cfg.batch_size} does not split evenly over {strategy.world_size} processes; "
+            f"use a multiple of {strategy.world_size}"
         )
     sampler = EpochBatchSampler(
         len(dataset),
-        batch_size=cfg.batch_size // info.world_size,
+        batch_size=cfg.batch_size // strategy.world_size,
         shuffle=train,
         seed=cfg.seed,
-        rank=info.rank,
-        world_size=info.world_size,
-        pad=train and info.world_size > 1,  # equal step counts; evaluation counts each sample once
+        rank=strategy.rank,
+        world_size=strategy.world_size,
+        pad=train
+        and strategy.world_size > 1,  # equal step counts; evaluation counts each sample once
     )
     if cfg.data_on_device:
-        return sampler, DeviceBatches(_in_memory(dataset), sampler, info.device)
+        return sampler, DeviceBatches(_in_memory(dataset), sampler, strategy.device)
     workers = cfg.workers
     if workers is None:  # in-memory data gains nothing from worker processes
         workers = 0 if getattr(dataset, "batched", False) else min(8, os.cpu_count() or 1)
     loader = partial(
-        make_loader, batch_sampler=sampler, workers=workers, pin_memory=info.device.type == "cuda"
+        make_loader,
+        batch_sampler=sampler,
+        workers=workers,
+        pin_memory=strategy.device.type == "cuda",
     )
     if cfg.decode == "gpu":
         from torchstyle.data.jpeg import decode_on_device_loader
@@ -73,10 +118,10 @@ def build_batches(
                 "--decode gpu decodes image files: use it with a folder of images (train/ and test/ of class folders)"
             )
         encoded, decoder = decode_on_device_loader(
-            dataset, loader, info.device, skip_bad_images=cfg.skip_bad_images
+            dataset, loader, strategy.device, skip_bad_images=cfg.skip_bad_images
         )
-        return sampler, DevicePrefetcher(encoded, info.device, transform=decoder)
-    return sampler, DevicePrefetcher(loader(dataset), info.device)
+        return sampler, DevicePrefetcher(encoded, strategy.device, transform=decoder)
+    return sampler, DevicePrefetcher(loader(dataset), strategy.device)
 
 
 def _in_memory(dataset: Any) -> TensorImageDataset:
@@ -142,15 +187,15 @@ def load_resume_state(
     return load_checkpoint(path, map_location=device)
 
 
-def prepare_run_dir(cfg: TrainConfig, run_dir: Path, info: distributed.DistInfo) -> None:
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path, strategy: Strategy) -> None:
     """Creates (or, with ``--overwrite``, replaces) the run folder and saves the config.
 
     Called only once everything that can fail on bad input has been built, so a bad command
     never touches an existing folder.
     """
-    if info.is_main:
+    if strategy.is_main:
         if cfg.overwrite and not cfg.resume and run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir)
-    distributed.barrier(info)
+    strategy.barrier()

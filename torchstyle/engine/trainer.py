@@ -1,61 +1,61 @@
 """The training loop: the guide's recommended loop, done right, readable top to bottom.
 
 Read :meth:`Trainer.fit`, then :meth:`Trainer._train_step`; everything else is set-up.
-What this loop fixes in the guide's own example (see DESIGN.md):
+What this loop fixes in the guide's own example:
 
 * compute efficiency is measured, not guessed: data wait over wall time, with CUDA events
   on a GPU so no step waits for the device (``meters.py``);
 * losses reach TensorBoard with their values, at a step counter that increases;
 * a checkpoint stores where to resume (the next batch), so no finished work is redone;
 * no host-device sync per step: values stay on the device until every ``log_every`` steps.
+
+How the run spreads over devices is the strategy's business (``strategies.py``); where the
+run stands is one :class:`~torchstyle.engine.position.Position`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from torchstyle.config import TrainConfig
-from torchstyle.data import DataBundle, DataOptions, build_data
-from torchstyle.data.loaders import rebuild
-from torchstyle.engine import distributed, setup
-from torchstyle.engine.callbacks import Callback, Checkpointing, EarlyStopping, LearningRateLogger
+from torchstyle.data import DataBundle
+from torchstyle.engine import setup
+from torchstyle.engine.callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    Hooks,
+    LearningRateLogger,
+)
 from torchstyle.engine.checkpoint import CheckpointManager, load_model_state
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
+from torchstyle.engine.position import Position
 from torchstyle.engine.reproducibility import (
     capture_rng_state,
     configure_backends,
     restore_rng_state,
     seed_everything,
 )
+from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel, get_model_class
-from torchstyle.models.base import StepModule
+from torchstyle.models import TorchstyleModel
 
 log = logging.getLogger(__name__)
 
 # Images in a GAN's sample grid.
 NUM_SAMPLES = 64
-
-
-def _channels_last(batch: Any) -> Any:
-    """Images (4-D tensors) of a batch in channels-last memory format; the rest unchanged."""
-    if isinstance(batch, Tensor):
-        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
-    if isinstance(batch, (list, tuple)):
-        return rebuild(batch, [_channels_last(b) for b in batch])
-    return batch
 
 
 @dataclass
@@ -76,6 +76,9 @@ class TrainResult:
 class Trainer:
     """Trains a registered model as ``TrainConfig`` says.
 
+    Building one reads (the data, a checkpoint to resume) but writes nothing and joins no
+    process group: :meth:`fit` does both when training starts.
+
     Args:
         cfg: The run's settings (already merged and validated).
         callbacks: Extra hooks, called after the built-in ones.
@@ -93,150 +96,80 @@ class Trainer:
     ) -> None:
         cfg.validate()
         self.cfg = cfg
-        self.dist = distributed.setup(cfg.strategy, cfg.device)
-        self.device = self.dist.device
+        self.strategy = make_strategy(cfg.strategy, cfg.device, amp=cfg.amp)
         self.run_dir = setup.resolve_run_dir(cfg)
-        resume_state = setup.load_resume_state(cfg, self.run_dir, self.device)  # before any write
-
-        seed_everything(cfg.seed + self.dist.rank)
+        resume_state = setup.load_resume_state(cfg, self.run_dir, self.strategy.device)
+        seed_everything(cfg.seed + self.strategy.rank)
         configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
 
-        # Data first: the model's input shape comes from it.
-        model_cls = type(model) if model is not None else get_model_class(cfg.model)
-        options = DataOptions(
-            name=cfg.data,
-            data_dir=cfg.data_dir,
-            image_size=cfg.image_size or model_cls.default_image_size,
-            skip_bad_images=cfg.skip_bad_images,
-            download=cfg.download,
-            seed=cfg.seed,
-            layout=model_cls.data_layout,
-            augment=cfg.augment,
-        )
-        self.data = data if data is not None else build_data(options)
-        self.model = model if model is not None else setup.build_model(cfg, self.data.spec)
-        self.model.to(self.device)
+        self.data, self.model = setup.build_data_and_model(cfg, model, data)
+        self.model.to(self.strategy.device)
         if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.monitor = self.model.monitor
-
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]  # Module.to's overloads omit memory_format
         self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
-        # Batches already on the device: the stock loader behind a device prefetcher,
-        # the whole dataset in device memory (--data-on-device), or bytes decoded on the
-        # device (--decode gpu).
         self.train_sampler, self.train_batches = setup.build_batches(
-            self.data.train, cfg, self.dist, train=True
+            self.data.train, cfg, self.strategy, train=True
         )
         self.test_sampler, self.test_batches = setup.build_batches(
-            self.data.test, cfg, self.dist, train=False
+            self.data.test, cfg, self.strategy, train=False
         )
-        self.steps_per_epoch = math.ceil(len(self.train_sampler) / cfg.accumulate)
-        total_steps = cfg.epochs * self.steps_per_epoch
-        if cfg.max_steps:
-            total_steps = min(total_steps, cfg.max_steps)
+        total_steps = setup.total_steps(cfg, len(self.train_sampler))
         self.schedulers = setup.build_schedulers(cfg.scheduler, self.optimizers, total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
 
-        # The engine calls steps through a module's __call__, so DP/DDP hooks fire and a
-        # "super network" (networks + losses in one module) gets its whole batch split.
-        step_module: torch.nn.Module = StepModule(self.model)
-        self.eval_module = step_module
-        if cfg.compile:
-            step_module = torch.compile(step_module)
-        self.step_module = distributed.wrap(
-            step_module, self.dist, find_unused_parameters=len(self.optimizers) > 1
-        )
-        # On one device, uncompiled, there is no wrapper whose hooks must fire: call the step
-        # itself and save a module call per step (the model's own hooks still fire inside it).
-        wrapped = cfg.compile or self.dist.strategy != "single"
-        self._step = self.step_module if wrapped else self.model.training_step
-        # No autocast and no DDP: every step runs in the same (empty) context.
-        self._plain_context = self.amp_dtype is None and self.dist.strategy != "ddp"
-
-        self.callbacks: list[Callback] = [LearningRateLogger(), Checkpointing()]
-        if cfg.early_stopping:
-            self.callbacks.append(EarlyStopping(cfg.early_stopping))
-        self.callbacks += list(callbacks)
-        self._step_callbacks = [
-            c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end
-        ]
-
-        # Position in training: `epoch` is the epoch in progress, `batch` the micro-batches of
-        # it already consumed, `n_iter` the optimizer steps taken (TensorBoard's x axis).
-        self.epoch = 0
-        self.batch = 0
-        self.n_iter = 0
-        self.best_value: float | None = None
-        self.best_epoch: int | None = None
+        early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
+        self.hooks = Hooks([LearningRateLogger(), Checkpointing(), *early, *callbacks])
+        self.position = Position()
         self.metrics: dict[str, float] = {}
-        self.should_stop = False
         self.stop_reason: str | None = None
-        self.skipped_steps = 0
+        self._resumed = resume_state is not None
+        if resume_state is not None:
+            self._restore(resume_state)
         self._interrupt: int | None = None
         self._is_best = False
         self._pbar: Any = None
-        if resume_state is not None:
-            self._restore(resume_state)
 
-        setup.prepare_run_dir(cfg, self.run_dir, self.dist)
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
-        self.logger = RunLogger(
-            self.run_dir,
-            enabled=self.dist.is_main,
-            purge_step=self.n_iter + 1 if resume_state is not None else None,
-        )
-        self.buffer = MetricBuffer()
-        self.meter = EfficiencyMeter(self.device)
+    @property
+    def monitor(self) -> tuple[str, str] | None:
+        """The model's ``(metric, "max"|"min")`` that picks the best checkpoint."""
+        return self.model.monitor
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
         """Runs the remaining epochs; returns the summary of the run."""
-        cfg = self.cfg
+        cfg, pos = self.cfg, self.position
+        self._start()  # joins the processes, wraps the step, opens the run folder
         with self._signals_handled():
-            self._emit("on_train_start")
-            if self.epoch >= cfg.epochs and cfg.resume:
-                log.info(
-                    "%s has trained %d epochs already; pass a larger --epochs to go on",
-                    self.run_dir,
-                    self.epoch,
-                )
-            while self.epoch < cfg.epochs and not self.should_stop:
-                epoch = self.epoch
+            self.hooks.on_train_start(self)
+            while pos.epoch < cfg.epochs and self.stop_reason is None:
                 self.model.train()
-                self.train_sampler.set_epoch(epoch, start_batch=self.batch)
-                self._emit("on_epoch_start", epoch)
-                self.meter.reset()
-                for group in self._batch_groups(self._progress(epoch)):
-                    self._train_step(group)
-                    self.n_iter += 1
-                    self.batch += len(group)
-                    for cb in self._step_callbacks:
-                        cb.on_step_end(self, self.n_iter)
-                    log_step = self.n_iter % cfg.log_every == 0
+                self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
+                self.hooks.on_epoch_start(self, pos.epoch)
+                for micro_batches in self._batch_groups(self._progress(pos.epoch)):
+                    self._train_step(micro_batches)  # forward, backward, step: every phase
+                    pos.n_iter += 1
+                    pos.batch += len(micro_batches)
+                    self.hooks.on_step_end(self, pos.n_iter)
+                    log_step = pos.n_iter % cfg.log_every == 0
                     if log_step:
                         self._log_training()
-                    if self._interrupted(log_step):
-                        self._stop_for_signal()
-                    if cfg.max_steps is not None and self.n_iter >= cfg.max_steps:
+                    self._stop_if_signalled(at_sync_point=log_step, save=True)
+                    if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
                         self.request_stop(f"reached --max-steps {cfg.max_steps}")
-                    if self.should_stop:  # --max-steps, or a callback asked
+                    if self.stop_reason is not None:  # --max-steps, or a callback asked
                         break
                 self._log_training()  # the epoch's tail, and a NaN check before saving
-                if self.batch < self.train_sampler.batches_per_epoch():
-                    # Stopped mid-epoch: save where we are, resumable.
-                    self.save_checkpoint(epoch_end=None)
+                if pos.batch < self.train_sampler.batches_per_epoch():
+                    self.save_checkpoint(epoch_end=None)  # stopped mid-epoch: resumable here
                     break
-                self.epoch, self.batch = epoch + 1, 0
-                last = self.epoch == cfg.epochs
-                if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last:
-                    self._evaluate_and_log(epoch)
-                self._emit("on_epoch_end", epoch)
-                if self._interrupted(True):  # the epoch's checkpoint is already written
-                    raise RunInterruptedError(self._interrupt or 0, str(self.checkpoints.latest))
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+                if (cfg.eval_every and pos.epoch % cfg.eval_every == 0) or pos.epoch == cfg.epochs:
+                    self._evaluate_and_log(pos.epoch - 1)
+                self.hooks.on_epoch_end(self, pos.epoch - 1)  # writes the epoch's checkpoint
+                self._stop_if_signalled(at_sync_point=True, save=False)
             if not self.metrics:
-                self._evaluate_and_log(max(self.epoch - 1, 0))
-            self._emit("on_train_end")
+                self._evaluate_and_log(max(pos.epoch - 1, 0))
+            self.hooks.on_train_end(self)
         self.logger.close()
         return self._result()
 
@@ -254,7 +187,7 @@ class Trainer:
         logged: dict[str, Tensor] = {}
         for phase, optimizer in self.optimizers.items():
             optimizer.zero_grad(set_to_none=True)
-            values = self._backward(phase, micro_batches, weights)
+            values = self._forward_backward(phase, micro_batches, weights)
             if values is None:  # a non-finite loss under --nan-policy skip: no step
                 continue
             if self.cfg.clip_grad is not None:
@@ -270,22 +203,19 @@ class Trainer:
             else:
                 logged.update({f"{phase}/{k}": v for k, v in values.items()})
         if logged:
-            self.buffer.append(self.n_iter + 1, logged)
+            self.buffer.append(self.position.n_iter + 1, logged)
 
-    def _backward(
+    def _forward_backward(
         self, phase: str, micro_batches: list[Any], weights: list[float]
     ) -> dict[str, Tensor] | None:
         """Forward and backward of one phase over the micro-batches; returns its detached values."""
         values: dict[str, Tensor] = {}
         last = len(micro_batches) - 1
         for i, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
-            # Under DDP only the last micro-batch all-reduces gradients.
-            with self._step_context(skip_sync=i < last):
-                out = self._step(batch, phase)
-            if self.dist.strategy == "dp":  # replicas' scalars come back as a vector
-                out = {k: v.mean() for k, v in out.items()}
+            with self.strategy.step_context(inner_micro_batch=i < last):
+                out = self.strategy.step_outputs(self._step(batch, phase))
             if self.cfg.nan_policy == "skip" and not self._all_finite(out["loss"]):
-                self.skipped_steps += 1  # its gradients are zeroed before the next step
+                self.position.skipped_steps += 1  # its gradients are zeroed before the next step
                 return None
             if last == 0:  # no accumulation: nothing to weigh
                 self.scaler.scale(out["loss"]).backward()
@@ -301,22 +231,23 @@ class Trainer:
         """Evaluates the test split (every process its shard; results reduced across them)."""
         self.test_sampler.set_epoch(0)
         return evaluate(
-            self.eval_module,
             self.model,
             self.test_batches,
-            self.device,
-            autocast=self._autocast,
-            reduce_sum=lambda t: distributed.all_reduce(t, self.dist),
+            self.strategy.device,
+            autocast=self.strategy.autocast,
+            reduce_sum=self.strategy.all_reduce,
         )
 
     def _evaluate_and_log(self, epoch: int) -> None:
+        self.hooks.on_evaluation_start(self, epoch)
         metrics = self.evaluate()
         self.metrics = metrics
-        self.logger.log_scalars(self.n_iter, metrics, prefix="test/")
-        images = self.model.sample_images(NUM_SAMPLES) if self.dist.is_main else None
+        n_iter = self.position.n_iter
+        self.logger.log_scalars(n_iter, metrics, prefix="test/")
+        images = self.model.sample_images(NUM_SAMPLES) if self.strategy.is_main else None
         if images is not None:
             path = self.run_dir / "samples" / f"epoch_{epoch + 1:04d}.png"
-            self.logger.log_images(self.n_iter, "samples", images, path)
+            self.logger.log_images(n_iter, "samples", images, path)
         self.logger.flush()
         log.info(
             "epoch %d/%d: %s",
@@ -324,42 +255,37 @@ class Trainer:
             self.cfg.epochs,
             ", ".join(f"test {k} {v:.4f}" for k, v in metrics.items()),
         )
-        self._update_best(epoch, metrics)
-        self._emit("on_evaluation_end", epoch, metrics)
+        self._is_best = self.position.record_evaluation(epoch + 1, *self._monitored(metrics))
+        self.hooks.on_evaluation_end(self, epoch, metrics)
 
-    def _update_best(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._is_best = False
+    def _monitored(self, metrics: dict[str, float]) -> tuple[float | None, str | None]:
+        """The monitored metric's value and mode (None, None when the model monitors none)."""
         if self.monitor is None:
-            self._is_best, self.best_epoch = True, epoch + 1
-            return
+            return None, None
         name, mode = self.monitor
-        assert name in metrics, (
-            f"monitored metric {name!r} not in evaluation output {sorted(metrics)}"
-        )
-        value = metrics[name]
-        better = self.best_value is None or (
-            value > self.best_value if mode == "max" else value < self.best_value
-        )
-        if better:
-            self.best_value, self.best_epoch, self._is_best = value, epoch + 1, True
+        if name not in metrics:
+            raise UserError(
+                f"{type(self.model).__name__}.monitor names {name!r}, but its evaluation_step "
+                f"returns {sorted(metrics)}; monitor one of those"
+            )
+        return metrics[name], mode
 
     # ------------------------------------------------------------------ logging
     def _log_training(self) -> None:
         if not len(self.buffer):
             return
         means, bad_step = self.buffer.drain()
-        if self.dist.strategy == "ddp":  # log the global mean, and stop together on a NaN
-            means, bad_step = self._reduce_logs(means, bad_step)
+        # The global mean is logged, and every process stops together on a NaN.
+        means, bad_step = self.strategy.mean_of(means), self.strategy.first_of(bad_step)
         if bad_step is not None:
             self._nonfinite(bad_step)
         efficiency, rate = self.meter.report()
-        rate *= self.dist.world_size  # every process loads its share at about the same pace
+        rate *= self.strategy.world_size  # every process loads its share at about the same pace
         scalars = {**means, "compute_efficiency": efficiency, "samples_per_sec": rate}
-        if self.skipped_steps:
-            scalars["skipped_steps"] = float(self.skipped_steps)
-        for cb in self.callbacks:
-            cb.on_log(self, self.n_iter, scalars)
-        self.logger.log_scalars(self.n_iter, scalars, prefix="train/")
+        if self.position.skipped_steps:
+            scalars["skipped_steps"] = float(self.position.skipped_steps)
+        self.hooks.on_log(self, self.position.n_iter, scalars)
+        self.logger.log_scalars(self.position.n_iter, scalars, prefix="train/")
         if self._pbar is not None:
             loss = means.get("loss", means.get(next(iter(means), ""), float("nan")))
             self._pbar.set_postfix_str(
@@ -369,51 +295,22 @@ class Trainer:
     def _all_finite(self, loss: Tensor) -> bool:
         """Whether the loss is finite on every process (a host sync; ``--nan-policy skip`` only)."""
         bad = (~torch.isfinite(loss.detach())).float().reshape(1)
-        return not bool(distributed.all_reduce(bad, self.dist, op="max").item())
-
-    def _reduce_logs(
-        self, means: dict[str, float], bad_step: int | None
-    ) -> tuple[dict[str, float], int | None]:
-        keys = sorted(means)
-        t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=self.device)
-        t = distributed.all_reduce(t, self.dist) / self.dist.world_size
-        none = 2**62
-        bad = torch.tensor([none if bad_step is None else bad_step], device=self.device)
-        first_bad = int(
-            distributed.all_reduce(bad, self.dist, op="min").item()
-        )  # earliest of any rank
-        return dict(zip(keys, t.tolist(), strict=True)), (None if first_bad == none else first_bad)
-
-    def _interrupted(self, at_log_step: bool) -> bool:
-        """True once SIGINT/SIGTERM arrived. Under DDP the ranks agree at logging steps only,
-        so they all stop at the same step without a collective on every step."""
-        if self.dist.strategy != "ddp":
-            return self._interrupt is not None
-        if not at_log_step:
-            return False
-        flag = torch.tensor([self._interrupt or 0], device=self.device)
-        signum = int(distributed.all_reduce(flag, self.dist, op="max").item())
-        if signum:
-            self._interrupt = signum
-        return bool(signum)
+        return not bool(self.strategy.all_reduce(bad, op="max").item())
 
     def _nonfinite(self, step: int) -> None:
-        where = (
-            f"{self.checkpoints.latest}"
-            if self.checkpoints.latest.exists()
-            else "none was written yet"
-        )
+        latest = self.checkpoints.latest
+        where = f"{latest}" if latest.exists() else "none was written yet"
         self.logger.close()
         raise TrainingError(
-            f"loss became NaN or inf at step {step} (epoch {self.epoch + 1}); stopped; last good "
-            f"checkpoint: {where}; lower --lr, add --clip-grad, or pass --nan-policy skip"
+            f"loss became NaN or inf at step {step} (epoch {self.position.epoch + 1}); stopped; "
+            f"last good checkpoint: {where}; lower --lr, add --clip-grad, or pass --nan-policy skip"
         )
 
     def _progress(self, epoch: int) -> Iterator[Any]:
         """Batches of the epoch on the device, behind a tqdm bar on the main process."""
         batches = self.train_batches
         self._pbar = None
-        if not (self.cfg.progress and self.dist.is_main):
+        if not (self.cfg.progress and self.strategy.is_main):
             yield from batches
             return
         from tqdm import tqdm
@@ -431,6 +328,7 @@ class Trainer:
         """Groups micro-batches for accumulation, timing each fetch for compute efficiency."""
         it = iter(batches)
         meter, size_of, accumulate = self.meter, self.model.batch_size_of, self.cfg.accumulate
+        meter.reset()
         while True:
             group = []
             while len(group) < accumulate:
@@ -440,7 +338,7 @@ class Trainer:
                     break
                 meter.fetch_end(size_of(batch))
                 if self.cfg.channels_last:  # the model's weights are channels-last already
-                    batch = _channels_last(batch)
+                    batch = setup.channels_last(batch)
                 group.append(batch)
             if not group:
                 return
@@ -455,26 +353,19 @@ class Trainer:
         """
         rng_states = rng_states or [capture_rng_state()]
         return {
+            **self.position.state_dict(),
             "net": self.model.state_dict(),
             "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scheduler": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "n_iter": self.n_iter,
             "rng": rng_states[0],
             "rng_per_rank": rng_states,
             "config": self.cfg.to_dict(),
             "spec": self.data.spec.to_dict(),
             "model": {"name": self.cfg.model, "hparams": self.model.hparams()},
-            "best": {
-                "value": self.best_value,
-                "epoch": self.best_epoch,
-                "monitor": list(self.monitor or []),
-            },
+            "monitor": list(self.monitor or []),
             "metrics": self.metrics,
-            "skipped_steps": self.skipped_steps,
-            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "callbacks": self.hooks.state_dict(),
         }
 
     def save_checkpoint(self, *, epoch_end: int | None) -> None:
@@ -482,10 +373,10 @@ class Trainer:
 
         Every process calls it (their RNG states are gathered); only the main one writes.
         """
-        rng_states = distributed.gather_objects(capture_rng_state(), self.dist)
-        if not self.dist.is_main:
+        rng_states = self.strategy.gather_objects(capture_rng_state())
+        if not self.strategy.is_main:
             return
-        is_best = epoch_end is not None and getattr(self, "_is_best", False)
+        is_best = epoch_end is not None and self._is_best
         self.checkpoints.save(self.state_dict(rng_states), epoch_end=epoch_end, is_best=is_best)
         self._is_best = False
 
@@ -504,57 +395,58 @@ class Trainer:
                 sched.load_state_dict(state["scheduler"][k])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.batch, self.n_iter = state["epoch"], state["batch"], state["n_iter"]
-        self.best_value, self.best_epoch = state["best"]["value"], state["best"]["epoch"]
+        self.position = Position.from_state(state)
         self.metrics = state["metrics"]
-        self.skipped_steps = state.get("skipped_steps", 0)
-        for cb in self.callbacks:
-            cb_state = state["callbacks"].get(type(cb).__name__)
-            if cb_state:
-                cb.load_state_dict(cb_state)
+        self.hooks.load_state_dict(state["callbacks"])
         per_rank = state.get("rng_per_rank") or []
-        same_world = len(per_rank) == self.dist.world_size
-        restore_rng_state(per_rank[self.dist.rank] if same_world else state["rng"])
+        same_world = len(per_rank) == self.strategy.world_size
+        restore_rng_state(per_rank[self.strategy.rank] if same_world else state["rng"])
+        pos = self.position
         log.info(
             "resumed %s at epoch %d, batch %d (step %d)",
             self.run_dir,
-            self.epoch + 1,
-            self.batch,
-            self.n_iter,
+            pos.epoch + 1,
+            pos.batch,
+            pos.n_iter,
         )
 
-    # ------------------------------------------------------------------ set-up helpers
-    _NULL = contextlib.nullcontext()  # stateless: one instance serves every step
+    # ------------------------------------------------------------------ start and stop
+    def _start(self) -> None:
+        """What training needs beyond building: the process group, the wrapped step, the
+        run folder (created, or replaced with ``--overwrite``), its checkpoints and logs."""
+        cfg, strategy = self.cfg, self.strategy
+        strategy.launch()
+        several_phases = len(self.optimizers) > 1
+        self._step: StepFn = strategy.wrap(
+            self.model, compile=cfg.compile, several_phases=several_phases
+        )
+        setup.prepare_run_dir(cfg, self.run_dir, strategy)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
+        purge_step = self.position.n_iter + 1 if self._resumed else None
+        self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
+        self.buffer = MetricBuffer()
+        self.meter = EfficiencyMeter(strategy.device)
+        if self._resumed and self.position.epoch >= cfg.epochs:
+            log.info(
+                "%s has trained %d epochs already; pass a larger --epochs to go on",
+                self.run_dir,
+                self.position.epoch,
+            )
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return self._NULL
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _step_context(self, *, skip_sync: bool) -> contextlib.AbstractContextManager[Any]:
-        """Autocast, and under DDP ``no_sync`` for the inner micro-steps of an accumulation."""
-        if self._plain_context:
-            return self._NULL
-        stack = contextlib.ExitStack()
-        if skip_sync and self.dist.strategy == "ddp":
-            stack.enter_context(self.step_module.no_sync())  # type: ignore[operator]
-        stack.enter_context(self._autocast())
-        return stack
+    @property
+    def should_stop(self) -> bool:
+        """Whether training ends after the current step or evaluation."""
+        return self.stop_reason is not None
 
     def request_stop(self, reason: str) -> None:
         """Ends training after the current step or evaluation (for callbacks)."""
-        self.should_stop = True
         self.stop_reason = reason
-
-    def _emit(self, hook: str, *args: Any) -> None:
-        for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
 
     @contextlib.contextmanager
     def _signals_handled(self) -> Iterator[None]:
         """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary."""
 
-        def handler(signum: int, frame: Any) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
             if self._interrupt is not None:  # a second signal: the user insists
                 raise KeyboardInterrupt
             self._interrupt = signum
@@ -569,23 +461,31 @@ class Trainer:
             for sig, h in previous.items():
                 signal.signal(sig, h)
 
-    def _stop_for_signal(self) -> None:
-        assert self._interrupt is not None
-        self._log_training()
-        self.save_checkpoint(epoch_end=None)
+    def _stop_if_signalled(self, *, at_sync_point: bool, save: bool) -> None:
+        """Stops once SIGINT/SIGTERM arrived, with a checkpoint of where the run is.
+
+        With several processes they agree at sync points only (logging steps, epoch ends),
+        so they all stop at the same step without a collective on every step.
+        """
+        signum = self.strategy.any_flag(self._interrupt or 0, at_sync_point=at_sync_point)
+        if not signum:
+            return
+        if save:
+            self._log_training()
+            self.save_checkpoint(epoch_end=None)
         self.logger.close()
-        raise RunInterruptedError(self._interrupt, str(self.checkpoints.latest))
+        raise RunInterruptedError(signum, str(self.checkpoints.latest))
 
     def _result(self) -> TrainResult:
         best_ckpt = self.checkpoints.best if self.checkpoints.best.exists() else None
         return TrainResult(
             run_dir=self.run_dir,
-            epochs=self.epoch,
-            steps=self.n_iter,
+            epochs=self.position.epoch,
+            steps=self.position.n_iter,
             metrics=self.metrics,
             best_metric=self.monitor[0] if self.monitor else None,
-            best_value=self.best_value,
-            best_epoch=self.best_epoch,
+            best_value=self.position.best_value,
+            best_epoch=self.position.best_epoch,
             best_checkpoint=best_ckpt,
             stop_reason=self.stop_reason,
         )

@@ -1,22 +1,27 @@
 """Finished models and their registry.
 
-A new model is a new file: decorate its class with :func:`register_model` and import the file
-below. Nothing dispatches on model names with if/elif.
+A new model is a new file in this package whose class is decorated with
+:func:`register_model`: the registry finds it by scanning the package, as the linter finds
+its rules. Nothing dispatches on model names with if/elif, and no list of modules is kept.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torchstyle.errors import UserError
+from torchstyle.models.arguments import accepted_arguments, check_arguments
 from torchstyle.models.base import TorchstyleModel, build_optimizer
+from torchstyle.nn.errors import ArgumentError
 from torchstyle.spec import DataSpec
 
 __all__ = [
     "TorchstyleModel",
     "UnknownModelError",
+    "accepted_arguments",
     "build_optimizer",
     "create_model",
     "get_model_class",
@@ -25,8 +30,8 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[TorchstyleModel]] = {}
-# Modules holding the built-in models; imported lazily so `import torchstyle` stays cheap.
-_BUILTIN_MODULES = ("classifier", "dcgan", "mlp", "pix2pix")
+# Modules of this package that hold no model (the rest are scanned for them).
+_SUPPORT_MODULES = frozenset({"arguments", "base"})
 _builtins_loaded = False
 
 M = TypeVar("M", bound=type[TorchstyleModel])
@@ -50,9 +55,16 @@ def register_model(name: str) -> Callable[[M], M]:
     """
 
     def decorator(cls: M) -> M:
-        assert issubclass(cls, TorchstyleModel), f"{cls.__name__} must subclass TorchstyleModel"
+        if not (isinstance(cls, type) and issubclass(cls, TorchstyleModel)):
+            raise UserError(
+                f"@register_model({name!r}): {cls!r} must be a class subclassing TorchstyleModel"
+            )
         existing = _REGISTRY.get(name)
-        assert existing is None or existing is cls, f"model name {name!r} is already registered"
+        if existing is not None and existing is not cls:
+            raise UserError(
+                f"model name {name!r} is already registered by {existing.__module__}."
+                f"{existing.__qualname__}; register {cls.__qualname__} under another name"
+            )
         _REGISTRY[name] = cls
         cls.model_name = name
         return cls
@@ -61,17 +73,14 @@ def register_model(name: str) -> Callable[[M], M]:
 
 
 def _load_builtins() -> None:
+    # Imported on first use, not at package import, so `import torchstyle` stays cheap.
     global _builtins_loaded
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"torchstyle.models.{module}")
-        except ModuleNotFoundError as e:
-            # A built-in whose issue has not landed yet is simply absent.
-            if e.name != f"torchstyle.models.{module}":
-                raise
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in _SUPPORT_MODULES:
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 def list_models() -> list[str]:
@@ -105,8 +114,15 @@ def create_model(name: str, spec: DataSpec | None = None, **kwargs: Any) -> Torc
 
     Returns:
         The model, on the CPU, in training mode.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        UserError: An argument the constructor does not take, or of the wrong type; the
+            message lists the arguments it accepts and their types.
     """
     cls = get_model_class(name)
-    if spec is None:
-        return cls(**kwargs)
-    return cls.from_spec(spec, **kwargs)
+    check_arguments(name, cls, kwargs)
+    try:
+        return cls(**kwargs) if spec is None else cls.from_spec(spec, **kwargs)
+    except ArgumentError as e:  # a building block refused a value the model passed on
+        raise UserError(f"model {name!r}: {e}; check its --model-arg values") from None

@@ -23,18 +23,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from torchstyle.errors import UserError
+from torchstyle.models.arguments import recording_arguments
 from torchstyle.spec import DataSpec
 
 Batch = Any  # Whatever the data loader yields, already on the model's device.
 
-# Optimizer factories by name; a new optimizer is a new entry, not a new branch.
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+#: Optimizers by name (``--optimizer`` offers these); a new optimizer is a new entry.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
 }
-OPTIMIZER_NAMES = tuple(_OPTIMIZERS)
 
 
 def build_optimizer(
@@ -49,20 +50,25 @@ def build_optimizer(
 
     Args:
         params: Parameters or parameter groups.
-        name: One of ``sgd``, ``adam``, ``adamw``, ``rmsprop``.
+        name: A key of :data:`OPTIMIZERS`.
         lr: Learning rate.
         weight_decay: Weight decay (decoupled for ``adamw``).
         **kwargs: Extra optimizer arguments (``betas``, ``momentum``, ...).
 
     Returns:
         The optimizer.
+
+    Raises:
+        UserError: An unknown name or a learning rate that is not positive.
     """
-    assert name in _OPTIMIZERS, f"unknown optimizer {name!r}; choose from {', '.join(_OPTIMIZERS)}"
-    assert lr > 0, f"learning rate must be positive, got {lr}"
+    if name not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    if not lr > 0:
+        raise UserError(f"the learning rate must be positive, got {lr}; pass --lr")
     if name == "sgd":
         # Plain SGD without momentum trains our models poorly; 0.9 is the usual default.
         kwargs.setdefault("momentum", 0.9)
-    return _OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 class TorchstyleModel(nn.Module):
@@ -94,6 +100,12 @@ class TorchstyleModel(nn.Module):
     default_data: ClassVar[str] = "digits"
     predict_kind: ClassVar[str] = "classify"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every constructor records its arguments: they rebuild the model from a checkpoint.
+        if "__init__" in cls.__dict__:
+            setattr(cls, "__init__", recording_arguments(cls.__dict__["__init__"]))  # noqa: B010  # mypy refuses assigning to a method
+
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:
         """Builds the model for a dataset; ``kwargs`` override what the spec implies."""
@@ -106,8 +118,14 @@ class TorchstyleModel(nn.Module):
         return cls(**args)
 
     def hparams(self) -> dict[str, Any]:
-        """Constructor arguments, saved with checkpoints to rebuild the model."""
-        return dict(getattr(self, "_hparams", {}))
+        """The constructor's arguments (defaults filled in), saved with checkpoints to rebuild
+        the model; recorded when it was built, so nothing here is kept by hand."""
+        return dict(self.__dict__.get("_hparams", {}))
+
+    def _use_hparam(self, name: str, value: Any) -> None:
+        """Records that the constructor uses ``value`` for argument ``name`` instead of the
+        one given (a capped size, say), so a rebuild from a checkpoint needs no correcting."""
+        self.__dict__["_hparams"][name] = value
 
     def configure_optimizers(
         self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
@@ -159,6 +177,9 @@ class TorchstyleModel(nn.Module):
     ) -> str:
         """``prompt`` followed by ``max_new`` sampled units of text."""
         raise NotImplementedError(f"{type(self).__name__} does not generate text")
+
+    def on_evaluation_start(self) -> None:
+        """Called before each evaluation of a split, before ``eval()``; does nothing here."""
 
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from torchstyle.errors import UserError
 from torchstyle.models import register_model
 from torchstyle.models.base import ImageClassifier
 from torchstyle.nn.networks import ResNetClassifier
@@ -39,16 +38,8 @@ class Classifier(ImageClassifier):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        assert num_classes >= 2, f"a classifier needs at least 2 classes, got {num_classes}"
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            "image_size": image_size,
-            "width": width,
-            "num_blocks": list(num_blocks),
-            "dropout": dropout,
-            "label_smoothing": label_smoothing,
-        }
+        if not (num_classes >= 2):
+            raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.net = ResNetClassifier(
             in_channels=in_channels,
             num_classes=num_classes,

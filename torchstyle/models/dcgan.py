@@ -47,14 +47,6 @@ class DCGAN(GANModel):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "latent_dim": latent_dim,
-            "base_width": base_width,
-            "gan_mode": gan_mode,
-            "spectral": spectral,
-        }
         self.latent_dim = latent_dim
         self.generator = DCGANGenerator(
             latent_dim=latent_dim,
@@ -102,7 +94,8 @@ class DCGAN(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        assert phase == "g", f"unknown phase {phase!r}"
+        if not (phase == "g"):
+            raise ValueError(f"unknown phase {phase!r}")
         pred = self.discriminator(self.generator(z))
         return {"loss": self.gan_loss(pred, True, for_discriminator=False)}
 

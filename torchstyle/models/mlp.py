@@ -6,10 +6,9 @@ how a batch is split, which makes it the reference model for accumulation and DD
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
+from torchstyle.errors import UserError
 from torchstyle.models import register_model
 from torchstyle.models.base import ImageClassifier
 
@@ -39,16 +38,12 @@ class MLP(ImageClassifier):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        assert num_classes >= 2, f"a classifier needs at least 2 classes, got {num_classes}"
-        assert all(h > 0 for h in hidden), f"hidden widths must be positive, got {hidden}"
-        assert 0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}"
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            "image_size": image_size,
-            "hidden": list(hidden),
-            "dropout": dropout,
-        }
+        if not (num_classes >= 2):
+            raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
+        if not (all(h > 0 for h in hidden)):
+            raise UserError(f"hidden widths must be positive, got {hidden}")
+        if not (0.0 <= dropout < 1.0):
+            raise UserError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]  # (B, C, H, W) -> (B, C*H*W)
         width = in_channels * image_size * image_size
         for h in hidden:

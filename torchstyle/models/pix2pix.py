@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchstyle.errors import UserError
 from torchstyle.models import register_model
 from torchstyle.models.base import Batch, GANModel
 from torchstyle.nn.losses import GANLoss, PerceptualLoss
@@ -102,23 +103,30 @@ class Pix2Pix(GANModel):
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
-        assert in_channels > 0 and out_channels > 0, (
-            f"channels must be positive, got in_channels={in_channels}, out_channels={out_channels}"
-        )
-        assert image_size % 2**n_downsampling == 0, (
-            f"image_size {image_size} must be a multiple of 2 ** n_downsampling = "
-            f"{2**n_downsampling}, or the generator's output size differs from its input's"
-        )
-        assert image_size >= 8, f"image_size must be at least 8 for the PatchGAN, got {image_size}"
-        assert lambda_l1 >= 0, f"lambda_l1 must be >= 0, got {lambda_l1}"
-        assert perceptual_weight >= 0, f"perceptual_weight must be >= 0, got {perceptual_weight}"
-        assert perceptual_weight == 0 or out_channels in (1, 3), (
-            f"the perceptual loss needs 1- or 3-channel outputs, got out_channels={out_channels}"
-        )
-        assert vgg_weights is None or os.path.isfile(vgg_weights), (
-            f"vgg_weights file {vgg_weights} does not exist; pass the path of a torchvision "
-            "VGG19 state dict, or leave it out to use torchvision's cache file"
-        )
+        if not (in_channels > 0 and out_channels > 0):
+            raise UserError(
+                f"channels must be positive, got in_channels={in_channels}, out_channels={out_channels}"
+            )
+        if not (image_size % 2**n_downsampling == 0):
+            raise UserError(
+                f"image_size {image_size} must be a multiple of 2 ** n_downsampling = "
+                f"{2**n_downsampling}, or the generator's output size differs from its input's"
+            )
+        if not (image_size >= 8):
+            raise UserError(f"image_size must be at least 8 for the PatchGAN, got {image_size}")
+        if not (lambda_l1 >= 0):
+            raise UserError(f"lambda_l1 must be >= 0, got {lambda_l1}")
+        if not (perceptual_weight >= 0):
+            raise UserError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+        if not (perceptual_weight == 0 or out_channels in (1, 3)):
+            raise UserError(
+                f"the perceptual loss needs 1- or 3-channel outputs, got out_channels={out_channels}"
+            )
+        if not (vgg_weights is None or os.path.isfile(vgg_weights)):
+            raise UserError(
+                f"vgg_weights file {vgg_weights} does not exist; pass the path of a torchvision "
+                "VGG19 state dict, or leave it out to use torchvision's cache file"
+            )
         fits = int(math.log2(image_size)) - 2  # the most layers whose 2 ** (n + 2) <= image_size
         if n_layers_d > fits:
             log.warning(
@@ -129,20 +137,7 @@ class Pix2Pix(GANModel):
                 image_size,
             )
             n_layers_d = fits
-        self._hparams: dict[str, Any] = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "image_size": image_size,
-            "ngf": ngf,
-            "ndf": ndf,
-            "n_blocks": n_blocks,
-            "n_downsampling": n_downsampling,
-            "n_layers_d": n_layers_d,  # the value in use, so a rebuild warns no more
-            "gan_mode": gan_mode,
-            "lambda_l1": float(lambda_l1),
-            "perceptual_weight": float(perceptual_weight),
-            "vgg_weights": None if vgg_weights is None else str(vgg_weights),
-        }
+            self._use_hparam("n_layers_d", fits)  # a rebuild from a checkpoint warns no more
         self.lambda_l1 = float(lambda_l1)
         self.perceptual_weight = float(perceptual_weight)
         self.generator = ResnetGenerator(
@@ -167,7 +162,6 @@ class Pix2Pix(GANModel):
         # The first test pairs of the latest evaluation, for sample grids. A plain attribute,
         # not a buffer: data, not model state, so checkpoints stay free of it.
         self._sample_pairs: tuple[Tensor, Tensor] | None = None
-        self._new_evaluation = True
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> Pix2Pix:
@@ -219,7 +213,8 @@ class Pix2Pix(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        assert phase == "g", f"unknown phase {phase!r}; pix2pix trains phases 'd' and 'g'"
+        if not (phase == "g"):
+            raise ValueError(f"unknown phase {phase!r}; pix2pix trains phases 'd' and 'g'")
         fake = self.generator(a)
         with _frozen(self.discriminator):
             pred = self._judge(a, fake)
@@ -254,20 +249,14 @@ class Pix2Pix(GANModel):
             values["l1_input"] = (a - b).abs().reshape(n, -1).mean(1)  # (B,)
         return values
 
-    def train(self, mode: bool = True) -> Pix2Pix:
-        """Sets the training mode; switching to eval starts a new evaluation's sample pairs."""
-        if not mode:
-            # The engine has no "evaluation starts" hook for models, but every evaluation
-            # begins with model.eval().
-            self._new_evaluation = True
-        return super().train(mode)
+    def on_evaluation_start(self) -> None:
+        """Starts collecting the new evaluation's sample pairs."""
+        self._sample_pairs = None
 
     def _keep_samples(self, a: Tensor, b: Tensor) -> None:
         # The test split is read in a fixed order, so the first pairs seen are the same at
         # every evaluation and the grids of successive epochs compare. Only shapes are read
         # here: no host-device sync.
-        if self._new_evaluation:
-            self._sample_pairs, self._new_evaluation = None, False
         have = 0 if self._sample_pairs is None else self._sample_pairs[0].shape[0]
         if have >= GRID_COLUMNS:
             return

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from torchstyle.nn.errors import ArgumentError
+
 __all__ = [
     "AdaptiveInstanceNorm",
     "ConvBlock",
@@ -51,12 +53,15 @@ def _parse_order(order: str | Sequence[str]) -> tuple[str, ...]:
     """Turns ``"can"`` or ``("conv", "act", "norm")`` into canonical part names."""
     parts = tuple(order)  # a string splits into its letters
     unknown = [p for p in parts if p not in _ORDER_ALIASES]
-    assert not unknown, (
-        f"unknown ConvBlock order part(s) {unknown}; use letters c/n/a or conv/norm/act"
-    )
+    if unknown:
+        raise ArgumentError(
+            f"unknown ConvBlock order part(s) {unknown}; use letters c/n/a or conv/norm/act"
+        )
     canonical = tuple(_ORDER_ALIASES[p] for p in parts)
-    assert canonical.count("conv") == 1, f"order {order!r} must contain exactly one conv"
-    assert len(set(canonical)) == len(canonical), f"order {order!r} repeats a part"
+    if not (canonical.count("conv") == 1):
+        raise ArgumentError(f"order {order!r} must contain exactly one conv")
+    if not (len(set(canonical)) == len(canonical)):
+        raise ArgumentError(f"order {order!r} repeats a part")
     return canonical
 
 
@@ -105,16 +110,18 @@ class ConvBlock(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and out_channels > 0, (
-            f"channels must be positive, got {in_channels} -> {out_channels}"
-        )
-        assert kernel_size > 0 and stride > 0, (
-            f"kernel_size and stride must be positive, got {kernel_size}, {stride}"
-        )
-        assert not (transpose and padding_mode != "zeros"), (
-            f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}"
-        )
-        assert transpose or output_padding == 0, "output_padding only applies when transpose=True"
+        if not (in_channels > 0 and out_channels > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels} -> {out_channels}")
+        if not (kernel_size > 0 and stride > 0):
+            raise ArgumentError(
+                f"kernel_size and stride must be positive, got {kernel_size}, {stride}"
+            )
+        if transpose and padding_mode != "zeros":
+            raise ArgumentError(
+                f"ConvTranspose2d supports only padding_mode='zeros', got {padding_mode!r}"
+            )
+        if not (transpose or output_padding == 0):
+            raise ArgumentError("output_padding only applies when transpose=True")
         parts = _parse_order(order)
         if padding is None:
             padding = (kernel_size - 1) // 2
@@ -191,10 +198,12 @@ class ResnetBlock(nn.Module):
         use_bias: bool | None = None,
     ) -> None:
         super().__init__()
-        assert dim > 0, f"dim must be positive, got {dim}"
-        assert padding_type in _PADDINGS, (
-            f"padding_type must be one of {sorted(_PADDINGS)}, got {padding_type!r}"
-        )
+        if not (dim > 0):
+            raise ArgumentError(f"dim must be positive, got {dim}")
+        if padding_type not in _PADDINGS:
+            raise ArgumentError(
+                f"padding_type must be one of {sorted(_PADDINGS)}, got {padding_type!r}"
+            )
         if use_bias is None:
             use_bias = norm_layer is None or getattr(norm_layer(dim), "bias", None) is None
         self.conv_block = self.build_conv_block(
@@ -265,8 +274,10 @@ class SelfAttention(nn.Module):
 
     def __init__(self, *, in_channels: int, reduction: int = 8, spectral: bool = False) -> None:
         super().__init__()
-        assert in_channels > 0, f"in_channels must be positive, got {in_channels}"
-        assert reduction > 0, f"reduction must be positive, got {reduction}"
+        if not (in_channels > 0):
+            raise ArgumentError(f"in_channels must be positive, got {in_channels}")
+        if not (reduction > 0):
+            raise ArgumentError(f"reduction must be positive, got {reduction}")
         inner = max(1, in_channels // reduction)
         wrap = spectral_norm if spectral else (lambda m: m)
         self.query = wrap(nn.Conv2d(in_channels, inner, kernel_size=1))
@@ -306,7 +317,8 @@ class AdaptiveInstanceNorm(nn.Module):
 
     def __init__(self, *, eps: float = 1e-5) -> None:
         super().__init__()
-        assert eps >= 0, f"eps must be non-negative, got {eps}"
+        if not (eps >= 0):
+            raise ArgumentError(f"eps must be non-negative, got {eps}")
         self.eps = eps
 
     def _mean_std(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -324,13 +336,15 @@ class AdaptiveInstanceNorm(nn.Module):
         Returns:
             Tensor shaped like ``content``.
         """
-        assert content.dim() == 4 and style.dim() == 4, (
-            f"AdaIN expects (B, C, H, W) inputs, got {tuple(content.shape)}, {tuple(style.shape)}"
-        )
-        assert content.shape[:2] == style.shape[:2], (
-            f"content and style must agree in batch and channels, got "
-            f"{tuple(content.shape[:2])} vs {tuple(style.shape[:2])}"
-        )
+        if not (content.dim() == 4 and style.dim() == 4):
+            raise ArgumentError(
+                f"AdaIN expects (B, C, H, W) inputs, got {tuple(content.shape)}, {tuple(style.shape)}"
+            )
+        if not (content.shape[:2] == style.shape[:2]):
+            raise ArgumentError(
+                f"content and style must agree in batch and channels, got "
+                f"{tuple(content.shape[:2])} vs {tuple(style.shape[:2])}"
+            )
         content_mean, content_std = self._mean_std(content)
         style_mean, style_std = self._mean_std(style)
         return (content - content_mean) / content_std * style_std + style_mean

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchstyle.nn.errors import ArgumentError
 from torchstyle.nn.layers import LayerType
 from torchstyle.nn.networks import Vgg19Features
 
@@ -62,13 +63,16 @@ class PerceptualLoss(nn.Module):
         input_range: str = "[-1,1]",
     ) -> None:
         super().__init__()
-        assert len(layer_weights) == 3, (
-            f"layer_weights needs one weight per VGG slice (3), got {len(layer_weights)}"
-        )
-        assert all(w >= 0 for w in layer_weights), f"layer_weights must be >= 0: {layer_weights}"
-        assert input_range in _TO_UNIT_RANGE, (
-            f"input_range must be one of {sorted(_TO_UNIT_RANGE)}, got {input_range!r}"
-        )
+        if not (len(layer_weights) == 3):
+            raise ArgumentError(
+                f"layer_weights needs one weight per VGG slice (3), got {len(layer_weights)}"
+            )
+        if not (all(w >= 0 for w in layer_weights)):
+            raise ArgumentError(f"layer_weights must be >= 0: {layer_weights}")
+        if input_range not in _TO_UNIT_RANGE:
+            raise ArgumentError(
+                f"input_range must be one of {sorted(_TO_UNIT_RANGE)}, got {input_range!r}"
+            )
         self.features = features if features is not None else Vgg19Features()
         self.layer_weights = tuple(float(w) for w in layer_weights)
         self.criterion = criterion()
@@ -80,9 +84,10 @@ class PerceptualLoss(nn.Module):
         self.register_buffer("std", std, persistent=False)
 
     def _prepare(self, x: Tensor) -> Tensor:
-        assert x.dim() == 4 and x.shape[1] in (1, 3), (
-            f"PerceptualLoss expects (B, 1|3, H, W) images, got {tuple(x.shape)}"
-        )
+        if not (x.dim() == 4 and x.shape[1] in (1, 3)):
+            raise ArgumentError(
+                f"PerceptualLoss expects (B, 1|3, H, W) images, got {tuple(x.shape)}"
+            )
         x = _TO_UNIT_RANGE[self.input_range](x)
         x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W); a no-op view for 3-channel input
         return (x - self.mean) / self.std
@@ -97,9 +102,10 @@ class PerceptualLoss(nn.Module):
         Returns:
             Scalar loss.
         """
-        assert input.shape == target.shape, (
-            f"input and target shapes differ: {tuple(input.shape)} vs {tuple(target.shape)}"
-        )
+        if not (input.shape == target.shape):
+            raise ArgumentError(
+                f"input and target shapes differ: {tuple(input.shape)} vs {tuple(target.shape)}"
+            )
         input_features = self.features(self._prepare(input))
         with torch.no_grad():
             target_features = self.features(self._prepare(target))
@@ -159,7 +165,8 @@ class GANLoss(nn.Module):
 
     def __init__(self, mode: str = "vanilla") -> None:
         super().__init__()
-        assert mode in _GAN_LOSSES, f"unknown GAN mode {mode!r}; choose from {', '.join(GAN_MODES)}"
+        if mode not in _GAN_LOSSES:
+            raise ArgumentError(f"unknown GAN mode {mode!r}; choose from {', '.join(GAN_MODES)}")
         self.mode = mode
         self._loss = _GAN_LOSSES[mode]
 
@@ -177,10 +184,11 @@ class GANLoss(nn.Module):
         Returns:
             Scalar loss.
         """
-        assert for_discriminator or target_is_real, (
-            "the generator's loss asks for its samples to be judged real: "
-            "pass target_is_real=True with for_discriminator=False"
-        )
+        if not (for_discriminator or target_is_real):
+            raise ArgumentError(
+                "the generator's loss asks for its samples to be judged real: "
+                "pass target_is_real=True with for_discriminator=False"
+            )
         return self._loss(prediction, target_is_real, for_discriminator)
 
     def extra_repr(self) -> str:
@@ -206,9 +214,10 @@ def gradient_penalty(
     Returns:
         Scalar ``weight * mean_b((||grad_b||_2 - 1)^2)``.
     """
-    assert real.shape == fake.shape, (
-        f"real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}"
-    )
+    if not (real.shape == fake.shape):
+        raise ArgumentError(
+            f"real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}"
+        )
     batch = real.shape[0]
     # One mixing coefficient per sample, broadcast over its other dimensions.
     alpha = torch.rand((batch,) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)

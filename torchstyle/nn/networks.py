@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from torchstyle.nn.errors import ArgumentError
 from torchstyle.nn.layers import ConvBlock, LayerType, ResnetBlock
 
 __all__ = [
@@ -62,8 +63,10 @@ class SimpleNetwork(nn.Module):
         use_dropout: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and dim > 0, f"channels must be positive, got {in_channels}, {dim}"
-        assert num_resnet_blocks >= 0, f"num_resnet_blocks must be >= 0, got {num_resnet_blocks}"
+        if not (in_channels > 0 and dim > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {dim}")
+        if not (num_resnet_blocks >= 0):
+            raise ArgumentError(f"num_resnet_blocks must be >= 0, got {num_resnet_blocks}")
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=dim, norm_layer=norm_layer)
         ]
@@ -121,11 +124,14 @@ class ResnetGenerator(nn.Module):
         padding_type: str = "reflect",
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and out_channels > 0 and ngf > 0, (
-            f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}"
-        )
-        assert n_downsampling >= 0, f"n_downsampling must be >= 0, got {n_downsampling}"
-        assert n_blocks >= 0, f"n_blocks must be >= 0, got {n_blocks}"
+        if not (in_channels > 0 and out_channels > 0 and ngf > 0):
+            raise ArgumentError(
+                f"channels must be positive, got in={in_channels} out={out_channels} ngf={ngf}"
+            )
+        if not (n_downsampling >= 0):
+            raise ArgumentError(f"n_downsampling must be >= 0, got {n_downsampling}")
+        if not (n_blocks >= 0):
+            raise ArgumentError(f"n_blocks must be >= 0, got {n_blocks}")
         self.n_downsampling = n_downsampling
         # conv -> norm -> act, the CycleGAN order (the norm sees the raw convolution output).
         block = functools.partial(ConvBlock, order="cna", norm_layer=norm_layer)
@@ -188,15 +194,17 @@ class ResnetGenerator(nn.Module):
             Output ``(B, out_channels, H, W)`` in ``[-1, 1]``.
         """
         factor = 2**self.n_downsampling
-        assert x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0, (
-            f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
-        )
+        if not (x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0):
+            raise ArgumentError(
+                f"input size {tuple(x.shape[-2:])} must be divisible by 2**n_downsampling={factor}"
+            )
         return self.model(x)
 
 
 def _num_doublings(image_size: int) -> int:
     """Stride-2 steps between a 4x4 map and ``image_size`` (3 for 32, 4 for 64)."""
-    assert image_size in (32, 64), f"image_size must be 32 or 64, got {image_size}"
+    if image_size not in (32, 64):
+        raise ArgumentError(f"image_size must be 32 or 64, got {image_size}")
     return (image_size // 4).bit_length() - 1
 
 
@@ -219,10 +227,12 @@ class DCGANGenerator(nn.Module):
         base_width: int = 64,
     ) -> None:
         super().__init__()
-        assert latent_dim > 0, f"latent_dim must be positive, got {latent_dim}"
-        assert out_channels > 0 and base_width > 0, (
-            f"channels must be positive, got out={out_channels} base_width={base_width}"
-        )
+        if not (latent_dim > 0):
+            raise ArgumentError(f"latent_dim must be positive, got {latent_dim}")
+        if not (out_channels > 0 and base_width > 0):
+            raise ArgumentError(
+                f"channels must be positive, got out={out_channels} base_width={base_width}"
+            )
         n = _num_doublings(image_size)
         self.latent_dim = latent_dim
         up = functools.partial(ConvBlock, kernel_size=4, order="cna", transpose=True)
@@ -256,10 +266,11 @@ class DCGANGenerator(nn.Module):
         Returns:
             Images ``(B, out_channels, image_size, image_size)`` in ``[-1, 1]``.
         """
-        assert z.dim() in (2, 4) and z.shape[1] == self.latent_dim, (
-            f"expected noise (B, {self.latent_dim}) or (B, {self.latent_dim}, 1, 1), "
-            f"got {tuple(z.shape)}"
-        )
+        if not (z.dim() in (2, 4) and z.shape[1] == self.latent_dim):
+            raise ArgumentError(
+                f"expected noise (B, {self.latent_dim}) or (B, {self.latent_dim}, 1, 1), "
+                f"got {tuple(z.shape)}"
+            )
         z = z.view(z.shape[0], self.latent_dim, 1, 1)  # (B, latent_dim, 1, 1)
         return self.net(z)
 
@@ -284,9 +295,10 @@ class DCGANDiscriminator(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and base_width > 0, (
-            f"channels must be positive, got in={in_channels} base_width={base_width}"
-        )
+        if not (in_channels > 0 and base_width > 0):
+            raise ArgumentError(
+                f"channels must be positive, got in={in_channels} base_width={base_width}"
+            )
         n = _num_doublings(image_size)
         self.image_size = image_size
         down = functools.partial(
@@ -330,9 +342,10 @@ class DCGANDiscriminator(nn.Module):
         Returns:
             Logits ``(B,)`` (no sigmoid: use ``BCEWithLogits`` / :class:`GANLoss`).
         """
-        assert x.shape[-2:] == (self.image_size, self.image_size), (
-            f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
-        )
+        if not (x.shape[-2:] == (self.image_size, self.image_size)):
+            raise ArgumentError(
+                f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}"
+            )
         return self.net(x).flatten()  # (B, 1, 1, 1) -> (B,)
 
 
@@ -360,8 +373,10 @@ class PatchGANDiscriminator(nn.Module):
         spectral: bool = False,
     ) -> None:
         super().__init__()
-        assert in_channels > 0 and ndf > 0, f"channels must be positive, got {in_channels}, {ndf}"
-        assert n_layers >= 1, f"n_layers must be >= 1, got {n_layers}"
+        if not (in_channels > 0 and ndf > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {ndf}")
+        if not (n_layers >= 1):
+            raise ArgumentError(f"n_layers must be >= 1, got {n_layers}")
         self.min_size = 2 ** (n_layers + 2)
         block = functools.partial(
             ConvBlock,
@@ -402,10 +417,11 @@ class PatchGANDiscriminator(nn.Module):
         Returns:
             Logit map ``(B, 1, h, w)``.
         """
-        assert min(x.shape[-2:]) >= self.min_size, (
-            f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
-            f"{self.min_size}x{self.min_size} (or fewer n_layers)"
-        )
+        if not (min(x.shape[-2:]) >= self.min_size):
+            raise ArgumentError(
+                f"input {tuple(x.shape[-2:])} is too small for this PatchGAN; need at least "
+                f"{self.min_size}x{self.min_size} (or fewer n_layers)"
+            )
         return self.model(x)
 
 
@@ -584,18 +600,22 @@ class ResNetClassifier(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        assert 8 <= image_size <= 64, f"image_size must be in [8, 64], got {image_size}"
-        assert in_channels > 0 and width > 0, (
-            f"channels must be positive, got {in_channels}, {width}"
-        )
-        assert num_classes >= 2, f"num_classes must be >= 2, got {num_classes}"
-        assert len(num_blocks) >= 1 and all(n >= 1 for n in num_blocks), (
-            f"num_blocks needs at least one stage of at least one block, got {num_blocks}"
-        )
-        assert image_size // 2 ** (len(num_blocks) - 1) >= 2, (
-            f"{len(num_blocks)} stages shrink a {image_size}px image below 2x2; use fewer stages"
-        )
-        assert 0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}"
+        if not (8 <= image_size <= 64):
+            raise ArgumentError(f"image_size must be in [8, 64], got {image_size}")
+        if not (in_channels > 0 and width > 0):
+            raise ArgumentError(f"channels must be positive, got {in_channels}, {width}")
+        if not (num_classes >= 2):
+            raise ArgumentError(f"num_classes must be >= 2, got {num_classes}")
+        if not (len(num_blocks) >= 1 and all(n >= 1 for n in num_blocks)):
+            raise ArgumentError(
+                f"num_blocks needs at least one stage of at least one block, got {num_blocks}"
+            )
+        if not (image_size // 2 ** (len(num_blocks) - 1) >= 2):
+            raise ArgumentError(
+                f"{len(num_blocks)} stages shrink a {image_size}px image below 2x2; use fewer stages"
+            )
+        if not (0.0 <= dropout < 1.0):
+            raise ArgumentError(f"dropout must be in [0, 1), got {dropout}")
         self.image_size = image_size
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=width, order="cna")

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from torchstyle.nn.errors import ArgumentError
+
 __all__ = ["INIT_TYPES", "count_parameters", "freeze", "init_weights", "one_hot", "unfreeze"]
 
 # Layers whose weight is a kernel, and those whose weight is a per-channel scale around 1.
@@ -65,10 +67,12 @@ def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.0
     Returns:
         ``module``, for chaining.
     """
-    assert init_type in _INITIALISERS, (
-        f"unknown init_type {init_type!r}; choose from {', '.join(_INITIALISERS)}"
-    )
-    assert gain > 0, f"gain must be positive, got {gain}"
+    if init_type not in _INITIALISERS:
+        raise ArgumentError(
+            f"unknown init_type {init_type!r}; choose from {', '.join(_INITIALISERS)}"
+        )
+    if not (gain > 0):
+        raise ArgumentError(f"gain must be positive, got {gain}")
     initialise = _INITIALISERS[init_type]
     with torch.no_grad():
         for m in module.modules():
@@ -94,11 +98,12 @@ def one_hot(labels: Tensor, num_classes: int) -> Tensor:
     Returns:
         Float tensor ``(B, C)`` or ``(B, C, H, W)`` (``(B, C, *S)``) on the labels' device.
     """
-    assert not labels.is_floating_point() and not labels.is_complex(), (
-        f"labels must be an integer tensor, got {labels.dtype}"
-    )
-    assert labels.dim() >= 1, "labels need a batch dimension"
-    assert num_classes > 0, f"num_classes must be positive, got {num_classes}"
+    if not (not labels.is_floating_point() and not labels.is_complex()):
+        raise ArgumentError(f"labels must be an integer tensor, got {labels.dtype}")
+    if not (labels.dim() >= 1):
+        raise ArgumentError("labels need a batch dimension")
+    if not (num_classes > 0):
+        raise ArgumentError(f"num_classes must be positive, got {num_classes}")
     # scatter_ rather than F.one_hot: it puts the classes on dim 1 without a permute copy, and
     # checks the label range on the device instead of with a host-device sync.
     index = labels.long().unsqueeze(1)  # (B, 1, *S)
