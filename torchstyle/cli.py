@@ -22,7 +22,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "torchstyle.engine.commands",
         "evaluate a finished run's checkpoint on the test split",
     ),
-    "predict": ("torchstyle.engine.commands", "classify image files with a finished run"),
+    "predict": (
+        "torchstyle.engine.commands",
+        "predict with a finished run: labels, samples, translations or text",
+    ),
     "models": ("torchstyle.models_command", "list the models --model takes, with their arguments"),
     "export": (
         "torchstyle.export",

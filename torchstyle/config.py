@@ -55,6 +55,12 @@ def _augments() -> list[str]:
     return list(AUGMENTS)
 
 
+def _sources_help() -> str:
+    from torchstyle.data.registry import sources_help
+
+    return sources_help()
+
+
 def _models() -> list[str]:
     from torchstyle.models import list_models
 
@@ -114,8 +120,13 @@ class TrainConfig:
         None, "initialise from this local state_dict (.pt) or .safetensors file (fine-tuning)"
     )
     freeze: list[str] = _opt([], "freeze parameters whose names start with PREFIX; repeatable")
-    # The embedded digits work offline on any machine, so a bare `torchstyle train` runs.
-    data: str = _opt("digits", "digits, cifar10, synthetic, or a folder with train/ and test/")
+    # None: the model's own embedded data (each model declares it), so a bare
+    # `torchstyle train --model NAME` runs offline on any machine.
+    data: str | None = _opt(
+        None,
+        "what to train on: {sources} (default: the model's own: digits for classifiers and "
+        "GANs, digits-pairs for pix2pix, stdlib for gpt)",
+    )
     data_dir: str | None = _opt(None, "where a named dataset (cifar10) lives")
     val_split: float | None = _opt(
         None,
@@ -403,6 +414,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             help_text += f" (default: {default})"
         if f.name == "model":
             help_text = help_text.format(models=", ".join(_models()))
+        if f.name == "data":
+            help_text = help_text.format(sources=_sources_help())
         kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
         hint = hints[f.name]
         if hint is bool:

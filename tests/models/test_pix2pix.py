@@ -222,9 +222,10 @@ def test_evaluation_gives_per_sample_l1_and_psnr(batch):
     model = create_model("pix2pix", **TINY).eval()
     a, b = batch
     out = StepModule(model)((a, b))
-    assert set(out) == {"l1", "psnr"} and out["l1"].shape == out["psnr"].shape == (4,)
+    assert set(out) == {"l1", "psnr", "l1_input"} and out["l1"].shape == out["psnr"].shape == (4,)
     fake = model(a)
     torch.testing.assert_close(out["l1"], (fake - b).abs().mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(out["l1_input"], (a - b).abs().mean(dim=(1, 2, 3)))
     mse = (((fake + 1) / 2 - (b + 1) / 2) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(out["psnr"], 10 * torch.log10(1 / mse))
     perfect = model.evaluation_step((a, model(a)))

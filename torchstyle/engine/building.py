@@ -47,6 +47,11 @@ def model_class(model_spec: str) -> type[TorchstyleModel]:
     return get_model_class(source.target)
 
 
+def default_data(cfg: TrainConfig, model: TorchstyleModel | None) -> str:
+    """The data a run trains on when ``--data`` is not given: the model's own."""
+    return (type(model) if model is not None else model_class(cfg.model)).default_data
+
+
 def prepare_model(
     cfg: TrainConfig,
     spec: DataSpec,

@@ -6,8 +6,6 @@ torch is imported inside the ``run_*`` functions so ``torchstyle lint`` and ``--
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import shlex
@@ -220,104 +218,22 @@ def _num_samples(dataset: Any) -> int:
 
 # ---------------------------------------------------------------------------------- predict
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``predict`` flags."""
+    """Adds the ``predict`` flags (each kind of model takes its own; see ``engine.predict``)."""
+    from torchstyle.engine.predict import add_predict_arguments as add_kind_flags
+
     _add_run_arguments(parser)
-    parser.add_argument(
-        "images",
-        nargs="*",
-        help="image files, or folders whose images are read recursively (hidden ones skipped)",
-    )
-    parser.add_argument("--output", help="also write the predictions to this CSV file")
-    text = parser.add_argument_group("text models (gpt): sample a continuation of --prompt")
-    text.add_argument("--prompt", help="text to continue, e.g. 'def '")
-    text.add_argument(
-        "--max-new-tokens", type=int, default=200, help="bytes to sample (default: 200)"
-    )
-    text.add_argument(
-        "--temperature", type=float, default=0.8, help="sampling temperature; 0 is greedy"
-    )
-    text.add_argument(
-        "--top-k", type=int, default=40, help="sample among the k likeliest bytes; 0 for all"
-    )
-    text.add_argument("--seed", type=int, help="seed of the draws (default: random)")
-
-
-def _predict_text(args: argparse.Namespace) -> CommandOutput:
-    """Continues ``--prompt`` with a text model's samples."""
-    from torchstyle.engine.evaluation import checkpoint_path, load_run_model
-    from torchstyle.engine.strategies import resolve_device
-
-    if args.images:
-        raise UserError("pass image files to classify or --prompt for a text model, not both")
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
-    if args.top_k < 0:
-        raise UserError(f"--top-k must be >= 0 (0 samples from every byte), got {args.top_k}")
-    device = resolve_device(args.device)
-    model, _ = load_run_model(checkpoint_path(Path(args.run), args.checkpoint), device)
-    complete = getattr(model, "complete", None)
-    if complete is None:
-        raise UserError(
-            f"run {args.run} holds {type(model).__name__}, which does not generate text; "
-            "--prompt needs a text model such as gpt (pass image files to classify)"
-        )
-    text = complete(
-        args.prompt,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k or None,
-        seed=args.seed,
-    )
-    return CommandOutput(stdout=text + "\n")
+    add_kind_flags(parser)
 
 
 def run_predict(args: argparse.Namespace) -> CommandOutput:
-    """The predicted class and its probability for each image, one line each; or, with
-    ``--prompt``, the prompt continued by a text model."""
-    import torch
-
-    if args.prompt is not None:
-        return _predict_text(args)
-    if not args.images:
-        raise UserError("pass image files to classify, or --prompt TEXT for a text model (gpt)")
-
-    from torchstyle.data.folder import load_image
-    from torchstyle.data.images import expand_image_paths
+    """Predicts with a finished run in its model's own terms (labels, samples, translations)."""
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
-    from torchstyle.engine.rundir import atomic_write_text, check_output_file
+    from torchstyle.engine.predict import predictor_for
     from torchstyle.engine.strategies import resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    if args.output:  # before any work: the predictions must have somewhere to go
-        check_output_file(Path(args.output))
     device = resolve_device(args.device)
     path = checkpoint_path(Path(args.run), args.checkpoint)
     model, state = load_run_model(path, device, run_dir=Path(args.run))
-    spec = run_spec(state)
-    if not spec.class_names:
-        raise UserError(f"run {args.run} has no classes; `predict` needs a classifier run")
-    # Read every image first: a bad file stops the command before any output is written.
-    paths = expand_image_paths(args.images)
-    hint = "fix or remove it, or leave it out of the arguments"
-    images = [load_image(p, spec.channels, spec.image_size, hint) for p in paths]
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(images), args.batch_size):
-            x = torch.stack(images[start : start + args.batch_size]).to(device)  # (B, C, H, W)
-            try:
-                probs = model.predict(x)
-            except NotImplementedError as e:
-                raise UserError(f"{e}; `predict` needs a classifier run") from None
-            conf, label = probs.max(dim=1)
-            for i, (c, k) in enumerate(zip(conf.tolist(), label.tolist(), strict=True)):
-                rows.append((str(paths[start + i]), spec.class_names[k], c))
-    if args.output:
-        text = io.StringIO(newline="")
-        writer = csv.writer(text)
-        writer.writerow(["image", "class", "probability"])
-        writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
-        atomic_write_text(Path(args.output), text.getvalue())
-    return CommandOutput(
-        stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
-    )
+    return predictor_for(model, args).run(model, run_spec(state), args)

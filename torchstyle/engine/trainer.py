@@ -109,6 +109,8 @@ class Trainer:
         model_record: dict[str, Any] | None = None,
     ) -> None:
         cfg.validate()
+        if cfg.data is None:  # recorded as resolved, so test and resume read the same data
+            cfg.data = building.default_data(cfg, model)
         self.cfg = cfg
         self.strategy = make_strategy(
             cfg.strategy,

@@ -87,6 +87,11 @@ class TorchstyleModel(nn.Module):
         task: ``classification`` for models whose ``evaluation_step`` also returns
             ``preds`` (logits ``(B, K)``) and ``target`` (labels ``(B,)``): the engine then
             computes the classification metrics (``torchstyle.engine.metrics``); None for none.
+        default_data: The data source the model trains on when the user gives no ``--data``;
+            it has the model's ``data_layout``, so every model trains out of the box.
+        predict_kind: What ``torchstyle predict`` does with the model: ``classify`` (calls
+            :meth:`predict`), ``generate`` (:meth:`generate_images`), ``translate``
+            (:meth:`translate`) or ``text`` (:meth:`complete`).
     """
 
     model_name: ClassVar[str] = ""
@@ -96,6 +101,8 @@ class TorchstyleModel(nn.Module):
     default_optimizer: ClassVar[str] = "adamw"
     default_lr: ClassVar[float] = 1e-3
     task: ClassVar[str | None] = None
+    default_data: ClassVar[str] = "digits"
+    predict_kind: ClassVar[str] = "classify"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -163,8 +170,26 @@ class TorchstyleModel(nn.Module):
         """Class probabilities ``(B, num_classes)`` for ``torchstyle predict``."""
         raise NotImplementedError(f"{type(self).__name__} does not classify images")
 
-    def on_evaluation_start(self) -> None:
-        """Called before each evaluation of a split, before ``eval()``; does nothing here."""
+    def generate_images(self, num: int, *, generator: torch.Generator) -> Tensor:
+        """``num`` new images ``(N, C, H, W)`` in ``[-1, 1]``, drawn with ``generator``."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate images")
+
+    def translate(self, x: Tensor) -> Tensor:
+        """Images ``(B, C, H, W)`` translated into the output domain, in ``[-1, 1]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not translate images")
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = 40,
+        seed: int | None = None,
+    ) -> str:
+        """``prompt`` followed by ``max_new_tokens`` sampled units of text (0 temperature:
+        greedy; ``top_k`` None: every unit; ``seed`` None: torch's global generator)."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate text")
 
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""
@@ -227,6 +252,7 @@ class GANModel(TorchstyleModel):
 
     # A discriminator's score says little about samples: keep the latest.
     monitor: ClassVar[tuple[str, str] | None] = None
+    predict_kind = "generate"
     default_optimizer = "adam"
     default_lr = 2e-4
     generator: nn.Module

@@ -111,6 +111,17 @@ class DCGAN(GANModel):
         return {"d_real": torch.sigmoid(d_real), "d_fake": torch.sigmoid(d_fake)}
 
     @torch.no_grad()
+    def generate_images(self, num: int, *, generator: torch.Generator) -> Tensor:
+        """``num`` images from noise drawn on the CPU with ``generator`` (the same images for
+        the same seed on any device), generator network in eval mode."""
+        z = torch.randn(num, self.latent_dim, generator=generator)  # (N, latent_dim)
+        was_training = self.generator.training
+        self.generator.eval()
+        images = self.generator(z.to(self.fixed_z.device))
+        self.generator.train(was_training)
+        return images
+
+    @torch.no_grad()
     def sample_images(self, num: int) -> Tensor:
         """Images from the fixed noise, generator in eval mode."""
         was_training = self.generator.training

@@ -39,6 +39,9 @@ class GPT(TorchstyleModel):
     """
 
     monitor = ("loss", "min")
+    # The Python standard library's own source: a corpus present on every machine.
+    default_data = "stdlib"
+    predict_kind = "text"
     data_layout = "tokens"
     # For a byte corpus the data source reads the "image size" as its context length.
     default_image_size = 64

@@ -1,0 +1,103 @@
+"""The package's import arrows, as docs/architecture.md draws them: an arrow never points up.
+
+Each top-level part of ``torchstyle`` may import only the parts listed for it. Imports inside
+functions count too: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "torchstyle"
+
+# Leaves that anything may import: errors, printed output and the data spec hold no logic.
+LEAVES = {"errors", "output", "spec"}
+# part -> the parts it may import (besides itself and the leaves).
+ALLOWED: dict[str, set[str]] = {
+    "nn": set(),
+    "models": {"nn"},
+    "data": set(),
+    "engine": {"models", "data", "nn", "config", "export"},
+    "experiments": {"engine", "config", "data", "models"},
+    "lint": set(),
+    "scaffold": set(),
+    "config": {"models", "data", "engine"},
+    "api": {"engine", "config", "data", "models"},
+    "export": {"engine", "models", "data"},
+    "models_command": {"models"},
+    "__init__": {"api", "config", "engine", "models", "data", "nn", "export"},
+    "__main__": {"cli"},
+    "cli": {
+        "engine",
+        "lint",
+        "scaffold",
+        "experiments",
+        "config",
+        "models",
+        "data",
+        "export",
+        "models_command",
+        "api",
+        "__init__",
+    },
+}
+# Modules the engine and the data may not import: concrete models are found through the registry.
+CONCRETE_MODELS = {p.stem for p in (PACKAGE / "models").glob("*.py")} - {
+    "__init__",
+    "base",
+    "arguments",
+    "sources",
+    "adapters",
+    "loading",
+    "registry",
+}
+
+
+def _part(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            # `from torchstyle import x` imports the part x.
+            if node.module == "torchstyle":
+                found += [
+                    (node.lineno, f"torchstyle.{a.name}")
+                    for a in node.names
+                    if (PACKAGE / a.name).is_dir() or (PACKAGE / f"{a.name}.py").is_file()
+                ]
+    return [(line, m) for line, m in found if m.split(".")[0] == "torchstyle"]
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_part_has_its_arrows_listed():
+    assert {_part(p) for p in SOURCES} <= set(ALLOWED) | LEAVES
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path: Path):
+    part = _part(path)
+    allowed = ALLOWED.get(part, set()) | LEAVES | {part}
+    bad = []
+    for line, module in _imports(path):
+        target = module.split(".")[1] if "." in module else "__init__"
+        if target not in allowed:
+            bad.append(f"line {line}: {module}")
+        if (
+            part in ("engine", "data")
+            and target == "models"
+            and module.split(".")[-1] in CONCRETE_MODELS
+        ):
+            bad.append(f"line {line}: {module} (a concrete model; use the registry)")
+    assert not bad, f"{path.relative_to(PACKAGE)} ({part}) imports upward: {bad}"
