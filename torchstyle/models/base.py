@@ -191,6 +191,9 @@ class TorchstyleModel(nn.Module):
         greedy; ``top_k`` None: every unit; ``seed`` None: torch's global generator)."""
         raise NotImplementedError(f"{type(self).__name__} does not generate text")
 
+    def on_evaluation_start(self) -> None:
+        """Called before each evaluation of a split, before ``eval()``; does nothing here."""
+
     def sample_images(self, num: int) -> Tensor | None:
         """Images to show at each evaluation, ``(N, C, H, W)`` in ``[-1, 1]``; None for none."""
         return None
