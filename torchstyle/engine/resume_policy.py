@@ -99,6 +99,16 @@ POLICY: dict[str, Entry] = {
     "save_every": Entry(Rule.FREE, "when checkpoints are written"),
     "save_every_minutes": Entry(Rule.FREE, "when checkpoints are written"),
     "progress": Entry(Rule.FREE, "display only"),
+    "weights": Entry(
+        Rule.FREE, "only initialises a new run; a resumed run continues from its own weights"
+    ),
+    "freeze": Entry(Rule.REFUSED, "the optimizer state was built for the trainable parameters"),
+    "val_split": Entry(
+        Rule.REFUSED, "the best checkpoint was chosen on the run's validation split"
+    ),
+    "cpu_offload": Entry(Rule.FREE, "where the shards live between steps"),
+    "activation_checkpointing": Entry(Rule.FREE, "recomputes activations; the same results"),
+    "tracker": Entry(Rule.FREE, "where the same scalars are also logged"),
     "run_dir": Entry(Rule.FOLDER, "the run stays in its folder; copy the folder to move it"),
     "resume": Entry(Rule.RESUME, "which run to continue"),
     "overwrite": Entry(Rule.RESUME, "refused together with a resume: it would delete the run"),
