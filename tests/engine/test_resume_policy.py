@@ -19,7 +19,8 @@ RUN = Path("runs/r")
 
 
 def saved_config(**kw) -> dict:
-    return TrainConfig(run_dir=str(RUN), **kw).to_dict()
+    # A run records its data as resolved (the model's own when --data was not given).
+    return TrainConfig(run_dir=str(RUN), **{"data": "digits", **kw}).to_dict()
 
 
 def test_every_setting_is_classified():
