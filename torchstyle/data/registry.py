@@ -23,10 +23,7 @@ LAYOUTS: dict[str, str] = {
         "A|B image pairs: a folder with train/*.png and test/*.png, each image the input A "
         "(left half) and the target B (right half) side by side, twice as wide as high"
     ),
-    "tokens": (
-        "byte sequences for a language model: windows of bytes and their next-byte targets "
-        "(--data stdlib)"
-    ),
+    "tokens": "a byte corpus for a language model (windows of bytes, next-byte targets)",
 }
 
 

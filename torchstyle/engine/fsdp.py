@@ -4,7 +4,8 @@ Under ``--strategy fsdp`` every process holds ``1/N`` of each parameter, of its 
 of the optimizer state. :func:`shard_model` calls ``fully_shard`` on each of the model's
 blocks (the classes a model names in ``shard_blocks``; for other models, every submodule
 holding at least :data:`DEFAULT_MIN_PARAMS` parameters not already in a smaller unit), then on
-the model itself, so a forward gathers one block's full weights at a time.
+the root the engine calls (the step module holding the model), so a forward gathers one
+block's full weights at a time.
 
 Checkpoints go through Distributed Checkpoint (``torch.distributed.checkpoint``): every process
 writes its own shards into a folder (nothing is gathered on one process), and the run's small
@@ -12,7 +13,8 @@ writes its own shards into a folder (nothing is gathered on one process), and th
 when every process has finished, and only then is ``latest.pt`` replaced, atomically: a
 killed run leaves the previous checkpoint whole. DCP stores each tensor with its global shape
 and offsets, so a run resumes on any number of processes (resharding), and
-:func:`consolidate` reads a plain ``state_dict`` for ``test``, ``predict`` and ``export``.
+:func:`consolidate` reads a plain ``state_dict`` in one process (``test``, ``predict``, an
+export).
 """
 
 from __future__ import annotations
@@ -151,7 +153,11 @@ def shard_model(
             raise ValueError("optimizers must be re-pointed before their first step")
         for group in opt.param_groups:
             group["params"] = [sharded[names[id(p)]] for p in group["params"]]
-    log.info("fsdp: %d shard units + the root, %s", len(blocks), policy)
+    log.info(
+        "fsdp: %d block units and the root; compute in %s",
+        len(blocks),
+        policy.param_dtype or "float32",
+    )
     return [*blocks, root]
 
 

@@ -65,10 +65,15 @@ class GPT(TorchstyleModel):
         for name, value in (("vocab_size", vocab_size), ("context", context), ("dim", dim)):
             if value < 1:
                 raise UserError(f"gpt: {name} must be a positive integer, got {value}")
-        if depth < 1 or num_heads < 1 or dim % num_heads:
+        if depth < 1 or num_heads < 1:
             raise UserError(
-                f"gpt: dim {dim} must split evenly into num_heads {num_heads} and depth "
-                f"{depth} must be >= 1; pass e.g. --model-arg dim=128 --model-arg num_heads=4"
+                f"gpt: depth and num_heads must be positive, got depth={depth}, "
+                f"num_heads={num_heads}"
+            )
+        if dim % num_heads:
+            raise UserError(
+                f"gpt: dim {dim} does not split into {num_heads} heads; pass a dim divisible "
+                "by num_heads, e.g. --model-arg dim=64 --model-arg num_heads=4"
             )
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"gpt: dropout must be in [0, 1), got {dropout}")
