@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import ast
-import re
 
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.context import Binding, FileContext
 from torchstyle.lint.registry import register
 
-_LOG_METHODS = frozenset(
-    {"debug", "info", "warning", "warn", "error", "critical", "exception", "log"}
-)
-_LOGGER = re.compile(r"log", re.IGNORECASE)
-_PROGRESS_METHODS = frozenset({"set_postfix", "set_description", "set_postfix_str", "write"})
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 
 
@@ -72,35 +67,40 @@ class LossWithoutItem(Rule):
         for node in nodes:
             self._add(node.value if isinstance(node, ast.Starred) else node)
 
-    @on_call("print", "str", "format", *_LOG_METHODS, *_PROGRESS_METHODS)
+    @on_call(
+        "print",
+        "str",
+        "format",
+        *vocab.LOG_METHODS,
+        *vocab.PROGRESS_METHODS,
+        *vocab.TRACKER_METHODS,
+        *vocab.last_names(vocab.TRACKER_FUNCTIONS),
+    )
     def call(self, node: ast.Call) -> None:
-        """Checks print, loggers, progress bars, ``format`` and ``str``."""
+        """Checks print, loggers, trackers, progress bars, ``format`` and ``str``."""
         func = node.func
         values = [*node.args, *(kw.value for kw in node.keywords if kw.arg is not None)]
         if isinstance(func, ast.Name):
             if func.id in ("print", "str") and func.id not in self.ctx.imports:
                 self._add_all(values)
+            elif self.ctx.qualname(func) in vocab.TRACKER_FUNCTIONS:
+                self._add_all(_dict_values(values))
             return
         if not isinstance(func, ast.Attribute):
             return
         attr = func.attr
         if (
-            attr == "format"
-            and isinstance(func.value, ast.Constant)
-            and isinstance(func.value.value, str)
+            (
+                attr == "format"
+                and isinstance(func.value, ast.Constant)
+                and isinstance(func.value.value, str)
+            )
+            or attr in vocab.PROGRESS_METHODS
+            or vocab.is_logger_call(func)
         ):
             self._add_all(values)
-        elif attr in _LOG_METHODS:
-            receiver = func.value
-            name = (
-                receiver.attr
-                if isinstance(receiver, ast.Attribute)
-                else getattr(receiver, "id", "")
-            )
-            if _LOGGER.search(name):
-                self._add_all(values)
-        elif attr in _PROGRESS_METHODS:
-            self._add_all(values)
+        elif attr in vocab.TRACKER_METHODS or self.ctx.qualname(func) in vocab.TRACKER_FUNCTIONS:
+            self._add_all(_dict_values(values))
 
     @on(ast.FormattedValue)
     def formatted(self, node: ast.FormattedValue) -> None:
@@ -129,3 +129,14 @@ class LossWithoutItem(Rule):
             seen.add(id(node))
             fix = ctx.append_to(node, ".item()", "unsafe") if fixable else None
             self.report(node, self.message.format(name=node.id), fix)
+
+
+def _dict_values(values: list[ast.expr]) -> list[ast.expr]:
+    """``values`` with the values of dict displays in place of the dicts (``wandb.log({...})``)."""
+    out: list[ast.expr] = []
+    for value in values:
+        if isinstance(value, ast.Dict):
+            out += value.values
+        else:
+            out.append(value)
+    return out

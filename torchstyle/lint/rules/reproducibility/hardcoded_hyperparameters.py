@@ -6,6 +6,7 @@ import ast
 import re
 
 from torchstyle.lint import facts
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
@@ -43,7 +44,6 @@ _HYPERPARAMETER = re.compile(
     r"|momentum|num_steps|max_steps|num_iters|n_iters)$",
     re.IGNORECASE,
 )
-_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 _OPTIMIZERS = (
     "SGD",
     "Adam",
@@ -132,7 +132,7 @@ class HardcodedHyperparameters(Rule):
     @on_call("DataLoader")
     def loader(self, node: ast.Call) -> None:
         """Collects ``DataLoader(..., batch_size=64)``."""
-        if self.ctx.qualname(node.func) in _LOADERS:
+        if self.ctx.qualname(node.func) in vocab.LOADERS:
             kw = facts.keyword(node, "batch_size")
             if kw is not None and facts.is_number_literal(kw.value):
                 self.evidence.append((kw.value, f"`batch_size={self.ctx.text(kw.value)}`"))

@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import ast
-import re
 
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on_call
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
-
-_LOG_METHODS = frozenset({"info", "warning", "warn", "error", "critical", "exception", "log"})
-_LOGGER = re.compile(r"log", re.IGNORECASE)
-_WRITER_METHODS = frozenset(
-    {"add_scalar", "add_scalars", "add_histogram", "add_text", "add_pr_curve"}
-    | {"log_metric", "log_metrics"}
-)
-_IMAGE_METHODS = frozenset(
-    {"add_image", "add_images", "add_figure", "add_video", "add_mesh", "log_image"}
-)
-_IMAGE_FUNCTIONS = frozenset(
-    {
-        "torchvision.utils.save_image",
-        "cv2.imwrite",
-        "imageio.imwrite",
-        "imageio.imsave",
-        "imageio.v2.imwrite",
-        "imageio.v3.imwrite",
-        "matplotlib.pyplot.savefig",
-        "matplotlib.pyplot.imsave",
-        "skimage.io.imsave",
-    }
-)
-_LOG_FUNCTIONS = frozenset({"wandb.log", "mlflow.log_metric", "mlflow.log_metrics"})
 
 
 @register
@@ -73,34 +49,28 @@ class LogEveryStep(Rule):
                 return "printing"
         elif isinstance(func, ast.Attribute):
             attr = func.attr
-            if attr in _IMAGE_METHODS:
+            if attr in vocab.IMAGE_METHODS:
                 return "logging an image"
-            if attr in _WRITER_METHODS:
+            if attr in vocab.TRACKER_METHODS:
                 return "logging"
-            if attr in _LOG_METHODS:
-                receiver = func.value
-                name = (
-                    receiver.attr
-                    if isinstance(receiver, ast.Attribute)
-                    else getattr(receiver, "id", "")
-                )
-                if _LOGGER.search(name):
-                    return "logging"
+            # debug output is off unless asked for: per-step debug lines are deliberate
+            if attr != "debug" and vocab.is_logger_call(func):
+                return "logging"
         else:
             return None
         qualname = self.ctx.qualname(func)
-        if qualname in _IMAGE_FUNCTIONS:
+        if qualname in vocab.IMAGE_FUNCTIONS:
             return "saving an image"
-        if qualname in _LOG_FUNCTIONS:
+        if qualname in vocab.TRACKER_FUNCTIONS:
             return "logging"
         return None
 
     @on_call(
         "print",
-        *_LOG_METHODS,
-        *_WRITER_METHODS,
-        *_IMAGE_METHODS,
-        *{q.rsplit(".", 1)[1] for q in _IMAGE_FUNCTIONS | _LOG_FUNCTIONS},
+        *vocab.LOG_METHODS,
+        *vocab.TRACKER_METHODS,
+        *vocab.IMAGE_METHODS,
+        *vocab.last_names(vocab.IMAGE_FUNCTIONS | vocab.TRACKER_FUNCTIONS),
     )
     def call(self, node: ast.Call) -> None:
         """Notes an unguarded log call inside a loop."""
@@ -109,15 +79,9 @@ class LogEveryStep(Rule):
             return
         what = self._what(node)
         if what is not None:
-            loop.data.setdefault(self.code, []).append((node, what))
+            self.collect((node, what))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports the calls of a training-step loop; passes others outwards when unguarded."""
-        found = frame.data.pop(self.code, None)
-        if not found:
-            return
-        if frame.direct_step:
-            for node, what in found:
-                self.report(node, self.message.format(what=what.capitalize()))
-        elif frame.parent is not None and frame.guard_base == frame.parent.guard_base:
-            frame.parent.data.setdefault(self.code, []).extend(found)
+        for node, what in self.settle(frame, frame.direct_step, through_guards=False):
+            self.report(node, self.message.format(what=what.capitalize()))
