@@ -10,6 +10,7 @@ import codecs
 import gc
 import io
 import re
+import sys
 import tokenize
 import traceback
 from collections.abc import Iterable
@@ -88,10 +89,16 @@ class Linter:
         if findings:
             suppressions = noqa.scan(source)
             if suppressions is not None:
+                # A `# noqa` on any line of a multi-line finding counts: after a call's
+                # closing parenthesis is where formatters leave it.
                 findings = [
                     f
                     for f in findings
-                    if f.code == UNCHECKED or not suppressions.silences(f.line, f.code)
+                    if f.code == UNCHECKED
+                    or not any(
+                        suppressions.silences(line, f.code)
+                        for line in range(f.line, max(f.line, f.end_line) + 1)
+                    )
                 ]
         findings.sort(key=Finding.sort_key)
         return findings
@@ -108,7 +115,15 @@ class Linter:
         try:
             tree = ast.parse(source, filename=path)
         except SyntaxError as e:
-            return self.unchecked(path, f"syntax error: {e.msg}", e.lineno or 1, e.offset or 1)
+            message = f"syntax error: {e.msg}"
+            if e.msg.startswith(("invalid syntax", "expected")):
+                # what newer syntax (PEP 695 generics, ...) looks like to an older parser
+                version = f"{sys.version_info.major}.{sys.version_info.minor}"
+                message += (
+                    f" (read with Python {version}'s grammar; if the file needs a newer "
+                    "Python, run torchstyle with that Python)"
+                )
+            return self.unchecked(path, message, e.lineno or 1, e.offset or 1)
         except (ValueError, RecursionError, MemoryError) as e:
             return self.unchecked(path, f"cannot parse: {e}")
         active = [

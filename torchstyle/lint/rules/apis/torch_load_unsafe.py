@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 
 from torchstyle.lint import facts
-from torchstyle.lint.base import Edit, Fix, Rule, on_call
+from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
+from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
 
 _LOADS = frozenset({"torch.load", "torch.serialization.load"})
@@ -17,7 +18,9 @@ class TorchLoadUnsafe(Rule):
 
     What:
         A call of ``torch.load`` that does not pass ``weights_only``. An explicit
-        ``weights_only=False`` is a deliberate choice and left alone, as is ``**kwargs``.
+        ``weights_only=False`` is a deliberate choice and left alone, as is ``**kwargs`` and
+        an explicit fallback (a ``torch.load`` under ``except TypeError:`` or under an
+        ``if`` that tests ``weights_only``, for old torch versions).
 
     Why:
         Without ``weights_only=True``, ``torch.load`` unpickles arbitrary Python objects: a
@@ -33,20 +36,45 @@ class TorchLoadUnsafe(Rule):
         state = torch.load("checkpoint.pt", map_location="cpu", weights_only=True)
 
     Fix:
-        Unsafe (a checkpoint holding other objects then fails to load): adds
-        ``weights_only=True``.
+        Unsafe: adds ``weights_only=True``. A checkpoint that holds other objects (an
+        ``argparse.Namespace``, a config object) then fails to load: register those classes
+        with ``torch.serialization.add_safe_globals([Namespace])``, or save plain dicts
+        (``vars(args)``) instead.
     """
 
     code = "TS502"
     name = "torch-load-unsafe"
-    message = "`torch.load` without `weights_only=True` can run arbitrary code from the file"
+    message = (
+        "`torch.load` without `weights_only=True` can run arbitrary code from the file; "
+        "pass it (register other saved classes with torch.serialization.add_safe_globals)"
+    )
     fixable = "unsafe"
     triggers = ("load",)
+
+    def begin_file(self, ctx: FileContext) -> None:
+        """Resets the fallback depth."""
+        super().begin_file(ctx)
+        self.fallbacks: list[ast.AST] = []
+
+    @on(ast.ExceptHandler, ast.If)
+    def enter(self, node: ast.ExceptHandler | ast.If) -> None:
+        """Notes entering an explicit fallback: ``except TypeError:``, ``if not weights_only:``."""
+        if isinstance(node, ast.If):
+            if "weights_only" in facts.names_in(node.test):
+                self.fallbacks.append(node)
+        elif node.type is not None and "TypeError" in facts.names_in(node.type):
+            self.fallbacks.append(node)
+
+    @after(ast.ExceptHandler, ast.If)
+    def leave(self, node: ast.ExceptHandler | ast.If) -> None:
+        """Notes leaving it."""
+        if self.fallbacks and self.fallbacks[-1] is node:
+            self.fallbacks.pop()
 
     @on_call("load")
     def call(self, node: ast.Call) -> None:
         """Checks one call."""
-        if self.ctx.qualname(node.func) not in _LOADS:
+        if self.fallbacks or self.ctx.qualname(node.func) not in _LOADS:
             return
         if facts.keyword(node, "weights_only") is not None or facts.has_star_kwargs(node):
             return

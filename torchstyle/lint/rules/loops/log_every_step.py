@@ -9,6 +9,8 @@ from torchstyle.lint.base import Rule, on_call
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
 
+_SHORT_LOOP = 100
+
 
 @register
 class LogEveryStep(Rule):
@@ -19,7 +21,9 @@ class LogEveryStep(Rule):
         a call that runs on every iteration, not under any ``if``: ``print``, a logger's
         ``info``/``warning``/..., a TensorBoard writer's ``add_scalar``/``add_image``/...,
         ``wandb.log``, ``mlflow.log_metric``, or an image written with ``save_image``,
-        ``plt.savefig``, ``cv2.imwrite``... tqdm progress bars are fine.
+        ``plt.savefig``, ``cv2.imwrite``... tqdm progress bars are fine, and so are short
+        fixed-length loops (``for step in range(10)``, at most 100 steps: benchmarks and
+        profiling runs show every step on purpose) and ``logger.debug``.
 
     Why:
         The guide: "don't log results on every step". Training runs thousands of steps;
@@ -83,5 +87,23 @@ class LogEveryStep(Rule):
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports the calls of a training-step loop; passes others outwards when unguarded."""
-        for node, what in self.settle(frame, frame.direct_step, through_guards=False):
+        found = self.settle(frame, frame.direct_step, through_guards=False)
+        if found and _short_fixed_loop(frame.node):
+            return  # for step in range(10): a benchmark or profiling loop shows every step
+        for node, what in found:
             self.report(node, self.message.format(what=what.capitalize()))
+
+
+def _short_fixed_loop(node: ast.AST) -> bool:
+    """Whether ``node`` is ``for ... in range(n)`` with a literal ``n`` of at most 100 steps."""
+    if not isinstance(node, ast.For) or not isinstance(node.iter, ast.Call):
+        return False
+    call = node.iter
+    if getattr(call.func, "id", None) != "range" or not call.args or call.keywords:
+        return False
+    values = [a.value for a in call.args if isinstance(a, ast.Constant)]
+    if len(values) != len(call.args) or not all(type(v) is int for v in values):
+        return False
+    start, stop = (0, values[0]) if len(values) == 1 else (values[0], values[1])
+    step = values[2] if len(values) == 3 and values[2] else 1
+    return 0 <= (stop - start) // step <= _SHORT_LOOP

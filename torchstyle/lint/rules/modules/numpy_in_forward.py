@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 
+from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, after, on
 from torchstyle.lint.context import KIND_MODULE, KIND_TENSOR, FileContext
 from torchstyle.lint.registry import register
 
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
+_INT_WRAPPERS = frozenset({"tuple", "list", "int"})
 _ERROR_CALLS = frozenset({"_assert", "warn", "warning", "error", "exception"})
 
 
@@ -31,7 +33,10 @@ class NumpyInForward(Rule):
 
     What:
         Inside ``forward``: a call into numpy on tensor data (``np.exp(x)``, ``np.array(x)``,
-        anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. numpy on plain numbers
+        anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. ``.tolist()`` handed
+        straight to an op that wants Python ints (``x.split(sizes.tolist())``,
+        ``F.interpolate(x, size=tuple(size.tolist()))``), a ``forward`` decorated with
+        ``@torch.no_grad()`` (post-processing that returns CPU results), numpy on plain numbers
         (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) and code in a branch that raises,
         asserts or warns (building an error message) are left alone.
 
@@ -63,6 +68,7 @@ class NumpyInForward(Rule):
         super().begin_file(ctx)
         self.stack: list[tuple[ast.AST, str]] = []
         self.error_branches: list[ast.If] = []
+        self.consumed: set[int] = set()
 
     @on(ast.FunctionDef, ast.AsyncFunctionDef)
     def enter(self, node: ast.FunctionDef) -> None:
@@ -97,7 +103,18 @@ class NumpyInForward(Rule):
             return  # not in forward, or building an error message
         where = f"{self.stack[-1][1]}.forward"
         func = node.func
+        for arg in [*node.args, *(kw.value for kw in node.keywords)]:
+            if (
+                isinstance(arg, ast.Call)
+                and facts.last_name(arg.func) in _INT_WRAPPERS
+                and arg.args
+            ):
+                arg = arg.args[0]
+            if isinstance(arg, ast.Call) and facts.last_name(arg.func) == "tolist":
+                self.consumed.add(id(arg))  # x.split(sizes.tolist()): an op asks for ints
         if isinstance(func, ast.Attribute) and not node.args and not node.keywords:
+            if self.ctx.grad_off or id(node) in self.consumed:
+                return  # post-processing under no_grad hands out CPU results on purpose
             if func.attr == "numpy":
                 self.report(
                     node,

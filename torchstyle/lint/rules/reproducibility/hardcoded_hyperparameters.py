@@ -73,7 +73,8 @@ class HardcodedHyperparameters(Rule):
         hyperparameter (``lr=0.01``, ``batch_size=64``, ``EPOCHS = 10``,
         ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
         click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
-        configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``.
+        configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``, or
+        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``.
 
     Why:
         The guide: "use command line arguments" for batch size, learning rate and the like,
@@ -121,6 +122,12 @@ class HardcodedHyperparameters(Rule):
     def parser(self, node: ast.Call) -> None:
         """Notes argument parsers that come with frameworks."""
         if self.ctx.qualname(node.func) in _CONFIG_NAMES:
+            self.parses = True
+
+    @on_call("exec", "run_path")
+    def configurator(self, node: ast.Call) -> None:
+        """Notes ``exec(open("configurator.py").read())``: a file that parses ``sys.argv``."""
+        if node.args and not isinstance(node.args[0], ast.Constant):
             self.parses = True
 
     @on(ast.keyword)
