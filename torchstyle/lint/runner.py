@@ -61,8 +61,17 @@ def decode_source(data: bytes) -> SourceFile:
 class Linter:
     """Checks sources with a fixed set of rules (one instance per rule for the whole run)."""
 
-    def __init__(self, codes: Iterable[str] | None = None) -> None:
-        """Builds the rules for ``codes`` (default: every rule that is on by default)."""
+    def __init__(
+        self, codes: Iterable[str] | None = None, *, target_torch: tuple[int, ...] | None = None
+    ) -> None:
+        """Builds the rules for ``codes`` (default: every rule that is on by default).
+
+        Args:
+            codes: The rule codes to check.
+            target_torch: The oldest torch version the code must run on, e.g. ``(2, 4)``;
+                rules about deprecations stay quiet about notices from later versions.
+        """
+        self.target_torch = target_torch
         rules = registry.all_rules()
         chosen = registry.resolve_selection(None) if codes is None else set(codes)
         unknown = chosen - set(rules)
@@ -89,7 +98,7 @@ class Linter:
         if findings:
             suppressions = noqa.scan(source)
             if suppressions is not None:
-                # A `# noqa` on any line of a multi-line finding counts: after a call's
+                # A noqa comment on any line of a multi-line finding counts: after a call's
                 # closing parenthesis is where formatters leave it.
                 findings = [
                     f
@@ -132,7 +141,7 @@ class Linter:
             if rule.code not in ignore
             and (not rule.triggers or any(t in source for t in rule.triggers))
         ]
-        ctx = FileContext(path, source, tree)
+        ctx = FileContext(path, source, tree, self.target_torch)
         try:
             self.checker.check(ctx, active)
         except RecursionError:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 
+from torchstyle.lint import facts
 from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on_call
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
-
-_SHORT_LOOP = 100
 
 
 @register
@@ -88,22 +87,7 @@ class LogEveryStep(Rule):
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports the calls of a training-step loop; passes others outwards when unguarded."""
         found = self.settle(frame, frame.direct_step, through_guards=False)
-        if found and _short_fixed_loop(frame.node):
+        if found and facts.short_fixed_loop(frame.node):
             return  # for step in range(10): a benchmark or profiling loop shows every step
         for node, what in found:
             self.report(node, self.message.format(what=what.capitalize()))
-
-
-def _short_fixed_loop(node: ast.AST) -> bool:
-    """Whether ``node`` is ``for ... in range(n)`` with a literal ``n`` of at most 100 steps."""
-    if not isinstance(node, ast.For) or not isinstance(node.iter, ast.Call):
-        return False
-    call = node.iter
-    if getattr(call.func, "id", None) != "range" or not call.args or call.keywords:
-        return False
-    values = [a.value for a in call.args if isinstance(a, ast.Constant)]
-    if len(values) != len(call.args) or not all(type(v) is int for v in values):
-        return False
-    start, stop = (0, values[0]) if len(values) == 1 else (values[0], values[1])
-    step = values[2] if len(values) == 3 and values[2] else 1
-    return 0 <= (stop - start) // step <= _SHORT_LOOP

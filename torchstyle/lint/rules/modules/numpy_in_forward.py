@@ -12,19 +12,6 @@ from torchstyle.lint.registry import register
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
 _INT_WRAPPERS = frozenset({"tuple", "list", "int"})
-_ERROR_CALLS = frozenset({"_assert", "warn", "warning", "error", "exception"})
-
-
-def _reports_error(body: list[ast.stmt]) -> bool:
-    for stmt in body:
-        if isinstance(stmt, ast.Raise | ast.Assert):
-            return True
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            func = stmt.value.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in _ERROR_CALLS:
-                return True
-    return False
 
 
 @register
@@ -87,7 +74,7 @@ class NumpyInForward(Rule):
     @on(ast.If)
     def enter_if(self, node: ast.If) -> None:
         """Notes entering an error branch (one that raises, asserts or warns)."""
-        if self.stack and (self.error_branches or _reports_error(node.body)):
+        if self.stack and (self.error_branches or facts.reports_error(node.body)):
             self.error_branches.append(node)
 
     @after(ast.If)
