@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchstyle.lint import deprecations as dep
 from torchstyle.lint import facts
-from torchstyle.lint.base import Edit, Fix, Rule, on, on_call
+from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
+from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
 
 _LOSS_KEYWORDS = ("size_average", "reduce")
+#: Tests of an ``if`` that picks an API by version: the old branch is there on purpose.
+_VERSION_TEST = re.compile(r"version|VERSION|GREATER|LESS|hasattr|TORCH_\w+|torch_\d", re.I)
 _PRETRAINED = {"pretrained": "weights", "pretrained_backbone": "weights_backbone"}
 
 
@@ -29,7 +33,10 @@ class DeprecatedApi(Rule):
         ``weights=``), ``torch.utils.checkpoint`` without ``use_reentrant``, and the
         ``size_average``/``reduce`` arguments of losses. With ``target-torch = "2.1"`` in
         ``[tool.torchstyle.lint]``, notices from later versions are not reported (their
-        replacements may not exist in the targeted version).
+        replacements may not exist in the targeted version). Deliberate fallbacks are left
+        alone: code in an ``except`` handler, under an ``if`` on the torch version
+        (``if _TORCH_GREATER_EQUAL_2_4``, ``hasattr(torch, ...)``), and names imported in an
+        ``except ImportError:`` branch.
 
     Why:
         Deprecated APIs warn on every run, and are removed in a later release; the
@@ -80,9 +87,41 @@ class DeprecatedApi(Rule):
         "reduce=",
     )
 
+    def begin_file(self, ctx: FileContext) -> None:
+        """Resets the fallback tracking."""
+        super().begin_file(ctx)
+        self.fallbacks: list[ast.AST] = []
+        self.fallback_names: set[str] = set()
+
+    @on(ast.ExceptHandler, ast.If, ast.IfExp)
+    def enter(self, node: ast.ExceptHandler | ast.If | ast.IfExp) -> None:
+        """Notes entering a fallback: an ``except`` handler or an ``if`` on the torch version."""
+        if isinstance(node, ast.ExceptHandler) or _VERSION_TEST.search(self.ctx.text(node.test)):
+            self.fallbacks.append(node)
+
+    @after(ast.ExceptHandler, ast.If, ast.IfExp)
+    def leave(self, node: ast.AST) -> None:
+        """Notes leaving it."""
+        if self.fallbacks and self.fallbacks[-1] is node:
+            self.fallbacks.pop()
+
+    @on(ast.ImportFrom)
+    def fallback_import(self, node: ast.ImportFrom) -> None:
+        """Notes names imported as a fallback (``except ImportError: from functorch import vmap``)."""
+        if self.fallbacks:
+            self.fallback_names.update(a.asname or a.name for a in node.names)
+
+    def _in_fallback(self, node: ast.Call) -> bool:
+        func = node.func
+        return bool(self.fallbacks) or (
+            isinstance(func, ast.Name) and func.id in self.fallback_names
+        )
+
     @on_call(*{d.name.rsplit(".", 1)[1] for d in dep.TABLE})
     def table_call(self, node: ast.Call) -> None:
         """Checks a call against the table."""
+        if self._in_fallback(node):
+            return
         qualname = self.ctx.qualname(node.func)
         entry = dep.BY_NAME.get(qualname or "")
         if entry is None or not dep.applies(entry.since, self.ctx.target_torch):
@@ -115,7 +154,7 @@ class DeprecatedApi(Rule):
     @on_call("checkpoint", "checkpoint_sequential")
     def checkpoint(self, node: ast.Call) -> None:
         """Checks ``torch.utils.checkpoint`` calls for an explicit ``use_reentrant``."""
-        if self.ctx.qualname(node.func) not in dep.CHECKPOINT:
+        if self._in_fallback(node) or self.ctx.qualname(node.func) not in dep.CHECKPOINT:
             return
         if facts.keyword(node, "use_reentrant") or facts.has_star_kwargs(node):
             return
@@ -132,6 +171,8 @@ class DeprecatedApi(Rule):
     @on(ast.Call)
     def keywords(self, node: ast.Call) -> None:
         """Checks deprecated keyword arguments: ``pretrained=``, ``size_average=``/``reduce=``."""
+        if self.fallbacks:
+            return
         for kw in node.keywords:
             if kw.arg in _PRETRAINED:
                 self._pretrained(node, kw)

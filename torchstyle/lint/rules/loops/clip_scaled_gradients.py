@@ -22,9 +22,11 @@ class ClipScaledGradients(Rule):
     """Gradients clipped while a ``GradScaler`` still has them scaled.
 
     What:
-        A function that back-propagates through ``scaler.scale(loss)`` and calls
-        ``clip_grad_norm_`` or ``clip_grad_value_``, with no ``scaler.unscale_(optimizer)``
-        in it.
+        A function that back-propagates through ``scaler.scale(loss)`` and then, in the
+        same block, calls ``torch.nn.utils.clip_grad_norm_`` or ``clip_grad_value_``, with no
+        ``scaler.unscale_(optimizer)`` in it. A clip in another branch than the scaling
+        (``if amp: ... else: clip``) and ``accelerator.clip_grad_norm_`` (which unscales) are
+        left alone.
 
     Why:
         With mixed precision, ``scaler.scale(loss).backward()`` leaves every gradient
@@ -59,7 +61,25 @@ class ClipScaledGradients(Rule):
         if self.ctx.qualname(node.func) not in _CLIPS:
             return  # accelerator.clip_grad_norm_ and friends unscale by themselves
         scope = self.ctx.function
-        body = self.ctx.text(scope.node) if scope is not None else self.ctx.source
-        if ".scale(" not in body or "unscale_" in body:
+        if scope is None:
             return
+        start = self.ctx.span(scope.node)[0]
+        before = self.ctx.source[start : self.ctx.span(node)[0]]
+        scaled = before.rfind(".scale(")
+        if scaled < 0 or "unscale_" in self.ctx.text(scope.node):
+            return
+        if _block_ends(before[before.rfind("\n", 0, scaled) + 1 :]):
+            return  # scale() sits in another branch (`if amp: ... else: clip`)
         self.report(node, self.message.format(clip=self.ctx.text(node.func)))
+
+
+def _block_ends(text: str) -> bool:
+    """Whether a line between the first and the last of ``text`` is indented less than the first."""
+    lines = text.split("\n")
+    first = len(lines[0]) - len(lines[0].lstrip())
+    indent = None
+    for line in lines[1:-1]:
+        if line.strip():
+            width = len(line) - len(line.lstrip())
+            indent = width if indent is None else min(indent, width)
+    return indent is not None and indent < first

@@ -6,7 +6,7 @@ import ast
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, after, on, on_call
-from torchstyle.lint.context import FileContext
+from torchstyle.lint.context import KIND_MODULE, FileContext
 from torchstyle.lint.registry import register
 
 _SYNCS = frozenset({"item", "cpu"})
@@ -20,8 +20,12 @@ class HostSyncInForward(Rule):
         Inside ``forward`` of an ``nn.Module`` subclass: ``x.item()``, ``x.cpu()`` or
         ``print(...)`` of a variable (a tensor, as far as the code tells; text, shapes and
         numbers are fine). ``.numpy()`` and ``.tolist()`` are TS101's.
-        A ``forward`` decorated with ``@torch.no_grad()`` (post-processing that returns
-        CPU results) and branches that raise, assert or warn are left alone.
+        Only modules that hold layers count (``self.conv = nn.Conv2d(...)``): transforms and
+        metrics without layers often run on the CPU. Left alone: a ``forward`` decorated
+        with ``@torch.no_grad()`` or a class named ``PostProcess...`` (post-processing that
+        returns host results), ``return out.cpu()`` (handing the output to the host, as RPC
+        needs), ``.item()`` on a tensor made on the host (``torch.rand(1).item()``), and
+        branches that raise, assert or warn.
 
     Why:
         The guide keeps ``forward`` free of host code. The device runs asynchronously; each
@@ -50,6 +54,16 @@ class HostSyncInForward(Rule):
         """Resets the error-branch stack."""
         super().begin_file(ctx)
         self.error_branches: list[ast.If] = []
+        self.returned: set[int] = set()
+
+    @on(ast.Return)
+    def returns(self, node: ast.Return) -> None:
+        """Notes ``return out.cpu()``: the module hands its output to the host on purpose."""
+        value = node.value
+        if isinstance(value, ast.IfExp):
+            self.returned.update((id(value.body), id(value.orelse)))
+        elif value is not None:
+            self.returned.add(id(value))
 
     def _forward(self) -> str | None:
         scope = self.ctx.function
@@ -57,8 +71,10 @@ class HostSyncInForward(Rule):
             return None
         parent = scope.parent
         info = parent.class_info if parent is not None else None
-        if info is None or not info.is_module:
+        if info is None or not info.is_module or "postprocess" in info.name.lower():
             return None
+        if KIND_MODULE not in info.attr_kinds.values():
+            return None  # no layers: a transform or a metric, often run on the CPU
         return f"{info.name}.forward"
 
     def _tensor_like(self, node: ast.expr) -> bool:
@@ -92,6 +108,8 @@ class HostSyncInForward(Rule):
         if isinstance(func, ast.Attribute):
             if func.attr not in _SYNCS or node.args or node.keywords:
                 return
+            if id(node) in self.returned or _made_on_host(func.value):
+                return
             what = f".{func.attr}()"
         elif isinstance(func, ast.Name) and func.id == "print" and "print" not in self.ctx.imports:
             if not any(self._tensor_like(a) for a in node.args):
@@ -102,3 +120,17 @@ class HostSyncInForward(Rule):
         where = self._forward()
         if where is not None:
             self.report(node, self.message.format(what=what, where=where))
+
+
+def _made_on_host(node: ast.expr) -> bool:
+    """Whether ``node`` is built from ``torch.rand(1)``-style factories given no device."""
+    for sub in ast.walk(node):
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in facts.TENSOR_FACTORIES
+            and facts.last_name(sub.func.value) == "torch"
+            and facts.keyword(sub, "device") is None
+        ):
+            return True
+    return False
