@@ -243,3 +243,18 @@ def test_pre_commit_hook_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     assert "bad.py:5:12: TS102" in result.stdout
     modules = subprocess.run([str(python), "-c", "import torch"], capture_output=True, timeout=60)
     assert modules.returncode != 0, "the fresh virtualenv has no torch"
+
+
+def test_benchmark_scripts_may_print_every_step() -> None:
+    source = (
+        "def run(model, x, optimizer, n):\n"
+        "    for k in range(n):\n"
+        "        model(x).sum().backward()\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()\n"
+        "        print(k)\n"
+    )
+    assert [f.code for f in lint_source(source, "train.py")] == ["TS301"]
+    assert (
+        lint_source(source, "bench.py") == [] and lint_source(source, "tools/profile_gpt.py") == []
+    )

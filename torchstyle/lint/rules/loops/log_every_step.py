@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchstyle.lint import facts
 from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on_call
-from torchstyle.lint.context import LoopFrame
+from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
+
+_CLOSURE_STEP = re.compile(r"\.step\(\s*closure\b")
+_PROFILER_STEP = re.compile(r"\b(?:prof|profiler)\.step\(\)")
 
 
 @register
@@ -22,7 +26,10 @@ class LogEveryStep(Rule):
         ``wandb.log``, ``mlflow.log_metric``, or an image written with ``save_image``,
         ``plt.savefig``, ``cv2.imwrite``... tqdm progress bars are fine, and so are short
         fixed-length loops (``for step in range(10)``, at most 100 steps: benchmarks and
-        profiling runs show every step on purpose) and ``logger.debug``.
+        profiling runs show every step on purpose), benchmark and profiling scripts (a file
+        named ``bench*``/``profil*``, or one that calls ``prof.step()``), loops stepped with a
+        closure (``optimizer.step(closure)``: LBFGS takes few, expensive steps) and
+        ``logger.debug``.
 
     Why:
         The guide: "don't log results on every step". Training runs thousands of steps;
@@ -68,6 +75,15 @@ class LogEveryStep(Rule):
             return "logging"
         return None
 
+    def begin_file(self, ctx: FileContext) -> None:
+        """Notes whether the file is a benchmark or profiling script."""
+        super().begin_file(ctx)
+        name = ctx.path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        # a profiler stepped with the loop (prof.step()) profiles it, step by step
+        self._benchmark = name.startswith(("bench", "profil")) or bool(
+            _PROFILER_STEP.search(ctx.source)
+        )
+
     @on_call(
         "print",
         *vocab.LOG_METHODS,
@@ -87,7 +103,9 @@ class LogEveryStep(Rule):
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports the calls of a training-step loop; passes others outwards when unguarded."""
         found = self.settle(frame, frame.direct_step, through_guards=False)
-        if found and facts.short_fixed_loop(frame.node):
+        if found and (self._benchmark or facts.short_fixed_loop(frame.node)):
             return  # for step in range(10): a benchmark or profiling loop shows every step
+        if found and _CLOSURE_STEP.search(self.ctx.text(frame.node)):
+            return  # optimizer.step(closure) (LBFGS): few, expensive steps
         for node, what in found:
             self.report(node, self.message.format(what=what.capitalize()))

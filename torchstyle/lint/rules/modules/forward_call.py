@@ -33,7 +33,9 @@ class ForwardCall(Rule):
         ``self.forward`` inside a ``__call__`` override and calls through RPC proxies
         (``rref.rpc_sync().forward(x)``) are left alone, as are ``self.forward(x)`` in a class
         with no base (not a module) and, in a file that imports no torch, receivers not named
-        like a network (``browser.forward(steps)``).
+        like a network (``browser.forward(steps)``), ``remote_module.forward(x)`` (the way to
+        call an RPC ``RemoteModule``) and calls under a comment line (within three lines above) that
+        mentions ``__call__`` or hooks: skipping them on purpose, said so.
 
     Why:
         The guide: "use the call method instead of forward on an nn.Module"; the two are not
@@ -86,7 +88,20 @@ class ForwardCall(Rule):
         scope = self.ctx.function
         if receiver_is_self and scope is not None and scope.name in _CALL_IMPLEMENTATIONS:
             return
+        if "remote" in (facts.last_name(receiver) or "").lower():
+            return  # RemoteModule.forward(x) is how a remote module is called
+        if self._explained(node.lineno):
+            return  # a comment just above says the hooks are skipped on purpose
         self.report(node, fix=self._fix(func))
+
+    def _explained(self, line: int) -> bool:
+        """Whether a comment line among the three above ``line`` is about ``__call__`` or hooks."""
+        lines = self.ctx.lines
+        for text in lines[max(0, line - 4) : line - 1]:
+            comment = text.strip()
+            if comment.startswith("#") and ("__call__" in comment or "hook" in comment.lower()):
+                return True
+        return False
 
     def _fix(self, func: ast.Attribute) -> Fix | None:
         ctx = self.ctx
