@@ -258,3 +258,30 @@ def test_benchmark_scripts_may_print_every_step() -> None:
     assert (
         lint_source(source, "bench.py") == [] and lint_source(source, "tools/profile_gpt.py") == []
     )
+
+
+def test_hardcoded_hyperparameters_are_fine_in_tests() -> None:
+    source = (
+        "import torch\n\n"
+        "model = torch.nn.Linear(2, 2)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for epoch in range(3):\n"
+        "    model(torch.ones(2)).sum().backward()\n"
+        "    optimizer.step()\n"
+        "    optimizer.zero_grad()\n"
+    )
+    assert [f.code for f in lint_source(source, "train.py")] == ["TS401"]
+    for path in ("test_train.py", "train_test.py", "pkg/tests/gpu/train.py"):
+        assert lint_source(source, path) == [], path
+
+
+def test_a_projects_own_no_grad_decorator_counts() -> None:
+    source = (
+        "import numpy as np\nimport torch\nfrom utils import smart_inference_mode\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    @smart_inference_mode()\n"
+        "    def forward(self, x):\n"
+        "        return np.asarray(x.cpu().numpy())\n"
+    )
+    assert lint_source(source) == []
+    assert len(lint_source(source.replace("    @smart_inference_mode()\n", ""))) == 2

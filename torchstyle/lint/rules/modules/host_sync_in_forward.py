@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from torchstyle.lint import facts
-from torchstyle.lint.base import Rule, after, on, on_call
+from torchstyle.lint.base import Rule, after, on
 from torchstyle.lint.context import KIND_MODULE, FileContext
 from torchstyle.lint.registry import register
 
@@ -20,7 +20,10 @@ class HostSyncInForward(Rule):
         Inside ``forward`` of an ``nn.Module`` subclass: ``x.item()``, ``x.cpu()`` or
         ``print(...)`` of a variable (a tensor, as far as the code tells; text, shapes and
         numbers are fine). ``.numpy()`` and ``.tolist()`` are TS101's.
-        Only modules that hold layers count (``self.conv = nn.Conv2d(...)``): transforms and
+        Off by default: a performance rule, and on real code most syncs in ``forward``
+        feed data-dependent shapes on purpose. ``.item()`` handed straight to a call
+        (``torch.arange(lengths.max().item())``) is left alone. Only modules that hold
+        layers count (``self.conv = nn.Conv2d(...)``): transforms and
         metrics without layers often run on the CPU. Left alone: a ``forward`` decorated
         with ``@torch.no_grad()`` or a class named ``PostProcess...`` (post-processing that
         returns host results), ``return out.cpu()`` (handing the output to the host, as RPC
@@ -49,12 +52,16 @@ class HostSyncInForward(Rule):
     name = "host-sync-in-forward"
     message = "`{what}` in `{where}` waits for the device on every call; keep it a tensor"
     triggers = ("forward",)
+    # Off by default: on real code most syncs in forward feed data-dependent shapes on purpose
+    # (arange(lengths.max().item())); a performance review opts in.
+    default_enabled = False
 
     def begin_file(self, ctx: FileContext) -> None:
         """Resets the error-branch stack."""
         super().begin_file(ctx)
         self.error_branches: list[ast.If] = []
         self.returned: set[int] = set()
+        self.consumed: set[int] = set()
 
     @on(ast.Return)
     def returns(self, node: ast.Return) -> None:
@@ -99,10 +106,12 @@ class HostSyncInForward(Rule):
         if self.error_branches and self.error_branches[-1] is node:
             self.error_branches.pop()
 
-    @on_call("item", "cpu", "print")
+    @on(ast.Call)
     def call(self, node: ast.Call) -> None:
         """Checks one call."""
-        if self.error_branches:
+        for arg in node.args:  # arange(n.item()): an op that needs a Python number
+            self.consumed.add(id(arg))
+        if self.error_branches or id(node) in self.consumed:
             return
         func = node.func
         if isinstance(func, ast.Attribute):

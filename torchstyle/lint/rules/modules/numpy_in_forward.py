@@ -23,7 +23,9 @@ class NumpyInForward(Rule):
         anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. ``.tolist()`` handed
         straight to an op that wants Python ints (``x.split(sizes.tolist())``,
         ``F.interpolate(x, size=tuple(size.tolist()))``), a ``forward`` decorated with
-        ``@torch.no_grad()`` (post-processing that returns CPU results), numpy on plain numbers
+        ``@torch.no_grad()``/``inference_mode()`` or a project's own ``*_inference_mode``
+        wrapper (post-processing or input conversion that hands out host data), numpy on
+        plain numbers
         (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) and code in a branch that raises,
         asserts or warns (building an error message) are left alone.
 
@@ -86,8 +88,10 @@ class NumpyInForward(Rule):
     @on(ast.Call)
     def call(self, node: ast.Call) -> None:
         """Checks a call made inside forward."""
-        if not self.stack or self.error_branches:
-            return  # not in forward, or building an error message
+        if not self.stack or self.error_branches or self.ctx.grad_off:
+            # not in forward, building an error message, or an inference-only forward
+            # (post-processing, an input-converting wrapper) that hands out host data
+            return
         where = f"{self.stack[-1][1]}.forward"
         func = node.func
         for arg in [*node.args, *(kw.value for kw in node.keywords)]:
@@ -100,8 +104,8 @@ class NumpyInForward(Rule):
             if isinstance(arg, ast.Call) and facts.last_name(arg.func) == "tolist":
                 self.consumed.add(id(arg))  # x.split(sizes.tolist()): an op asks for ints
         if isinstance(func, ast.Attribute) and not node.args and not node.keywords:
-            if self.ctx.grad_off or id(node) in self.consumed:
-                return  # post-processing under no_grad hands out CPU results on purpose
+            if id(node) in self.consumed:
+                return
             if func.attr == "numpy":
                 self.report(
                     node,

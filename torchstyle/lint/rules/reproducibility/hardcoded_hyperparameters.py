@@ -74,7 +74,8 @@ class HardcodedHyperparameters(Rule):
         ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
         click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
         configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``, or
-        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``.
+        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``. Test
+        files (``test_*.py``, ``*_test.py``, anything under ``tests/``) are left alone.
 
     Why:
         The guide: "use command line arguments" for batch size, learning rate and the like,
@@ -192,9 +193,21 @@ class HardcodedHyperparameters(Rule):
         """Reports the first literal hyperparameter of a script that parses nothing."""
         if not (self.trains and self.is_script and self.evidence) or self.parses:
             return
+        if _is_test_file(self.ctx.path):
+            return  # tests fix their settings on purpose
         if "argv" in self.ctx.source:
             return  # reads sys.argv itself
         if self.ctx.imports_any(*_CONFIG_MODULES):
             return
         node, what = min(self.evidence, key=lambda e: (e[0].lineno, e[0].col_offset))  # type: ignore[attr-defined]
         self.report(node, self.message.format(what=what))
+
+
+def _is_test_file(path: str) -> bool:
+    parts = path.replace("\\", "/").split("/")
+    name = parts[-1]
+    return (
+        name.startswith("test_")
+        or name.endswith("_test.py")
+        or any(p in ("tests", "test") for p in parts[:-1])
+    )

@@ -94,7 +94,7 @@ class IncompleteSeeding(Rule):
           ``torch.manual_seed`` seeds every device, so it counts as a CUDA seed.
 
         Each unit test (a ``test_*`` function in a test file) is judged on its own, with the
-        seeds made at module level; the rest of the file is judged as a whole. Files that
+        seeds made at module level (not those of helper functions); the rest of the file is judged as a whole. Files that
         call a seeding helper (``seed_everything``, ``set_seed(...)``...) are
         trusted to seed everything.
 
@@ -148,11 +148,17 @@ class IncompleteSeeding(Rule):
         """Collects seeds."""
         qualname = self.ctx.qualname(node.func)
         if qualname in _TORCH_SEEDS:
-            self._unit().seeded.add(qualname)
+            seeded = qualname
         elif qualname == "numpy.random.seed":
-            self._unit().seeded.add("numpy")
+            seeded = "numpy"
         elif qualname == "random.seed":
-            self._unit().seeded.add("random")
+            seeded = "random"
+        else:
+            return
+        unit = self._unit()
+        unit.seeded.add(seeded)
+        if self.ctx.scope.kind == "module":
+            unit.module_seeded.add(seeded)
 
     @on_call(*(_NUMPY_DRAWS | _RANDOM_DRAWS))
     def draw(self, node: ast.Call) -> None:
@@ -218,8 +224,8 @@ class IncompleteSeeding(Rule):
             return
         shared = self.units.get(None, _Unit())
         for key, unit in self.units.items():
-            seeded = unit.seeded | (shared.seeded if key is not None else set())
-            self._judge(unit, seeded, unit.torch_draw or shared.torch_draw)
+            seeded = unit.seeded | (shared.module_seeded if key is not None else set())
+            self._judge(unit, seeded, unit.torch_draw)
 
     def _judge(self, unit: _Unit, seeded: set[str], torch_draws: bool) -> None:
         if seeded & _TORCH_SEEDS:
@@ -252,6 +258,8 @@ class _Unit:
     """What one unit test (or the rest of the file) seeds and draws."""
 
     seeded: set[str] = field(default_factory=set)
+    #: Seeds made at module level: they run before every unit test of the file.
+    module_seeded: set[str] = field(default_factory=set)
     numpy_use: ast.Call | None = None
     random_use: ast.Call | None = None
     cuda_use: ast.AST | None = None
