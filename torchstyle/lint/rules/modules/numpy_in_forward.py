@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, after, on
@@ -11,6 +12,7 @@ from torchstyle.lint.registry import register
 
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
+_LENGTHS = re.compile(r"len|size|shape|count|num_", re.IGNORECASE)
 _INT_WRAPPERS = frozenset({"tuple", "list", "int"})
 
 
@@ -22,7 +24,9 @@ class NumpyInForward(Rule):
         Inside ``forward``: a call into numpy on tensor data (``np.exp(x)``, ``np.array(x)``,
         anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. ``.tolist()`` handed
         straight to an op that wants Python ints (``x.split(sizes.tolist())``,
-        ``F.interpolate(x, size=tuple(size.tolist()))``), a ``forward`` decorated with
+        ``F.interpolate(x, size=tuple(size.tolist()))``) or bound to a name of lengths or sizes
+        (``decode_lengths = lengths.tolist()``), classes named ``PostProcess...``, a
+        ``forward`` decorated with
         ``@torch.no_grad()``/``inference_mode()`` or a project's own ``*_inference_mode``
         wrapper (post-processing or input conversion that hands out host data), numpy on
         plain numbers
@@ -64,7 +68,13 @@ class NumpyInForward(Rule):
         """Notes entering the forward of a module class."""
         scope = self.ctx.scope
         info = scope.class_info
-        if node.name == "forward" and scope.kind == "class" and info is not None and info.is_module:
+        if (
+            node.name == "forward"
+            and scope.kind == "class"
+            and info is not None
+            and info.is_module
+            and "postprocess" not in info.name.lower()  # hands out host results by design
+        ):
             self.stack.append((node, info.name))
 
     @after(ast.FunctionDef, ast.AsyncFunctionDef)
@@ -84,6 +94,19 @@ class NumpyInForward(Rule):
         """Notes leaving it."""
         if self.error_branches and self.error_branches[-1] is node:
             self.error_branches.pop()
+
+    @on(ast.Assign)
+    def lengths(self, node: ast.Assign) -> None:
+        """Notes ``lengths = sizes.tolist()``: Python ints for loops and packing, on purpose."""
+        target = node.targets[0] if len(node.targets) == 1 else None
+        value = node.value
+        if (
+            isinstance(target, ast.Name)
+            and _LENGTHS.search(target.id)
+            and isinstance(value, ast.Call)
+            and facts.last_name(value.func) == "tolist"
+        ):
+            self.consumed.add(id(value))
 
     @on(ast.Call)
     def call(self, node: ast.Call) -> None:
