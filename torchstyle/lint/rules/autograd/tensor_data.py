@@ -21,9 +21,10 @@ class TensorData(Rule):
         a loop variable over ``model.parameters()``), a gradient (``p.grad``), a loss that is
         backpropagated, a network's output or a ``torch`` factory result. Writes through
         ``.data`` are left alone, as initialization code uses them on purpose: assigning to
-        ``p.data``, in-place methods (``w.data.normal_()``, ``p.data.copy_(q.data)``),
-        in-place functions (``nn.init.trunc_normal_(p.data)``) and ``w.data[i] = v``; so is
-        ``.data`` on other objects (``dataset.data``).
+        ``p.data`` (and reading the value assigned: ``a.data = b.data.clone()``), in-place
+        methods (``w.data.normal_()``, ``p.data.copy_(q.data.view(s))``), in-place functions
+        (``nn.init.trunc_normal_(p.data)``) and ``w.data[i] = v``; so is ``.data`` on other
+        objects (``dataset.data``).
 
     Why:
         ``.data`` is the pre-0.4 way to reach a Variable's tensor. It returns the tensor
@@ -66,9 +67,19 @@ class TensorData(Rule):
             return
         if isinstance(func, ast.Attribute) and _is_data(func.value):
             self.writes.add(id(func.value))
-        for arg in node.args:
-            if _is_data(arg):  # p.data.copy_(q.data), nn.init.trunc_normal_(p.data)
-                self.writes.add(id(arg))
+        for arg in node.args:  # p.data.copy_(q.data.view(s)), nn.init.trunc_normal_(p.data)
+            self._copy_source(arg)
+
+    @on(ast.Assign)
+    def write_assign(self, node: ast.Assign) -> None:
+        """Notes ``a.weight.data = b.weight.data.clone()``: copying parameters, on purpose."""
+        if any(_is_data(target) for target in node.targets):
+            self._copy_source(node.value)
+
+    def _copy_source(self, node: ast.expr) -> None:
+        for sub in ast.walk(node):
+            if _is_data(sub):
+                self.writes.add(id(sub))
 
     @on(ast.Subscript)
     def write_item(self, node: ast.Subscript) -> None:
