@@ -94,7 +94,8 @@ def on_call(*names: str) -> Callable[[H], H]:
 
 
 class Rule:
-    """Base class of every rule. Subclasses live in ``torchstyle/lint/rules/``, one per file.
+    """Base class of every rule. Subclasses live one per file, in the folder of their category
+    under ``torchstyle/lint/rules/`` (``rules/loops/`` for TS3xx).
 
     Class attributes:
         code: The rule's code, e.g. ``"TS102"`` (see ``docs/lint.md`` for the scheme).
