@@ -66,6 +66,10 @@ def test_stdin_with_a_filename_for_editors(tmp_path: Path) -> None:
     assert plain.stdout.startswith("-:5:12: TS102")
     mixed = lint("-", "a.py", cwd=tmp_path)
     assert mixed.returncode == 2 and "cannot be mixed" in mixed.stderr
+    diff = lint("-", "--diff", "--stdin-filename", "x.py", cwd=tmp_path, stdin=BAD)
+    assert diff.returncode == 1 and "+    return model(x)" in diff.stdout
+    lonely = lint("--stdin-filename", "x.py", "a.py", cwd=tmp_path)
+    assert lonely.returncode == 2 and "pass `-` too" in lonely.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
@@ -128,6 +132,8 @@ def test_sarif_is_valid_sarif_2_1_0(tmp_path: Path) -> None:
     jsonschema.Draft4Validator.check_schema(schema)
     errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(log), key=str)
     assert not errors, errors[0]
+    counted = lint("--format", "sarif", "--statistics", "--isolated", cwd=tmp_path)
+    assert counted.returncode == 2 and "use --format text or json" in counted.stderr
     (run,) = log["runs"]
     codes = [r["ruleId"] for r in run["results"]]
     assert sorted(codes) == ["TS001", "TS102", "TS503", "TS503"]

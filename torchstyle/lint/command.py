@@ -243,6 +243,8 @@ def run_lint(args: argparse.Namespace) -> int:
         return 0
     if args.stdin_filename and "-" not in args.paths:
         raise UserError("--stdin-filename names the code read from standard input; pass `-` too")
+    if args.statistics and args.format in ("sarif", "github"):
+        raise UserError(f"--statistics prints counts, not {args.format}; use --format text or json")
     if args.config and not os.path.isfile(args.config):
         raise UserError(f"--config {args.config}: no such file")
     options, finder, jobs = _options(args), ConfigFinder(), _jobs(args)

@@ -113,7 +113,7 @@ def render_statistics(findings: Sequence[Finding], fmt: str) -> str:
     counts = Counter(f.code for f in findings)
     fixable = Counter(f.code for f in findings if f.fix is not None)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if fmt in ("json", "sarif"):
+    if fmt == "json":
         rows = [
             {"code": code, "name": _rule_name(code), "count": n, "fixable": fixable[code] > 0}
             for code, n in ordered
