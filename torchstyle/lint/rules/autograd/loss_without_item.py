@@ -9,24 +9,29 @@ from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.context import Binding, FileContext
 from torchstyle.lint.registry import register
 
+_TRACKED = "handed to a tracker"
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 
 
 @register
 class LossWithoutItem(Rule):
-    """A loss tensor printed, logged or formatted without ``.item()``.
+    """A loss tensor printed, logged, handed to a tracker or formatted without ``.item()``.
 
     What:
         A name holding a loss that is still a tensor (it was backpropagated, or it comes
-        from a loss function) passed to ``print``, a logger, a tqdm bar's
-        ``set_postfix``/``set_description``, an f-string, ``str.format``, ``%`` or ``str()``.
+        from a loss function) passed to ``print``, a logger, an experiment tracker
+        (``writer.add_scalar``, ``wandb.log({...})``, ``mlflow.log_metric``,
+        ``logger.log_metrics``), a tqdm bar's ``set_postfix``/``set_description``, an
+        f-string, ``str.format``, ``%`` or ``str()``.
         Once the name is rebound to ``loss.item()`` or ``float(loss)`` it is a number and
         left alone.
 
     Why:
         The guide: "use .item() to print a scalar tensor". Formatting the tensor prints
         ``tensor(0.6931, device='cuda:0', grad_fn=<NllLossBackward0>)`` instead of a number,
-        and it keeps the tensor (and its graph) alive for as long as the text is built;
+        and it keeps the tensor (and its graph) alive for as long as the text is built.
+        Trackers want numbers: given a tensor, each converts it in its own way, a device
+        sync hidden inside the logging call;
         ``.item()`` gives a Python float. (Log every n steps, not every step: ``.item()``
         waits for the GPU.)
 
@@ -45,27 +50,27 @@ class LossWithoutItem(Rule):
 
     code = "TS202"
     name = "loss-without-item"
-    message = "tensor loss `{name}` formatted without `.item()`; use `{name}.item()`"
+    message = "tensor loss `{name}` {how} without `.item()`; use `{name}.item()`"
     fixable = "unsafe"
     triggers = ("backward", "loss", "criterion")
 
     def begin_file(self, ctx: FileContext) -> None:
         """Resets the deferred candidates."""
         super().begin_file(ctx)
-        self.deferred: list[tuple[ast.Name, Binding, bool]] = []
+        self.deferred: list[tuple[ast.Name, Binding, bool, str]] = []
 
-    def _add(self, node: ast.expr, fixable: bool = True) -> None:
+    def _add(self, node: ast.expr, fixable: bool = True, how: str = "formatted") -> None:
         if isinstance(node, ast.Name):
             binding = self.ctx.binding(node.id)
             if binding is not None:
-                self.deferred.append((node, binding, fixable))
+                self.deferred.append((node, binding, fixable, how))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
-            self._add(node.left, False)
-            self._add(node.right, False)
+            self._add(node.left, False, how)
+            self._add(node.right, False, how)
 
-    def _add_all(self, nodes: list[ast.expr]) -> None:
+    def _add_all(self, nodes: list[ast.expr], how: str = "formatted") -> None:
         for node in nodes:
-            self._add(node.value if isinstance(node, ast.Starred) else node)
+            self._add(node.value if isinstance(node, ast.Starred) else node, how=how)
 
     @on_call(
         "print",
@@ -84,7 +89,7 @@ class LossWithoutItem(Rule):
             if func.id in ("print", "str") and func.id not in self.ctx.imports:
                 self._add_all(values)
             elif self.ctx.qualname(func) in vocab.TRACKER_FUNCTIONS:
-                self._add_all(_dict_values(values))
+                self._add_all(_dict_values(values), _TRACKED)
             return
         if not isinstance(func, ast.Attribute):
             return
@@ -100,7 +105,7 @@ class LossWithoutItem(Rule):
         ):
             self._add_all(values)
         elif attr in vocab.TRACKER_METHODS or self.ctx.qualname(func) in vocab.TRACKER_FUNCTIONS:
-            self._add_all(_dict_values(values))
+            self._add_all(_dict_values(values), _TRACKED)
 
     @on(ast.FormattedValue)
     def formatted(self, node: ast.FormattedValue) -> None:
@@ -123,12 +128,12 @@ class LossWithoutItem(Rule):
         """Reports the names that turned out to hold loss tensors."""
         ctx = self.ctx
         seen: set[int] = set()
-        for node, binding, fixable in self.deferred:
+        for node, binding, fixable, how in self.deferred:
             if id(node) in seen or not ctx.is_loss(binding):
                 continue
             seen.add(id(node))
             fix = ctx.append_to(node, ".item()", "unsafe") if fixable else None
-            self.report(node, self.message.format(name=node.id), fix)
+            self.report(node, self.message.format(name=node.id, how=how), fix)
 
 
 def _dict_values(values: list[ast.expr]) -> list[ast.expr]:
