@@ -291,3 +291,13 @@ def test_a_projects_own_no_grad_decorator_counts() -> None:
     )
     assert lint_source(source) == []
     assert len(lint_source(source.replace("    @smart_inference_mode()\n", ""))) == 2
+
+
+def test_torch_load_fix_is_not_offered_blind() -> None:
+    fixtures = Path(__file__).with_name("fixtures")
+    source = (fixtures / "TS502_objects.py").read_text(encoding="utf-8")
+    (finding,) = lint_source(source, "TS502_objects.py", select=["TS502"])
+    assert finding.fix is None and "add_safe_globals" in finding.message
+    plain = "import torch\n\nstate = torch.load('w.pt')\nmodel = torch.load('m.pt')\n"
+    state, model = lint_source(plain, select=["TS502"])
+    assert state.fix is not None and model.fix is None

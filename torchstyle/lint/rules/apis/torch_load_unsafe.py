@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
@@ -10,6 +11,10 @@ from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
 
 _LOADS = frozenset({"torch.load", "torch.serialization.load"})
+_SAVES_OBJECTS = re.compile(
+    r"\bsave\(\s*(?:\{[^}]*\b(?:args|opt|opts|config|cfg|hparams|namespace)\b"
+    r"|(?:self\.)?(?:model|net)\b\s*,)"
+)
 
 
 @register
@@ -39,7 +44,9 @@ class TorchLoadUnsafe(Rule):
         Unsafe: adds ``weights_only=True``. A checkpoint that holds other objects (an
         ``argparse.Namespace``, a config object) then fails to load: register those classes
         with ``torch.serialization.add_safe_globals([Namespace])``, or save plain dicts
-        (``vars(args)``) instead.
+        (``vars(args)``) instead. The fix is not offered where the code shows such
+        objects: ``model = torch.load(f)`` (a whole pickled module), or a file that saves
+        ``{"args": args, ...}`` or ``torch.save(model, f)``.
     """
 
     code = "TS502"
@@ -55,6 +62,17 @@ class TorchLoadUnsafe(Rule):
         """Resets the fallback depth."""
         super().begin_file(ctx)
         self.fallbacks: list[ast.AST] = []
+        self.whole_objects: set[int] = set()
+        # torch.save({"args": args, ...}) or torch.save(model, ...): this file's checkpoints
+        # hold objects that weights_only=True refuses, so adding it would break loading
+        self.holds_objects = bool(_SAVES_OBJECTS.search(ctx.source))
+
+    @on(ast.Assign)
+    def assign(self, node: ast.Assign) -> None:
+        """Notes ``model = torch.load(f)``: a whole pickled module, not a state dict."""
+        target = node.targets[0] if len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and facts.is_model_name(target.id):
+            self.whole_objects.add(id(node.value))
 
     @on(ast.ExceptHandler, ast.If)
     def enter(self, node: ast.ExceptHandler | ast.If) -> None:
@@ -82,7 +100,7 @@ class TorchLoadUnsafe(Rule):
 
     def _fix(self, node: ast.Call) -> Fix | None:
         args: list[ast.AST] = [*node.args, *node.keywords]
-        if not args:
+        if not args or self.holds_objects or id(node) in self.whole_objects:
             return None
         last = max(args, key=lambda a: (a.end_lineno, a.end_col_offset))  # type: ignore[attr-defined]
         at = self.ctx.offset(last.end_lineno or 0, last.end_col_offset or 0)  # type: ignore[attr-defined]
