@@ -157,7 +157,7 @@ class Rule:
         only when the loop itself runs on every pass of its parent unless ``through_guards``),
         so that a call in an inner helper loop is judged by the training loop around it.
         """
-        found = frame.data.pop(self.code, None)
+        found: list[Any] | None = frame.data.pop(self.code, None)
         if not found:
             return []
         if keep is not None:

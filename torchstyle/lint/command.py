@@ -54,6 +54,11 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--ignore", action="append", default=[], metavar="CODES", help="do not check these rules"
     )
+    _add_file_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_file_arguments(parser: argparse.ArgumentParser) -> None:
     found = parser.add_argument_group("files and configuration")
     found.add_argument(
         "--exclude",
@@ -84,6 +89,9 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="check files in N processes (default: every available core)",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output and fixes")
     out.add_argument(
         "--format",
@@ -142,11 +150,13 @@ def _pyproject(args: argparse.Namespace, finder: ConfigFinder, path: str) -> str
     if args.isolated:
         return None
     if args.config:
-        return os.path.abspath(args.config)
+        return os.path.abspath(str(args.config))
     return finder.pyproject_for(path)
 
 
-def _excludes(config: LintConfig, cache: dict[str | None, list[files.Pattern]]) -> list:
+def _excludes(
+    config: LintConfig, cache: dict[str | None, list[files.Pattern]]
+) -> list[files.Pattern]:
     patterns = cache.get(config.path)
     if patterns is None:
         patterns = cache[config.path] = files.compile_patterns(config.exclude, config.root)
@@ -201,9 +211,10 @@ def _options(args: argparse.Namespace) -> Options:
 def _jobs(args: argparse.Namespace) -> int:
     if args.jobs is None:
         return available_cores()
-    if args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: give 1 or more (default: {available_cores()})")
-    return args.jobs
+    jobs = int(args.jobs)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: give 1 or more (default: {available_cores()})")
+    return jobs
 
 
 def _lint_stdin(args: argparse.Namespace, options: Options, finder: ConfigFinder) -> int:

@@ -34,7 +34,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     try:
         import tomli as tomllib
     except ImportError:  # the pre-commit hook runs without installing anything
-        tomllib = None  # type: ignore[assignment]
+        tomllib = None  # type: ignore[assignment]  # checked in _load_toml, which says what to install
 
 _KEYS = (
     "select",

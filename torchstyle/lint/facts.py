@@ -345,8 +345,8 @@ def short_fixed_loop(node: ast.AST) -> bool:
     call = node.iter
     if getattr(call.func, "id", None) != "range" or not call.args or call.keywords:
         return False
-    values = [a.value for a in call.args if isinstance(a, ast.Constant)]
-    if len(values) != len(call.args) or not all(type(v) is int for v in values):
+    values = [a.value for a in call.args if isinstance(a, ast.Constant) and type(a.value) is int]
+    if len(values) != len(call.args):
         return False
     start, stop = (0, values[0]) if len(values) == 1 else (values[0], values[1])
     step = values[2] if len(values) == 3 and values[2] else 1

@@ -7,7 +7,7 @@ import re
 
 from torchstyle.lint import deprecations as dep
 from torchstyle.lint import facts
-from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
+from torchstyle.lint.base import Applicability, Edit, Fix, Rule, after, on, on_call
 from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
 
@@ -212,10 +212,10 @@ class DeprecatedApi(Rule):
             "`reduction=` (`'mean'`, `'sum'` or `'none'`)",
         )
 
-    def _append(self, node: ast.Call, text: str, applicability: str) -> Fix | None:
-        args: list[ast.AST] = [*node.args, *node.keywords]
+    def _append(self, node: ast.Call, text: str, applicability: Applicability) -> Fix | None:
+        args: list[ast.expr | ast.keyword] = [*node.args, *node.keywords]
         if not args:
             return None
-        last = max(args, key=lambda a: (a.end_lineno, a.end_col_offset))  # type: ignore[attr-defined]
-        at = self.ctx.offset(last.end_lineno or 0, last.end_col_offset or 0)  # type: ignore[attr-defined]
-        return Fix((Edit(at, at, f", {text}"),), applicability)  # type: ignore[arg-type]
+        last = max(args, key=lambda a: (a.end_lineno or 0, a.end_col_offset or 0))
+        at = self.ctx.offset(last.end_lineno or 0, last.end_col_offset or 0)
+        return Fix((Edit(at, at, f", {text}"),), applicability)

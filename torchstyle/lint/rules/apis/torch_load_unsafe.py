@@ -99,9 +99,9 @@ class TorchLoadUnsafe(Rule):
         self.report(node, fix=self._fix(node))
 
     def _fix(self, node: ast.Call) -> Fix | None:
-        args: list[ast.AST] = [*node.args, *node.keywords]
+        args: list[ast.expr | ast.keyword] = [*node.args, *node.keywords]
         if not args or self.holds_objects or id(node) in self.whole_objects:
             return None
-        last = max(args, key=lambda a: (a.end_lineno, a.end_col_offset))  # type: ignore[attr-defined]
-        at = self.ctx.offset(last.end_lineno or 0, last.end_col_offset or 0)  # type: ignore[attr-defined]
+        last = max(args, key=lambda a: (a.end_lineno or 0, a.end_col_offset or 0))
+        at = self.ctx.offset(last.end_lineno or 0, last.end_col_offset or 0)
         return Fix((Edit(at, at, ", weights_only=True"),), "unsafe")

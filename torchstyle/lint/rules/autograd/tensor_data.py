@@ -124,5 +124,5 @@ class TensorData(Rule):
         return Fix((Edit(start, end, ".detach()"),), "unsafe")
 
 
-def _is_data(node: ast.expr) -> bool:
+def _is_data(node: ast.AST) -> bool:
     return isinstance(node, ast.Attribute) and node.attr == "data"

@@ -95,8 +95,8 @@ class LoaderInEpochLoop(Rule):
             self.report(node, self.message.format(what=what))
 
 
-def _inside(node: ast.AST, outer: ast.AST) -> bool:
-    start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
-    lo = (outer.lineno, outer.col_offset)  # type: ignore[attr-defined]
-    hi = (outer.end_lineno, outer.end_col_offset)  # type: ignore[attr-defined]
-    return node is not outer and lo <= start and start < hi  # type: ignore[operator]
+def _inside(node: ast.expr, outer: ast.expr) -> bool:
+    start = (node.lineno, node.col_offset)
+    lo = (outer.lineno, outer.col_offset)
+    hi = (outer.end_lineno or 0, outer.end_col_offset or 0)
+    return node is not outer and lo <= start and start < hi

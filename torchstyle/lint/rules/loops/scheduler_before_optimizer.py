@@ -69,7 +69,7 @@ class SchedulerBeforeOptimizer(Rule):
             return
         if not facts.is_optimizer_step(func):
             return
-        frame = loop
+        frame: LoopFrame | None = loop
         while frame is not None:  # a scheduler earlier in this loop or one around it
             for sched in self.pending.pop(id(frame), ()):
                 self.report(sched, self.message.format(sched=self.ctx.text(sched.func)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, on_call
-from torchstyle.lint.context import FileContext
+from torchstyle.lint.context import FileContext, Scope
 from torchstyle.lint.registry import register
 
 _TORCH_SEEDS = frozenset(
@@ -129,7 +129,7 @@ class IncompleteSeeding(Rule):
 
     def _unit(self) -> _Unit:
         """The state of the code being walked: its unit test, or the rest of the file."""
-        scope = self.ctx.scope
+        scope: Scope | None = self.ctx.scope
         key: ast.AST | None = None
         tests = self.ctx.imports_any("pytest", "unittest")
         while scope is not None:
