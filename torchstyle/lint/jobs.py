@@ -9,6 +9,7 @@ depend on the number of jobs.
 from __future__ import annotations
 
 import difflib
+import gc
 import multiprocessing
 import os
 import stat
@@ -184,5 +185,11 @@ def check_files(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     chunk = max(1, min(64, len(items) // (jobs * 8)))
-    with context.Pool(jobs, initializer=_start_worker, initargs=(options,)) as pool:
-        yield from pool.imap(_check_in_worker, items, chunksize=chunk)
+    # Objects that exist at fork time are shared copy-on-write; a garbage collection in a
+    # worker would touch (and so copy) all of them. Freeze them out of the collector's reach.
+    gc.freeze()
+    try:
+        with context.Pool(jobs, initializer=_start_worker, initargs=(options,)) as pool:
+            yield from pool.imap(_check_in_worker, items, chunksize=chunk)
+    finally:
+        gc.unfreeze()
