@@ -6,7 +6,7 @@ import ast
 import re
 
 from torchstyle.lint import facts
-from torchstyle.lint.base import Rule, on_call
+from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
 
@@ -46,6 +46,10 @@ class EvalModeNotRestored(Rule):
                 ...
             model.eval()
             evaluate(model, val_loader)
+
+    Fix:
+        Unsafe (training then runs in training mode, as intended): inserts
+        ``model.train()`` as the first statement of the loop.
     """
 
     code = "TS311"
@@ -54,6 +58,7 @@ class EvalModeNotRestored(Rule):
         "`{call}` in the training loop, and nothing in the loop calls `.train()`: later "
         "steps train in evaluation mode; call `{receiver}.train()` before training"
     )
+    fixable = "unsafe"
     triggers = ("eval()", "train(False)")
 
     @on_call("eval", "train")
@@ -86,7 +91,21 @@ class EvalModeNotRestored(Rule):
             return
         if _TRAIN.search(self.ctx.text(frame.node)):
             return
+        fixed: set[str] = set()
         for node, _, _ in found:
             func = node.func
             receiver = self.ctx.text(func.value) if isinstance(func, ast.Attribute) else "model"
-            self.report(node, self.message.format(call=self.ctx.text(node), receiver=receiver))
+            fix = None if receiver in fixed else self._fix(frame, receiver)
+            fixed.add(receiver)
+            message = self.message.format(call=self.ctx.text(node), receiver=receiver)
+            self.report(node, message, fix)
+
+    def _fix(self, frame: LoopFrame, receiver: str) -> Fix | None:
+        """Puts ``receiver.train()`` first in the loop's body."""
+        first = frame.node.body[0]
+        if first.lineno == frame.node.lineno:
+            return None  # a one-line loop
+        line = self.ctx.lines[first.lineno - 1]
+        indent = line[: len(line) - len(line.lstrip())]
+        at = self.ctx.offset(first.lineno, 0)
+        return Fix((Edit(at, at, f"{indent}{receiver}.train()\n"),), "unsafe")

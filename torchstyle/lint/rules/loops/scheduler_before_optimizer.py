@@ -6,7 +6,7 @@ import ast
 import re
 
 from torchstyle.lint import facts
-from torchstyle.lint.base import Rule, on_call
+from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
 
@@ -41,6 +41,11 @@ class SchedulerBeforeOptimizer(Rule):
             loss.backward()
             optimizer.step()
             scheduler.step()
+
+    Fix:
+        Unsafe (the schedule then runs one step later, as intended): moves the
+        ``scheduler.step()`` line to just after the ``optimizer.step()`` line, when both are
+        statements of their own in the same block.
     """
 
     code = "TS310"
@@ -49,6 +54,7 @@ class SchedulerBeforeOptimizer(Rule):
         "`{sched}()` runs before `optimizer.step()` in the same iteration: the schedule is "
         "one step ahead; step the scheduler after the optimizer"
     )
+    fixable = "unsafe"
     triggers = ("sched",)
 
     def begin_file(self, ctx: FileContext) -> None:
@@ -72,9 +78,42 @@ class SchedulerBeforeOptimizer(Rule):
         frame: LoopFrame | None = loop
         while frame is not None:  # a scheduler earlier in this loop or one around it
             for sched in self.pending.pop(id(frame), ()):
-                self.report(sched, self.message.format(sched=self.ctx.text(sched.func)))
+                message = self.message.format(sched=self.ctx.text(sched.func))
+                self.report(sched, message, self._fix(sched, node))
             frame = frame.parent
+
+    def _fix(self, sched: ast.Call, step: ast.Call) -> Fix | None:
+        """Moves the scheduler's line to just after the optimizer's, in the same block."""
+        ctx = self.ctx
+        lines = ctx.lines
+        first, last = sched.lineno, step.lineno
+        if (
+            sched.end_lineno != first
+            or step.end_lineno != last
+            or sched.col_offset != step.col_offset
+        ):
+            return None
+        if _code(lines[first - 1]) != ctx.text(sched) or _code(lines[last - 1]) != ctx.text(step):
+            return None  # not statements of their own
+        indent = sched.col_offset
+        for line in lines[first : last - 1]:
+            if line.strip() and len(line) - len(line.lstrip()) < indent:
+                return None  # the two are in different blocks
+        start = ctx.offset(first, 0)
+        after_step = ctx.offset(last + 1, 0) if last < len(lines) else len(ctx.source)
+        if after_step == len(ctx.source) and not ctx.source.endswith("\n"):
+            return None
+        moved = lines[first - 1] + "\n"
+        return Fix(
+            (Edit(start, ctx.offset(first + 1, 0), ""), Edit(after_step, after_step, moved)),
+            "unsafe",
+        )
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Forgets the scheduler steps of a finished loop."""
         self.pending.pop(id(frame), None)
+
+
+def _code(line: str) -> str:
+    """A line without its indentation and trailing comment."""
+    return line.split("#", 1)[0].strip()
