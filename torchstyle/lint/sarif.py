@@ -21,7 +21,6 @@ from torchstyle.lint.base import Finding
 SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
-_HELP = "https://github.com/torchstyle/torchstyle/blob/main/docs/lint.md"
 
 
 def _uri(path: str) -> str:
@@ -39,7 +38,6 @@ def _rule(code: str) -> dict[str, Any]:
         "name": "".join(part.capitalize() for part in rule.name.split("-")),
         "shortDescription": {"text": rule.summary()},
         "fullDescription": {"text": inspect.cleandoc(rule.__doc__ or rule.message)},
-        "helpUri": f"{_HELP}#rules",
         "help": {"text": f"torchstyle lint --explain {code}"},
         "defaultConfiguration": {"level": "warning", "enabled": rule.default_enabled},
         "properties": {"tags": [registry.CATEGORIES[code[2]]]},
@@ -113,7 +111,6 @@ def render_sarif(findings: Sequence[Finding]) -> str:
                     "driver": {
                         "name": "torchstyle",
                         **({"version": version} if (version := _version()) else {}),
-                        "informationUri": _HELP,
                         "rules": [_rule(code) for code in codes],
                     }
                 },
