@@ -4,6 +4,7 @@ Usage:
     python bench/lint_speed.py                 # generates a ~150k-line PyTorch codebase
     python bench/lint_speed.py path/to/code    # any folder (e.g. a model library)
     python bench/lint_speed.py --lines 500000 --repeat 5 --select ALL
+    python bench/lint_speed.py --jobs 2        # also: N worker processes against one (wall clock)
 
 The figure covers everything the CLI does per file (find, read, decode, parse, walk every
 rule, noqa), in one process on one core; printing the findings is left out. Lines per second
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -25,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from torchstyle.lint import files, registry
+from torchstyle.lint.config import ConfigFinder
+from torchstyle.lint.jobs import Options, check_files
 from torchstyle.lint.runner import Linter, decode_source
 
 _HEADER = '''"""Generated module {i}: {kind}."""
@@ -250,6 +254,55 @@ def lint_folder(paths: list[str], linter: Linter) -> tuple[int, int, int, float,
     return n_files, n_lines, n_findings, wall, cpu
 
 
+def lint_with_jobs(
+    paths: list[str], select: list[str] | None, jobs: int
+) -> tuple[int, float, float, float]:
+    """Lints through the CLI's job machinery with ``jobs`` processes.
+
+    Returns (findings, wall seconds, this process's CPU seconds, the workers' CPU seconds).
+    """
+    patterns = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
+    items = [(f, None) for p in paths for f in files.iter_python_files(p, patterns)]
+    options = Options(select=tuple(select) if select is not None else None)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start, cpu = time.perf_counter(), time.process_time()
+    found = sum(len(r.findings) for r in check_files(items, options, ConfigFinder(), jobs))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return found, wall, cpu, workers
+
+
+def compare_jobs(paths: list[str], select: list[str] | None, jobs: int, repeat: int) -> str:
+    """One job against ``jobs`` jobs, alternating: wall clock, and CPU time per core.
+
+    On a busy machine the wall clock mostly measures the other processes. The CPU figures do
+    not: one job's CPU time against the busiest core's share of the run with ``jobs``
+    workers (the workers' total split over ``jobs``, plus the parent's own CPU time) is the
+    speed-up the same run gets on ``jobs`` idle cores, if the workers share the files evenly
+    (the parent's work is counted as if it ran on top of a worker's: a pessimistic bound).
+    """
+    one, many = [], []
+    for _ in range(max(repeat, 1)):
+        one.append(lint_with_jobs(paths, select, 1))
+        many.append(lint_with_jobs(paths, select, jobs))
+    if one[0][0] != many[0][0]:
+        raise RuntimeError(f"--jobs {jobs} found {many[0][0]} findings, one job {one[0][0]}")
+    best_one, best_many = min(r[1] for r in one), min(r[1] for r in many)
+    cpu_one = min(r[2] + r[3] for r in one)
+    per_core = min(r[3] / jobs + r[2] for r in many)  # the parent's work counted on top
+    total_many = min(r[2] + r[3] for r in many)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"--jobs {jobs} (best of {len(one)} each, alternating with one job; {os.cpu_count()} "
+        f"cores; load average {load}):\n"
+        f"  wall clock: {best_many:.3f} s against {best_one:.3f} s, {best_one / best_many:.2f}x\n"
+        f"  CPU time: {total_many:.3f} s in all against {cpu_one:.3f} s for one job "
+        f"(overhead {total_many / cpu_one - 1:+.1%}); busiest core {per_core:.3f} s: "
+        f"{cpu_one / per_core:.2f}x on {jobs} idle cores\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and prints lines per second."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -260,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--select", default=None, help="rule codes or prefixes (default: the default rules)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="also compare N worker processes with one (wall clock)"
     )
     args = parser.parse_args(argv)
     codes = (
@@ -275,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = [tmp]
         lint_folder(paths, linter)  # warm-up: file cache, rule tables
         runs = [lint_folder(paths, linter) for _ in range(max(args.repeat, 1))]
+        select = sorted(codes) if codes is not None else None
+        jobs = compare_jobs(paths, select, args.jobs, args.repeat) if args.jobs > 1 else ""
     n_files, n_lines, n_findings = runs[0][:3]
     cpu = min(r[4] for r in runs)
     wall, wall_median = min(r[3] for r in runs), statistics.median(r[3] for r in runs)
@@ -285,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{n_lines / cpu:,.0f} lines/s on one core (best of {len(runs)}: {cpu:.3f} s of CPU time; "
         f"Python {sys.version.split()[0]})\n"
         f"wall clock: best {n_lines / wall:,.0f} lines/s, median {n_lines / wall_median:,.0f} "
-        "lines/s (lower when other processes compete for the core)\n"
+        "lines/s (lower when other processes compete for the core)\n" + jobs
     )
     return 0
 

@@ -253,5 +253,6 @@ def test_select_extend_select_and_force_exclude(
 def test_pre_commit_hook_definition() -> None:
     text = (REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
     assert "id: torchstyle-lint" in text
-    assert "entry: torchstyle lint --force-exclude" in text
+    assert "entry: torchstyle/lint/pre_commit.py --force-exclude" in text
+    assert "language: script" in text
     assert "types: [python]" in text

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from torchstyle.lint import all_rules, files, registry
+from torchstyle.lint.base import Rule
 from torchstyle.lint.runner import Linter, decode_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,18 +38,28 @@ def test_rule_is_documented(code: str) -> None:
     assert f"`{code}`" in docs and rule.name in docs, f"{code} is missing from docs/lint.md"
 
 
-def test_one_rule_per_file_and_unique_names() -> None:
-    modules = sorted(p.stem for p in (PACKAGE / "rules").glob("*.py") if p.stem != "__init__")
+def test_one_rule_per_file_in_its_category_folder_and_unique_names() -> None:
+    modules = sorted(
+        p.relative_to(PACKAGE / "rules").with_suffix("").as_posix()
+        for p in (PACKAGE / "rules").glob("*/*.py")
+        if p.stem != "__init__"
+    )
+    assert not [p for p in (PACKAGE / "rules").glob("*.py") if p.stem != "__init__"], (
+        "rules live in the folder of their category"
+    )
     by_module: dict[str, list[str]] = {}
     for code, rule in RULES.items():
-        by_module.setdefault(rule.__module__.rsplit(".", 1)[1], []).append(code)
+        folder, stem = rule.__module__.split(".")[-2:]
+        assert folder == registry.FOLDERS[code[2]], f"{code} is in rules/{folder}/"
+        by_module.setdefault(f"{folder}/{stem}", []).append(code)
     assert sorted(by_module) == modules
     assert all(len(codes) == 1 for codes in by_module.values()), by_module
     assert len({rule.name for rule in RULES.values()}) == len(RULES)
 
 
 def test_off_by_default() -> None:
-    assert {code for code, rule in RULES.items() if not rule.default_enabled} == {"TS601", "TS602"}
+    off = {code for code, rule in RULES.items() if not rule.default_enabled}
+    assert off == {"TS104", "TS312", "TS601", "TS602"}
 
 
 def test_files_stay_small() -> None:
@@ -93,10 +104,51 @@ def test_linting_does_not_import_torch(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=60)
 
 
-def test_importing_rules_has_no_side_effects() -> None:
-    for path in (PACKAGE / "rules").glob("*.py"):
-        importlib.import_module(f"torchstyle.lint.rules.{path.stem}")
-    assert all_rules() == RULES
+def test_each_rule_module_registers_exactly_its_own_rule(tmp_path: Path) -> None:
+    # A fresh interpreter: nothing is registered before the scan, and importing each module
+    # on its own adds exactly the one rule defined in it.
+    script = (
+        "import importlib, json, pkgutil\n"
+        "from torchstyle.lint import registry\n"
+        "assert not registry._RULES, sorted(registry._RULES)\n"
+        "added = {}\n"
+        "for folder in registry.FOLDERS.values():\n"
+        "    pkg = importlib.import_module(f'torchstyle.lint.rules.{folder}')\n"
+        "    for info in pkgutil.iter_modules(pkg.__path__):\n"
+        "        before = set(registry._RULES)\n"
+        "        module = importlib.import_module(f'{pkg.__name__}.{info.name}')\n"
+        "        added[module.__name__] = sorted(set(registry._RULES) - before)\n"
+        "print(json.dumps(added))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    added = json.loads(done.stdout)
+    assert all(len(codes) == 1 for codes in added.values()), added
+    assert {codes[0]: module for module, codes in added.items()} == {
+        code: rule.__module__ for code, rule in RULES.items()
+    }
+
+
+def test_register_refuses_a_taken_code_and_a_wrong_folder() -> None:
+    taken = type("Clash", (Rule,), {"code": "TS102", "name": "clash", "__module__": "x.y"})
+    with pytest.raises(TypeError, match="TS102 is taken"):
+        registry.register(taken)
+    astray = type(
+        "Astray",
+        (Rule,),
+        {"code": "TS199", "name": "astray", "__module__": "torchstyle.lint.rules.loops.astray"},
+    )
+    with pytest.raises(TypeError, match="rules/modules/"):
+        registry.register(astray)
+    assert "TS199" not in registry.all_rules() and RULES["TS102"].name == "forward-call"
 
 
 def test_lints_itself_clean() -> None:

@@ -99,7 +99,7 @@ def test_find_pyproject_skips_files_without_the_section(tmp_path: Path) -> None:
 def test_selection() -> None:
     defaults = registry.resolve_selection(None)
     assert "TS102" in defaults and "TS601" not in defaults and "TS602" not in defaults
-    assert registry.expand(["ts10"], option="select") == {"TS101", "TS102", "TS103"}
+    assert registry.expand(["ts10"], option="select") == {"TS101", "TS102", "TS103", "TS104"}
     assert registry.resolve_selection(["ALL"], ignore=["TS6", "TS0"]) == {
         c for c in registry.all_rules() if c[2] not in "06"
     }
@@ -107,6 +107,7 @@ def test_selection() -> None:
         "TS101",
         "TS102",
         "TS103",
+        "TS104",
     }
     with pytest.raises(UserError, match="matches no rule"):
         registry.expand(["TS9"], option="ignore")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 if TYPE_CHECKING:
     from torchstyle.lint.context import FileContext, LoopFrame, Scope
@@ -94,7 +94,8 @@ def on_call(*names: str) -> Callable[[H], H]:
 
 
 class Rule:
-    """Base class of every rule. Subclasses live in ``torchstyle/lint/rules/``, one per file.
+    """Base class of every rule. Subclasses live one per file, in the folder of their category
+    under ``torchstyle/lint/rules/`` (``rules/loops/`` for TS3xx).
 
     Class attributes:
         code: The rule's code, e.g. ``"TS102"`` (see ``docs/lint.md`` for the scheme).
@@ -130,6 +131,43 @@ class Rule:
 
     def end_file(self) -> None:
         """Called after the walk of each file."""
+
+    def collect(self, item: Any) -> None:
+        """Notes ``item`` in the innermost loop; :meth:`settle` decides its fate at the loop's end.
+
+        Many rules can only judge a call once the loop around it is complete (does the loop
+        train? is it the epoch loop?): they collect while walking and settle in
+        :meth:`on_loop_exit`.
+        """
+        loop = self.ctx.loop
+        if loop is not None:
+            loop.data.setdefault(self.code, []).append(item)
+
+    def settle(
+        self,
+        frame: LoopFrame,
+        here: bool,
+        *,
+        through_guards: bool = True,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> list[Any]:
+        """The items collected in ``frame`` when they belong ``here``, else ``[]``.
+
+        Items that do not belong here move to the enclosing loop (those ``keep`` accepts, and
+        only when the loop itself runs on every pass of its parent unless ``through_guards``),
+        so that a call in an inner helper loop is judged by the training loop around it.
+        """
+        found: list[Any] | None = frame.data.pop(self.code, None)
+        if not found:
+            return []
+        if keep is not None:
+            found = [item for item in found if keep(item)]
+        if here:
+            return found
+        parent = frame.parent
+        if parent is not None and (through_guards or frame.guard_base == parent.guard_base):
+            parent.data.setdefault(self.code, []).extend(found)
+        return []
 
     def report(
         self,

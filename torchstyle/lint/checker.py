@@ -218,7 +218,12 @@ def _module(w: Checker, node: ast.Module) -> None:
 
 def _is_grad_off(ctx: FileContext, expr: ast.expr) -> bool:
     target = expr.func if isinstance(expr, ast.Call) else expr
-    return ctx.qualname(target) in facts.GRAD_OFF
+    qualname = ctx.qualname(target)
+    if qualname in facts.GRAD_OFF:
+        return True
+    # a project's own wrapper (yolov5's @smart_inference_mode()) says what it does in its name
+    name = facts.last_name(target) or ""
+    return name.endswith(("no_grad", "inference_mode"))
 
 
 def _annotation_kind(ctx: FileContext, annotation: ast.expr | None) -> str | None:

@@ -7,24 +7,35 @@ All output goes through :func:`_write`; nothing else in the lint package prints.
 from __future__ import annotations
 
 import argparse
-import difflib
 import inspect
 import os
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 from torchstyle.errors import UserError
 from torchstyle.lint import files, registry
 from torchstyle.lint.base import Finding
-from torchstyle.lint.config import LintConfig, find_pyproject, load_config
+from torchstyle.lint.config import ConfigFinder, LintConfig
+from torchstyle.lint.jobs import (
+    FileChecker,
+    FileResult,
+    Options,
+    available_cores,
+    check_files,
+    unified_diff,
+)
 from torchstyle.lint.output import FORMATS, render_findings, render_statistics, render_summary
-from torchstyle.lint.runner import UNCHECKED, Linter, decode_source
+from torchstyle.lint.runner import UNCHECKED
 
 
 def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``lint`` flags."""
     parser.add_argument(
-        "paths", nargs="*", metavar="PATH", help="files or folders to check (default: .)"
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or folders to check (default: .); `-` reads code from standard input",
     )
     rules = parser.add_argument_group("rule selection (codes or prefixes, comma-separated)")
     rules.add_argument(
@@ -43,6 +54,11 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--ignore", action="append", default=[], metavar="CODES", help="do not check these rules"
     )
+    _add_file_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_file_arguments(parser: argparse.ArgumentParser) -> None:
     found = parser.add_argument_group("files and configuration")
     found.add_argument(
         "--exclude",
@@ -60,12 +76,29 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="PYPROJECT", help="read [tool.torchstyle.lint] from this file"
     )
     found.add_argument("--isolated", action="store_true", help="ignore every pyproject.toml")
+    found.add_argument(
+        "--stdin-filename",
+        metavar="PATH",
+        help="the file the code on standard input (`-`) comes from: names it in the output "
+        "and picks its configuration",
+    )
+    found.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        metavar="N",
+        help="check files in N processes (default: every available core)",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output and fixes")
     out.add_argument(
         "--format",
         choices=FORMATS,
         default="text",
-        help="text (path:line:col: CODE message), json, or github annotations",
+        help="text (path:line:col: CODE message), json, github annotations or sarif "
+        "(GitHub code scanning)",
     )
     out.add_argument(
         "--statistics",
@@ -85,10 +118,11 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _write(text: str) -> None:
+def _write(text: str, stream: TextIO | None = None) -> None:
     if text:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        out = stream or sys.stdout
+        out.write(text)
+        out.flush()
 
 
 def explain(code: str) -> str:
@@ -105,62 +139,112 @@ def explain(code: str) -> str:
     return f"{rule.code} ({rule.name})\n\nCategory: {category}\nStatus: {status}\nFix: {fix}\n\n{doc}\n"
 
 
-def _codes(values: list[str] | None) -> list[str] | None:
+def _codes(values: list[str] | None) -> tuple[str, ...] | None:
     if values is None:
         return None
-    return [code for value in values for code in registry.split_codes(value)]
+    return tuple(code for value in values for code in registry.split_codes(value))
 
 
-def _load_config(args: argparse.Namespace) -> LintConfig:
+def _pyproject(args: argparse.Namespace, finder: ConfigFinder, path: str) -> str | None:
+    """The pyproject.toml whose settings apply to ``path``."""
     if args.isolated:
-        return LintConfig()
+        return None
     if args.config:
-        if not os.path.isfile(args.config):
-            raise UserError(f"--config {args.config}: no such file")
-        return load_config(args.config)
-    return load_config(find_pyproject(os.getcwd()))
+        return os.path.abspath(str(args.config))
+    return finder.pyproject_for(path)
 
 
-def _display(path: str) -> str:
-    return os.path.normpath(path)
+def _excludes(
+    config: LintConfig, cache: dict[str | None, list[files.Pattern]]
+) -> list[files.Pattern]:
+    patterns = cache.get(config.path)
+    if patterns is None:
+        patterns = cache[config.path] = files.compile_patterns(config.exclude, config.root)
+    return patterns
 
 
-def _iter_files(args: argparse.Namespace, config: LintConfig) -> Iterator[str]:
-    patterns = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
-    patterns += files.compile_patterns(config.exclude, config.root)
-    patterns += files.compile_patterns(args.exclude, os.getcwd())
+def _iter_files(args: argparse.Namespace, finder: ConfigFinder) -> Iterator[tuple[str, str | None]]:
+    """``(path, pyproject)`` of each file to check, in a stable order, without duplicates."""
+    base = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
+    base += files.compile_patterns(args.exclude, os.getcwd())
+    cache: dict[str | None, list[files.Pattern]] = {}
     seen: set[str] = set()
     for path in args.paths or ["."]:
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise UserError(f"{path}: no such file or folder")
+        top = _pyproject(args, finder, path)
+        top_config = finder.config(top)
+        patterns = base + _excludes(top_config, cache)
         if args.force_exclude and files.is_excluded_anywhere(path, patterns):
             continue
-        found = (
-            files.iter_python_files(path, patterns, respect_gitignore=config.respect_gitignore)
-            if os.path.isdir(path)
-            else iter([path])
-        )
+        if not os.path.isdir(path):
+            found: Iterator[str] = iter([path])
+        else:
+            found = files.iter_python_files(
+                path, patterns, respect_gitignore=top_config.respect_gitignore
+            )
         for file in found:
             key = os.path.realpath(file)
-            if key not in seen:
-                seen.add(key)
-                yield file
+            if key in seen:
+                continue
+            seen.add(key)
+            pyproject = _pyproject(args, finder, file)
+            if pyproject != top and (os.path.isdir(path) or args.force_exclude):
+                # a sub-project's own excludes apply to the files found in it
+                own = _excludes(finder.config(pyproject), cache)
+                if own and files.is_excluded_anywhere(file, own):
+                    continue
+            yield file, pyproject
 
 
-class _PerFileIgnores:
-    def __init__(self, config: LintConfig) -> None:
-        self.entries = [
-            (pattern, frozenset(registry.expand(codes, option="per-file-ignores")))
-            for glob, codes in config.per_file_ignores.items()
-            for pattern in files.compile_patterns([glob], config.root)
-        ]
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        select=_codes(args.select),
+        extend_select=_codes(args.extend_select or []) or (),
+        ignore=_codes(args.ignore or []) or (),
+        fix=args.fix,
+        unsafe=args.unsafe_fixes,
+        diff=args.diff,
+    )
 
-    def codes_for(self, path: str) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
-        for pattern, codes in self.entries:
-            if files.is_excluded_anywhere(path, [pattern]):
-                out |= codes
-        return out
+
+def _jobs(args: argparse.Namespace) -> int:
+    if args.jobs is None:
+        return available_cores()
+    jobs = int(args.jobs)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: give 1 or more (default: {available_cores()})")
+    return jobs
+
+
+def _lint_stdin(args: argparse.Namespace, options: Options, finder: ConfigFinder) -> int:
+    shown = args.stdin_filename or "-"
+    path = os.path.abspath(args.stdin_filename) if args.stdin_filename else os.getcwd()
+    pyproject = _pyproject(args, finder, path)
+    data = sys.stdin.buffer.read()
+    excluded = False
+    if args.stdin_filename and args.force_exclude:
+        config = finder.config(pyproject)
+        patterns = files.compile_patterns([*files.DEFAULT_EXCLUDES], os.sep)
+        patterns += files.compile_patterns([*config.exclude], config.root)
+        patterns += files.compile_patterns(args.exclude, os.getcwd())
+        excluded = files.is_excluded_anywhere(path, patterns)
+    if excluded:
+        result = FileResult(output=data.decode("utf-8", "replace") if options.fixing else None)
+    else:
+        checker = FileChecker(options, finder)
+        result = checker.check_bytes(data, path, shown, pyproject, write=False)
+    if result.output is not None and not options.diff:
+        # like ruff: the fixed source goes to stdout, what is left to stderr
+        _write(result.output)
+        _write(render_findings(result.findings, "text"), sys.stderr)
+        return 0 if args.exit_zero or not result.findings else 1
+    if options.diff:
+        old = data.decode("utf-8", "replace")
+        diff = unified_diff(old, result.output or old, shown)
+        _write(diff)
+        return 0 if args.exit_zero or not diff else 1
+    return _report(args, result.findings, result.fixed)
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -168,54 +252,38 @@ def run_lint(args: argparse.Namespace) -> int:
     if args.explain:
         _write(explain(args.explain))
         return 0
-    config = _load_config(args)
-    select = _codes(args.select)
-    codes = registry.resolve_selection(
-        select if select is not None else config.select,
-        [*config.extend_select, *_codes(args.extend_select or [])],  # type: ignore[misc]
-        [*config.ignore, *_codes(args.ignore or [])],  # type: ignore[misc]
-    )
-    linter = Linter(codes)
-    per_file = _PerFileIgnores(config)
-    unsafe = args.unsafe_fixes
-    fixing = args.fix or unsafe or args.diff
+    if args.stdin_filename and "-" not in args.paths:
+        raise UserError("--stdin-filename names the code read from standard input; pass `-` too")
+    if args.statistics and args.format in ("sarif", "github"):
+        raise UserError(f"--statistics prints counts, not {args.format}; use --format text or json")
+    if args.config and not os.path.isfile(args.config):
+        raise UserError(f"--config {args.config}: no such file")
+    options, finder, jobs = _options(args), ConfigFinder(), _jobs(args)
+    if args.paths == ["-"]:
+        return _lint_stdin(args, options, finder)
+    if "-" in args.paths:
+        raise UserError("`-` (standard input) cannot be mixed with file names; pass it alone")
+    items = list(_iter_files(args, finder))
+    checker = FileChecker(options, finder)
+    for pyproject in {p for _, p in items}:
+        checker.setting(pyproject)  # a bad configuration fails here, before any worker starts
     findings: list[Finding] = []
     diffs: list[str] = []
     fixed = 0
-    for path in _iter_files(args, config):
-        shown = _display(path)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            findings += linter.unchecked(shown, f"cannot read the file: {e.strerror}")
-            continue
-        try:
-            source = decode_source(data)
-        except (UnicodeDecodeError, SyntaxError, LookupError) as e:
-            findings += linter.unchecked(shown, f"cannot decode the file: {e}")
-            continue
-        ignore = per_file.codes_for(path)
-        if not fixing:
-            findings += linter.lint(source.text, shown, ignore)
-            continue
-        new_text, remaining, n = linter.fix(source.text, shown, ignore, unsafe=unsafe)
-        findings += remaining
-        if new_text == source.text:
-            continue
-        fixed += n
-        if args.diff:
-            diffs.append(_diff(source.text, new_text, shown))
-        else:
-            try:
-                with open(path, "wb") as f:
-                    f.write(source.encode(new_text))
-            except OSError as e:
-                fixed -= n
-                findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
+    for result in check_files(items, options, finder, jobs):
+        findings += result.findings
+        fixed += result.fixed
+        if result.diff:
+            diffs.append(result.diff)
     if args.diff:
         _write("".join(diffs))
         return 0 if args.exit_zero or not diffs else 1
+    return _report(args, findings, fixed)
+
+
+def _report(args: argparse.Namespace, findings: list[Finding], fixed: int) -> int:
+    unsafe = args.unsafe_fixes
+    fixing = args.fix or unsafe or args.diff
     if args.statistics:
         _write(render_statistics(findings, args.format))
     else:
@@ -225,13 +293,6 @@ def run_lint(args: argparse.Namespace) -> int:
     if args.exit_zero:
         return 0
     return 1 if findings else 0
-
-
-def _diff(old: str, new: str, path: str) -> str:
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 __all__ = ["UNCHECKED", "add_lint_arguments", "explain", "run_lint"]

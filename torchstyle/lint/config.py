@@ -8,12 +8,14 @@ Keys (dashes or underscores)::
     ignore = ["TS401"]               # removes rules
     exclude = ["tests/lint/fixtures", "legacy/"]   # gitignore syntax, relative to this file
     respect-gitignore = true         # honour .gitignore files (default true)
+    target-torch = "2.4"             # the oldest torch the code supports (TS503)
 
     [tool.torchstyle.lint.per-file-ignores]
     "scripts/*.py" = ["TS401"]
 
-The nearest pyproject.toml with that section, from the current folder upwards, applies;
-``--config`` names one, ``--isolated`` ignores them all.
+Each file gets the nearest pyproject.toml with that section, from the file's own folder
+upwards (as ruff does), so a sub-project's settings apply when linting from the repository
+root; ``--config`` names one for every file, ``--isolated`` ignores them all.
 """
 
 from __future__ import annotations
@@ -24,14 +26,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchstyle.errors import UserError
-from torchstyle.lint import registry
+from torchstyle.lint import deprecations, registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    try:
+        import tomli as tomllib
+    except ImportError:  # the pre-commit hook runs without installing anything
+        tomllib = None  # type: ignore[assignment]  # checked in _load_toml, which says what to install
 
-_KEYS = ("select", "extend-select", "ignore", "exclude", "per-file-ignores", "respect-gitignore")
+_KEYS = (
+    "select",
+    "extend-select",
+    "ignore",
+    "exclude",
+    "per-file-ignores",
+    "respect-gitignore",
+    "target-torch",
+)
 
 
 @dataclass
@@ -46,22 +59,16 @@ class LintConfig:
     exclude: list[str] = field(default_factory=list)
     per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
     respect_gitignore: bool = True
+    target_torch: tuple[int, ...] | None = None
 
 
 def find_pyproject(start: str) -> str | None:
-    """The nearest pyproject.toml at or above ``start`` that has ``[tool.torchstyle.lint]``."""
+    """The nearest pyproject.toml at or above folder ``start`` that has ``[tool.torchstyle.lint]``."""
     folder = os.path.abspath(start)
     while True:
         candidate = os.path.join(folder, "pyproject.toml")
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, "rb") as f:
-                    if b"torchstyle" in f.read():
-                        data = _load_toml(candidate)
-                        if "lint" in data.get("tool", {}).get("torchstyle", {}):
-                            return candidate
-            except OSError:
-                pass
+        if _has_section(candidate):
+            return candidate
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
@@ -69,6 +76,8 @@ def find_pyproject(start: str) -> str | None:
 
 
 def _load_toml(path: str) -> dict[str, Any]:
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise UserError(f"reading {path} needs Python 3.11+ or the tomli package; install tomli")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -84,6 +93,72 @@ def _str_list(value: Any, key: str, path: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise UserError(f"{path}: [tool.torchstyle.lint] {key} must be a list of strings")
+
+
+def _version(value: Any, path: str) -> tuple[int, ...]:
+    if isinstance(value, str):
+        try:
+            return deprecations.version(value)
+        except ValueError:
+            pass
+    # a bare number is refused too: TOML reads 2.10 as 2.1
+    raise UserError(
+        f'{path}: [tool.torchstyle.lint] target-torch must be a quoted version such as "2.4", '
+        f"not {value!r}"
+    )
+
+
+class ConfigFinder:
+    """Finds each file's configuration: the nearest pyproject.toml with our section above it.
+
+    Folders are looked up once each (a run over thousands of files reads each pyproject.toml
+    once).
+    """
+
+    def __init__(self) -> None:
+        self._by_folder: dict[str, str | None] = {}
+        self._configs: dict[str | None, LintConfig] = {}
+
+    def pyproject_for(self, path: str) -> str | None:
+        """The pyproject.toml that applies to the file (or folder) ``path``, if any."""
+        folder = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+        seen: list[str] = []
+        found: str | None = None
+        while True:
+            if folder in self._by_folder:
+                found = self._by_folder[folder]
+                break
+            seen.append(folder)
+            if _has_section(os.path.join(folder, "pyproject.toml")):
+                found = os.path.join(folder, "pyproject.toml")
+                break
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        for visited in seen:
+            self._by_folder[visited] = found
+        return found
+
+    def config(self, pyproject: str | None) -> LintConfig:
+        """The loaded configuration of ``pyproject`` (defaults for None), loaded once."""
+        config = self._configs.get(pyproject)
+        if config is None:
+            config = self._configs[pyproject] = load_config(pyproject)
+        return config
+
+
+def _has_section(candidate: str) -> bool:
+    if not os.path.isfile(candidate):
+        return False
+    try:
+        with open(candidate, "rb") as f:
+            if b"torchstyle" not in f.read():
+                return False
+    except OSError:
+        return False
+    data = _load_toml(candidate)
+    return "lint" in data.get("tool", {}).get("torchstyle", {})
 
 
 def load_config(path: str | None) -> LintConfig:
@@ -110,6 +185,8 @@ def load_config(path: str | None) -> LintConfig:
             config.ignore = _str_list(value, key, path)
         elif key == "exclude":
             config.exclude = _str_list(value, key, path)
+        elif key == "target-torch":
+            config.target_torch = _version(value, path)
         elif key == "respect-gitignore":
             if not isinstance(value, bool):
                 raise UserError(f"{path}: [tool.torchstyle.lint] {key} must be true or false")

@@ -133,8 +133,16 @@ class Scope:
 class FileContext:
     """Everything rules may ask about the file being checked."""
 
-    def __init__(self, path: str, source: str, tree: ast.Module) -> None:
+    def __init__(
+        self,
+        path: str,
+        source: str,
+        tree: ast.Module,
+        target_torch: tuple[int, ...] | None = None,
+    ) -> None:
         self.path = path
+        #: ``[tool.torchstyle.lint] target-torch`` as a version tuple (None: the newest).
+        self.target_torch = target_torch
         self.source = source
         self.tree = tree
         self.imports: dict[str, str] = {}

@@ -316,3 +316,38 @@ def mode_call(node: ast.Call) -> str | None:
         arg = node.args[0] if node.args else (node.keywords[0].value if node.keywords else None)
         return "train" if arg is None or is_true(arg) else "eval"
     return None
+
+
+_ERROR_CALLS = frozenset({"_assert", "warn", "warning", "error", "exception"})
+
+
+def reports_error(body: list[ast.stmt]) -> bool:
+    """Whether a block raises, asserts or warns (it builds an error message, not a result)."""
+    for stmt in body:
+        if isinstance(stmt, ast.Raise | ast.Assert):
+            return True
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and last_name(stmt.value.func) in _ERROR_CALLS
+        ):
+            return True
+    return False
+
+
+_SHORT_LOOP = 100
+
+
+def short_fixed_loop(node: ast.AST) -> bool:
+    """Whether ``node`` is ``for ... in range(n)`` with a literal ``n`` of at most 100 steps."""
+    if not isinstance(node, ast.For) or not isinstance(node.iter, ast.Call):
+        return False
+    call = node.iter
+    if getattr(call.func, "id", None) != "range" or not call.args or call.keywords:
+        return False
+    values = [a.value for a in call.args if isinstance(a, ast.Constant) and type(a.value) is int]
+    if len(values) != len(call.args):
+        return False
+    start, stop = (0, values[0]) if len(values) == 1 else (values[0], values[1])
+    step = values[2] if len(values) == 3 and values[2] else 1
+    return 0 <= (stop - start) // step <= _SHORT_LOOP

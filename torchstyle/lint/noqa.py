@@ -65,7 +65,7 @@ def scan(source: str) -> Suppressions | None:
     for number, line in enumerate(lines, start=1):
         if "noqa" not in line.lower():
             continue
-        match = _LINE.search(line)
-        if match is not None and not _FILE.match(line):
-            result.lines[number] = _codes(match.group("codes"))
+        found = _LINE.search(line)
+        if found is not None and not _FILE.match(line):
+            result.lines[number] = _codes(found.group("codes"))
     return result

@@ -1,4 +1,8 @@
-"""Rendering findings: ``text`` (``path:line:col: CODE message``), ``json``, ``github``."""
+"""Rendering findings: ``text`` (``path:line:col: CODE message``), ``json``, ``github``, ``sarif``.
+
+The JSON format is versioned: every finding carries ``schema_version`` (see ``docs/lint.md``
+for its fields); a change that removes or renames a field raises the version.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from collections.abc import Sequence
 from torchstyle.lint import registry
 from torchstyle.lint.base import Finding
 from torchstyle.lint.fixes import fix_allowed
+from torchstyle.lint.sarif import render_sarif
 
-FORMATS = ("text", "json", "github")
+FORMATS = ("text", "json", "github", "sarif")
+#: The version of the ``--format json`` fields; raised when a field is removed or renamed.
+JSON_SCHEMA_VERSION = 1
 
 
 def _fix_json(finding: Finding) -> dict[str, object] | None:
@@ -31,9 +38,12 @@ def _github_escape(text: str, *, prop: bool = False) -> str:
 
 def render_findings(findings: Sequence[Finding], fmt: str) -> str:
     """The findings in format ``fmt``, one per line for text/github, a JSON array for json."""
+    if fmt == "sarif":
+        return render_sarif(findings)
     if fmt == "json":
         rows = [
             {
+                "schema_version": JSON_SCHEMA_VERSION,
                 "path": f.path,
                 "line": f.line,
                 "column": f.col,

@@ -1,7 +1,8 @@
-"""The rule registry: every module in ``torchstyle/lint/rules/`` registers its rule here.
+"""The rule registry: every module under ``torchstyle/lint/rules/`` registers its rule here.
 
-A new rule is a new file with a class decorated by :func:`register`; nothing else changes.
-Codes follow the scheme in ``docs/lint.md``: ``TS`` + category digit + two digits.
+Rules live one per file, in the folder of their category (``rules/loops/log_every_step.py``
+holds TS301). A new rule is a new file with a class decorated by :func:`register`; nothing
+else changes. Codes follow the scheme in ``docs/lint.md``: ``TS`` + category digit + two digits.
 """
 
 from __future__ import annotations
@@ -28,19 +29,45 @@ CATEGORIES: dict[str, str] = {
     "6": "Style: naming and file layout",
 }
 
+#: Category digit -> the folder of ``torchstyle/lint/rules/`` its rules live in.
+FOLDERS: dict[str, str] = {
+    "0": "unchecked",
+    "1": "modules",
+    "2": "autograd",
+    "3": "loops",
+    "4": "reproducibility",
+    "5": "apis",
+    "6": "style",
+}
+
+_PACKAGE = "torchstyle.lint.rules."
 _RULES: dict[str, type[Rule]] = {}
 _loaded = False
 
 
 def register(cls: type[Rule]) -> type[Rule]:
-    """Class decorator that adds a rule to the registry (its code must be new)."""
-    assert _CODE.match(cls.code), f"{cls.__name__}: bad code {cls.code!r} (want TS + 3 digits)"
-    assert _NAME.match(cls.name), f"{cls.__name__}: name {cls.name!r} must be kebab-case"
-    assert cls.code[2] in CATEGORIES, f"{cls.code}: unknown category {cls.code[2]}"
-    existing = _RULES.get(cls.code)
-    assert existing is None or existing.__qualname__ == cls.__qualname__, (
-        f"{cls.code} is registered twice ({existing} and {cls})"
-    )
+    """Class decorator that adds a rule to the registry.
+
+    Raises:
+        TypeError: the code or name is malformed, the rule is not in its category's folder,
+            or another rule already has the code (a mistake in the rule, not in user input).
+    """
+    problem = None
+    folder = FOLDERS.get(cls.code[2:3], "?")
+    if not _CODE.match(cls.code) or cls.code[2] not in CATEGORIES:
+        problem = f"bad code {cls.code!r} (want TS + a category digit + 2 digits)"
+    elif not _NAME.match(cls.name):
+        problem = f"name {cls.name!r} must be kebab-case"
+    elif cls.__module__.startswith(_PACKAGE) and not cls.__module__.startswith(
+        f"{_PACKAGE}{folder}."
+    ):
+        problem = f"{cls.code} belongs in torchstyle/lint/rules/{folder}/"
+    else:
+        existing = _RULES.get(cls.code)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            problem = f"{cls.code} is taken by {existing.__qualname__}"
+    if problem is not None:
+        raise TypeError(f"{cls.__qualname__}: {problem}")
     _RULES[cls.code] = cls
     return cls
 
@@ -51,8 +78,10 @@ def all_rules() -> dict[str, type[Rule]]:
     if not _loaded:
         from torchstyle.lint import rules
 
-        for info in pkgutil.iter_modules(rules.__path__):
-            importlib.import_module(f"{rules.__name__}.{info.name}")
+        for folder in FOLDERS.values():
+            package = importlib.import_module(f"{rules.__name__}.{folder}")
+            for info in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{package.__name__}.{info.name}")
         _loaded = True
     return dict(sorted(_RULES.items()))
 

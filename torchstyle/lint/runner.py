@@ -10,6 +10,7 @@ import codecs
 import gc
 import io
 import re
+import sys
 import tokenize
 import traceback
 from collections.abc import Iterable
@@ -60,8 +61,17 @@ def decode_source(data: bytes) -> SourceFile:
 class Linter:
     """Checks sources with a fixed set of rules (one instance per rule for the whole run)."""
 
-    def __init__(self, codes: Iterable[str] | None = None) -> None:
-        """Builds the rules for ``codes`` (default: every rule that is on by default)."""
+    def __init__(
+        self, codes: Iterable[str] | None = None, *, target_torch: tuple[int, ...] | None = None
+    ) -> None:
+        """Builds the rules for ``codes`` (default: every rule that is on by default).
+
+        Args:
+            codes: The rule codes to check.
+            target_torch: The oldest torch version the code must run on, e.g. ``(2, 4)``;
+                rules about deprecations stay quiet about notices from later versions.
+        """
+        self.target_torch = target_torch
         rules = registry.all_rules()
         chosen = registry.resolve_selection(None) if codes is None else set(codes)
         unknown = chosen - set(rules)
@@ -88,10 +98,16 @@ class Linter:
         if findings:
             suppressions = noqa.scan(source)
             if suppressions is not None:
+                # A noqa comment on any line of a multi-line finding counts: after a call's
+                # closing parenthesis is where formatters leave it.
                 findings = [
                     f
                     for f in findings
-                    if f.code == UNCHECKED or not suppressions.silences(f.line, f.code)
+                    if f.code == UNCHECKED
+                    or not any(
+                        suppressions.silences(line, f.code)
+                        for line in range(f.line, max(f.line, f.end_line) + 1)
+                    )
                 ]
         findings.sort(key=Finding.sort_key)
         return findings
@@ -108,7 +124,15 @@ class Linter:
         try:
             tree = ast.parse(source, filename=path)
         except SyntaxError as e:
-            return self.unchecked(path, f"syntax error: {e.msg}", e.lineno or 1, e.offset or 1)
+            message = f"syntax error: {e.msg}"
+            if e.msg.startswith(("invalid syntax", "expected")):
+                # what newer syntax (PEP 695 generics, ...) looks like to an older parser
+                version = f"{sys.version_info.major}.{sys.version_info.minor}"
+                message += (
+                    f" (read with Python {version}'s grammar; if the file needs a newer "
+                    "Python, run torchstyle with that Python)"
+                )
+            return self.unchecked(path, message, e.lineno or 1, e.offset or 1)
         except (ValueError, RecursionError, MemoryError) as e:
             return self.unchecked(path, f"cannot parse: {e}")
         active = [
@@ -117,7 +141,7 @@ class Linter:
             if rule.code not in ignore
             and (not rule.triggers or any(t in source for t in rule.triggers))
         ]
-        ctx = FileContext(path, source, tree)
+        ctx = FileContext(path, source, tree, self.target_torch)
         try:
             self.checker.check(ctx, active)
         except RecursionError:

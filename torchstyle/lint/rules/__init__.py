@@ -1,6 +1,7 @@
-"""The rules, one module each; importing a module registers its rule.
+"""The rules: one folder per category, one module per rule; importing a module registers it.
 
-Codes are ``TS`` + a category digit + two digits (see ``docs/lint.md``):
-TS0 files that could not be checked, TS1 modules, TS2 autograd, TS3 training and evaluation
-loops, TS4 reproducibility and configuration, TS5 deprecated and unsafe APIs, TS6 style.
+Codes are ``TS`` + a category digit + two digits (see ``docs/lint.md``): ``unchecked/`` TS0
+files that could not be checked, ``modules/`` TS1, ``autograd/`` TS2, ``loops/`` TS3
+training and evaluation loops, ``reproducibility/`` TS4, ``apis/`` TS5 deprecated and unsafe
+APIs, ``style/`` TS6.
 """

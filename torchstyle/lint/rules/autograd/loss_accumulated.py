@@ -58,8 +58,7 @@ class LossAccumulated(Rule):
         self.confirmed: list[tuple[ast.Name, Binding, str | None]] = []
 
     def _candidate(self, value: ast.expr, total: str | None) -> None:
-        loop = self.ctx.loop
-        if loop is None:
+        if self.ctx.loop is None:
             return
         if isinstance(value, ast.BinOp) and isinstance(value.op, _ARITHMETIC):
             self._candidate(value.left, total)  # total += loss * batch_size
@@ -69,7 +68,7 @@ class LossAccumulated(Rule):
             return
         binding = self.ctx.binding(value.id)
         if binding is not None:
-            loop.data.setdefault(self.code, []).append((value, binding, total))
+            self.collect((value, binding, total))
 
     @on(ast.AugAssign)
     def aug_assign(self, node: ast.AugAssign) -> None:
@@ -102,13 +101,7 @@ class LossAccumulated(Rule):
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Keeps the candidates of training loops; hands the others to the enclosing loop."""
-        found = frame.data.pop(self.code, None)
-        if not found:
-            return
-        if frame.has_step or frame.any_backward:
-            self.confirmed += found
-        elif frame.parent is not None:
-            frame.parent.data.setdefault(self.code, []).extend(found)
+        self.confirmed += self.settle(frame, frame.has_step or frame.any_backward)
 
     def end_file(self) -> None:
         """Reports the accumulated values that are loss tensors."""

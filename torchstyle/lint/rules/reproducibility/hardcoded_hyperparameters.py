@@ -6,6 +6,7 @@ import ast
 import re
 
 from torchstyle.lint import facts
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
@@ -43,7 +44,6 @@ _HYPERPARAMETER = re.compile(
     r"|momentum|num_steps|max_steps|num_iters|n_iters)$",
     re.IGNORECASE,
 )
-_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 _OPTIMIZERS = (
     "SGD",
     "Adam",
@@ -73,7 +73,9 @@ class HardcodedHyperparameters(Rule):
         hyperparameter (``lr=0.01``, ``batch_size=64``, ``EPOCHS = 10``,
         ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
         click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
-        configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``.
+        configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``, or
+        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``. Test
+        files (``test_*.py``, ``*_test.py``, anything under ``tests/``) are left alone.
 
     Why:
         The guide: "use command line arguments" for batch size, learning rate and the like,
@@ -123,6 +125,12 @@ class HardcodedHyperparameters(Rule):
         if self.ctx.qualname(node.func) in _CONFIG_NAMES:
             self.parses = True
 
+    @on_call("exec", "run_path")
+    def configurator(self, node: ast.Call) -> None:
+        """Notes ``exec(open("configurator.py").read())``: a file that parses ``sys.argv``."""
+        if node.args and not isinstance(node.args[0], ast.Constant):
+            self.parses = True
+
     @on(ast.keyword)
     def learning_rate(self, node: ast.keyword) -> None:
         """Collects ``lr=0.01`` in any call."""
@@ -132,7 +140,7 @@ class HardcodedHyperparameters(Rule):
     @on_call("DataLoader")
     def loader(self, node: ast.Call) -> None:
         """Collects ``DataLoader(..., batch_size=64)``."""
-        if self.ctx.qualname(node.func) in _LOADERS:
+        if self.ctx.qualname(node.func) in vocab.LOADERS:
             kw = facts.keyword(node, "batch_size")
             if kw is not None and facts.is_number_literal(kw.value):
                 self.evidence.append((kw.value, f"`batch_size={self.ctx.text(kw.value)}`"))
@@ -185,9 +193,21 @@ class HardcodedHyperparameters(Rule):
         """Reports the first literal hyperparameter of a script that parses nothing."""
         if not (self.trains and self.is_script and self.evidence) or self.parses:
             return
+        if _is_test_file(self.ctx.path):
+            return  # tests fix their settings on purpose
         if "argv" in self.ctx.source:
             return  # reads sys.argv itself
         if self.ctx.imports_any(*_CONFIG_MODULES):
             return
         node, what = min(self.evidence, key=lambda e: (e[0].lineno, e[0].col_offset))  # type: ignore[attr-defined]
         self.report(node, self.message.format(what=what))
+
+
+def _is_test_file(path: str) -> bool:
+    parts = path.replace("\\", "/").split("/")
+    name = parts[-1]
+    return (
+        name.startswith("test_")
+        or name.endswith("_test.py")
+        or any(p in ("tests", "test") for p in parts[:-1])
+    )

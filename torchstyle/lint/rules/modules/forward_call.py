@@ -5,11 +5,13 @@ from __future__ import annotations
 import ast
 import re
 
+from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.registry import register
 
 _ATTRIBUTE = re.compile(r"[\s)]*\.\s*forward")
 #: ``x().forward(...)`` where ``x()`` is not the module itself: ``super()``, RPC proxies.
+_FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "timm", "torchvision", "transformers")
 _PROXIES = frozenset({"super", "rpc_sync", "rpc_async", "remote"})
 #: Methods that implement calling the module: there, ``self.forward`` is the point.
 _CALL_IMPLEMENTATIONS = frozenset({"__call__", "_call_impl", "_wrapped_call_impl"})
@@ -29,7 +31,11 @@ class ForwardCall(Rule):
         A call of ``.forward(...)`` with at least one argument on anything but ``super()``.
         Calls of a base class's ``forward`` inside a subclass (``Base.forward(self, x)``),
         ``self.forward`` inside a ``__call__`` override and calls through RPC proxies
-        (``rref.rpc_sync().forward(x)``) are left alone.
+        (``rref.rpc_sync().forward(x)``) are left alone, as are ``self.forward(x)`` in a class
+        with no base (not a module) and, in a file that imports no torch, receivers not named
+        like a network (``browser.forward(steps)``), ``remote_module.forward(x)`` (the way to
+        call an RPC ``RemoteModule``) and calls under a comment line (within three lines above) that
+        mentions ``__call__`` or hooks: skipping them on purpose, said so.
 
     Why:
         The guide: "use the call method instead of forward on an nn.Module"; the two are not
@@ -67,14 +73,35 @@ class ForwardCall(Rule):
         receiver = func.value
         if isinstance(receiver, ast.Call) and _last_name(receiver.func) in _PROXIES:
             return  # super().forward(x); rref.rpc_sync().forward(x) on a remote module
+        if not self.ctx.imports_any(*_FRAMEWORKS) and not (
+            (name := facts.last_name(receiver)) is not None and facts.is_model_name(name)
+        ):
+            return  # a file without torch: only a receiver named like a network counts
         receiver_is_self = isinstance(receiver, ast.Name) and receiver.id == "self"
+        if receiver_is_self:
+            info = self.ctx.current_class()
+            if info is not None and not info.is_module and info.node.bases == []:
+                return  # self.forward(x) in a plain class: not a module
         first = node.args[0] if node.args else None
         if isinstance(first, ast.Name) and first.id == "self" and not receiver_is_self:
             return  # Base.forward(self, x): an explicit base-class call
         scope = self.ctx.function
         if receiver_is_self and scope is not None and scope.name in _CALL_IMPLEMENTATIONS:
             return
+        if "remote" in (facts.last_name(receiver) or "").lower():
+            return  # RemoteModule.forward(x) is how a remote module is called
+        if self._explained(node.lineno):
+            return  # a comment just above says the hooks are skipped on purpose
         self.report(node, fix=self._fix(func))
+
+    def _explained(self, line: int) -> bool:
+        """Whether a comment line among the three above ``line`` is about ``__call__`` or hooks."""
+        lines = self.ctx.lines
+        for text in lines[max(0, line - 4) : line - 1]:
+            comment = text.strip()
+            if comment.startswith("#") and ("__call__" in comment or "hook" in comment.lower()):
+                return True
+        return False
 
     def _fix(self, func: ast.Attribute) -> Fix | None:
         ctx = self.ctx

@@ -5,15 +5,10 @@ from __future__ import annotations
 import ast
 
 from torchstyle.lint import facts
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
-
-_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
-_DATASETS = frozenset(
-    {"torch.utils.data.TensorDataset", "torch.utils.data.dataset.TensorDataset"}
-    | {"torch.utils.data.ConcatDataset", "torch.utils.data.Subset"}
-)
 
 
 @register
@@ -67,9 +62,9 @@ class LoaderInEpochLoop(Rule):
         qualname = self.ctx.qualname(func)
         if qualname is None:
             return
-        if qualname in _LOADERS:
+        if qualname in vocab.LOADERS:
             what = "DataLoader"
-        elif qualname in _DATASETS or (
+        elif qualname in vocab.DATASETS or (
             qualname.startswith("torchvision.datasets.")
             and qualname.rsplit(".", 1)[1][:1].isupper()
         ):
@@ -81,23 +76,18 @@ class LoaderInEpochLoop(Rule):
             what = f"dataset `{info.name}`"
         if self.ctx.guard_depth != loop.guard_base:
             return  # built under an `if`: a rebuild on purpose (curriculum, a phase switch)
-        loop.data.setdefault(self.code, []).append((node, what, set(facts.names_in(node))))
+        self.collect((node, what, set(facts.names_in(node))))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports at the epoch loop; drops what depends on a loop variable."""
-        found = frame.data.pop(self.code, None)
-        if not found:
-            return
         epoch_loop = (
             frame.direct_step
             or frame.child_step
             or any("epoch" in t.lower() for t in frame.targets)
         )
-        keep = [(n, w, names) for n, w, names in found if not names & frame.bound]
-        if not epoch_loop:
-            if frame.parent is not None and frame.guard_base == frame.parent.guard_base:
-                frame.parent.data.setdefault(self.code, []).extend(keep)
-            return
+        keep = self.settle(
+            frame, epoch_loop, through_guards=False, keep=lambda item: not item[2] & frame.bound
+        )
         loaders = [n for n, w, _ in keep if w == "DataLoader"]
         for node, what, _ in keep:
             if what != "DataLoader" and any(_inside(node, outer) for outer in loaders):
@@ -105,8 +95,8 @@ class LoaderInEpochLoop(Rule):
             self.report(node, self.message.format(what=what))
 
 
-def _inside(node: ast.AST, outer: ast.AST) -> bool:
-    start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
-    lo = (outer.lineno, outer.col_offset)  # type: ignore[attr-defined]
-    hi = (outer.end_lineno, outer.end_col_offset)  # type: ignore[attr-defined]
-    return node is not outer and lo <= start and start < hi  # type: ignore[operator]
+def _inside(node: ast.expr, outer: ast.expr) -> bool:
+    start = (node.lineno, node.col_offset)
+    lo = (outer.lineno, outer.col_offset)
+    hi = (outer.end_lineno or 0, outer.end_col_offset or 0)
+    return node is not outer and lo <= start and start < hi

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import ast
+import re
 
+from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, after, on
 from torchstyle.lint.context import KIND_MODULE, KIND_TENSOR, FileContext
 from torchstyle.lint.registry import register
 
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
-_ERROR_CALLS = frozenset({"_assert", "warn", "warning", "error", "exception"})
-
-
-def _reports_error(body: list[ast.stmt]) -> bool:
-    for stmt in body:
-        if isinstance(stmt, ast.Raise | ast.Assert):
-            return True
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            func = stmt.value.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in _ERROR_CALLS:
-                return True
-    return False
+_LENGTHS = re.compile(r"len|size|shape|count|num_", re.IGNORECASE)
+_INT_WRAPPERS = frozenset({"tuple", "list", "int"})
 
 
 @register
@@ -31,7 +22,14 @@ class NumpyInForward(Rule):
 
     What:
         Inside ``forward``: a call into numpy on tensor data (``np.exp(x)``, ``np.array(x)``,
-        anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. numpy on plain numbers
+        anything from ``np.random``), ``x.numpy()`` or ``x.tolist()``. ``.tolist()`` handed
+        straight to an op that wants Python ints (``x.split(sizes.tolist())``,
+        ``F.interpolate(x, size=tuple(size.tolist()))``) or bound to a name of lengths or sizes
+        (``decode_lengths = lengths.tolist()``), classes named ``PostProcess...``, a
+        ``forward`` decorated with
+        ``@torch.no_grad()``/``inference_mode()`` or a project's own ``*_inference_mode``
+        wrapper (post-processing or input conversion that hands out host data), numpy on
+        plain numbers
         (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``) and code in a branch that raises,
         asserts or warns (building an error message) are left alone.
 
@@ -63,13 +61,20 @@ class NumpyInForward(Rule):
         super().begin_file(ctx)
         self.stack: list[tuple[ast.AST, str]] = []
         self.error_branches: list[ast.If] = []
+        self.consumed: set[int] = set()
 
     @on(ast.FunctionDef, ast.AsyncFunctionDef)
     def enter(self, node: ast.FunctionDef) -> None:
         """Notes entering the forward of a module class."""
         scope = self.ctx.scope
         info = scope.class_info
-        if node.name == "forward" and scope.kind == "class" and info is not None and info.is_module:
+        if (
+            node.name == "forward"
+            and scope.kind == "class"
+            and info is not None
+            and info.is_module
+            and "postprocess" not in info.name.lower()  # hands out host results by design
+        ):
             self.stack.append((node, info.name))
 
     @after(ast.FunctionDef, ast.AsyncFunctionDef)
@@ -81,7 +86,7 @@ class NumpyInForward(Rule):
     @on(ast.If)
     def enter_if(self, node: ast.If) -> None:
         """Notes entering an error branch (one that raises, asserts or warns)."""
-        if self.stack and (self.error_branches or _reports_error(node.body)):
+        if self.stack and (self.error_branches or facts.reports_error(node.body)):
             self.error_branches.append(node)
 
     @after(ast.If)
@@ -90,14 +95,40 @@ class NumpyInForward(Rule):
         if self.error_branches and self.error_branches[-1] is node:
             self.error_branches.pop()
 
+    @on(ast.Assign)
+    def lengths(self, node: ast.Assign) -> None:
+        """Notes ``lengths = sizes.tolist()``: Python ints for loops and packing, on purpose."""
+        target = node.targets[0] if len(node.targets) == 1 else None
+        value = node.value
+        if (
+            isinstance(target, ast.Name)
+            and _LENGTHS.search(target.id)
+            and isinstance(value, ast.Call)
+            and facts.last_name(value.func) == "tolist"
+        ):
+            self.consumed.add(id(value))
+
     @on(ast.Call)
     def call(self, node: ast.Call) -> None:
         """Checks a call made inside forward."""
-        if not self.stack or self.error_branches:
-            return  # not in forward, or building an error message
+        if not self.stack or self.error_branches or self.ctx.grad_off:
+            # not in forward, building an error message, or an inference-only forward
+            # (post-processing, an input-converting wrapper) that hands out host data
+            return
         where = f"{self.stack[-1][1]}.forward"
         func = node.func
+        for arg in [*node.args, *(kw.value for kw in node.keywords)]:
+            if (
+                isinstance(arg, ast.Call)
+                and facts.last_name(arg.func) in _INT_WRAPPERS
+                and arg.args
+            ):
+                arg = arg.args[0]
+            if isinstance(arg, ast.Call) and facts.last_name(arg.func) == "tolist":
+                self.consumed.add(id(arg))  # x.split(sizes.tolist()): an op asks for ints
         if isinstance(func, ast.Attribute) and not node.args and not node.keywords:
+            if id(node) in self.consumed:
+                return
             if func.attr == "numpy":
                 self.report(
                     node,

@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import ast
 
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on_call
 from torchstyle.lint.context import LoopFrame
 from torchstyle.lint.registry import register
 
-_READERS = frozenset(
-    {
-        "PIL.Image.open",
-        "cv2.imread",
-        "imageio.imread",
-        "imageio.v2.imread",
-        "imageio.v3.imread",
-        "skimage.io.imread",
-        "matplotlib.pyplot.imread",
-        "torchvision.io.read_image",
-        "torchvision.io.decode_image",
-        "torchvision.io.read_file",
-        "numpy.load",
-        "numpy.loadtxt",
-        "numpy.fromfile",
-        "pandas.read_csv",
-        "pandas.read_parquet",
-        "h5py.File",
-        "scipy.io.loadmat",
-        "soundfile.read",
-        "librosa.load",
-        "torchaudio.load",
-    }
-)
 _WRITE_MODES = set("wax+")
 
 
@@ -84,27 +61,20 @@ class FileReadInLoop(Rule):
                 return None if _WRITE_MODES & set(mode.value) else "open"
             return None
         qualname = self.ctx.qualname(func)
-        if qualname in _READERS:
+        if qualname in vocab.FILE_READERS:
             return self.ctx.text(func) or qualname
         return None
 
-    @on_call("open", *{q.rsplit(".", 1)[1] for q in _READERS})
+    @on_call("open", *vocab.last_names(vocab.FILE_READERS))
     def call(self, node: ast.Call) -> None:
         """Notes a file read inside a loop."""
-        loop = self.ctx.loop
-        if loop is None:
+        if self.ctx.loop is None:
             return
         what = self._what(node)
         if what is not None:
-            loop.data.setdefault(self.code, []).append((node, what))
+            self.collect((node, what))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports reads of a training-step loop; hands the others to the enclosing loop."""
-        found = frame.data.pop(self.code, None)
-        if not found:
-            return
-        if frame.direct_step:
-            for node, what in found:
-                self.report(node, self.message.format(what=what))
-        elif frame.parent is not None:
-            frame.parent.data.setdefault(self.code, []).extend(found)
+        for node, what in self.settle(frame, frame.direct_step):
+            self.report(node, self.message.format(what=what))

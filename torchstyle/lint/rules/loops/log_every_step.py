@@ -5,33 +5,14 @@ from __future__ import annotations
 import ast
 import re
 
+from torchstyle.lint import facts
+from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on_call
-from torchstyle.lint.context import LoopFrame
+from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
 
-_LOG_METHODS = frozenset({"info", "warning", "warn", "error", "critical", "exception", "log"})
-_LOGGER = re.compile(r"log", re.IGNORECASE)
-_WRITER_METHODS = frozenset(
-    {"add_scalar", "add_scalars", "add_histogram", "add_text", "add_pr_curve"}
-    | {"log_metric", "log_metrics"}
-)
-_IMAGE_METHODS = frozenset(
-    {"add_image", "add_images", "add_figure", "add_video", "add_mesh", "log_image"}
-)
-_IMAGE_FUNCTIONS = frozenset(
-    {
-        "torchvision.utils.save_image",
-        "cv2.imwrite",
-        "imageio.imwrite",
-        "imageio.imsave",
-        "imageio.v2.imwrite",
-        "imageio.v3.imwrite",
-        "matplotlib.pyplot.savefig",
-        "matplotlib.pyplot.imsave",
-        "skimage.io.imsave",
-    }
-)
-_LOG_FUNCTIONS = frozenset({"wandb.log", "mlflow.log_metric", "mlflow.log_metrics"})
+_CLOSURE_STEP = re.compile(r"\.step\(\s*closure\b")
+_PROFILER_STEP = re.compile(r"\b(?:prof|profiler)\.step\(\)")
 
 
 @register
@@ -43,7 +24,12 @@ class LogEveryStep(Rule):
         a call that runs on every iteration, not under any ``if``: ``print``, a logger's
         ``info``/``warning``/..., a TensorBoard writer's ``add_scalar``/``add_image``/...,
         ``wandb.log``, ``mlflow.log_metric``, or an image written with ``save_image``,
-        ``plt.savefig``, ``cv2.imwrite``... tqdm progress bars are fine.
+        ``plt.savefig``, ``cv2.imwrite``... tqdm progress bars are fine, and so are short
+        fixed-length loops (``for step in range(10)``, at most 100 steps: benchmarks and
+        profiling runs show every step on purpose), benchmark and profiling scripts (a file
+        named ``bench*``/``profil*``, or one that calls ``prof.step()``), loops stepped with a
+        closure (``optimizer.step(closure)``: LBFGS takes few, expensive steps) and
+        ``logger.debug``.
 
     Why:
         The guide: "don't log results on every step". Training runs thousands of steps;
@@ -73,34 +59,37 @@ class LogEveryStep(Rule):
                 return "printing"
         elif isinstance(func, ast.Attribute):
             attr = func.attr
-            if attr in _IMAGE_METHODS:
+            if attr in vocab.IMAGE_METHODS:
                 return "logging an image"
-            if attr in _WRITER_METHODS:
+            if attr in vocab.TRACKER_METHODS:
                 return "logging"
-            if attr in _LOG_METHODS:
-                receiver = func.value
-                name = (
-                    receiver.attr
-                    if isinstance(receiver, ast.Attribute)
-                    else getattr(receiver, "id", "")
-                )
-                if _LOGGER.search(name):
-                    return "logging"
+            # debug output is off unless asked for: per-step debug lines are deliberate
+            if attr != "debug" and vocab.is_logger_call(func):
+                return "logging"
         else:
             return None
         qualname = self.ctx.qualname(func)
-        if qualname in _IMAGE_FUNCTIONS:
+        if qualname in vocab.IMAGE_FUNCTIONS:
             return "saving an image"
-        if qualname in _LOG_FUNCTIONS:
+        if qualname in vocab.TRACKER_FUNCTIONS:
             return "logging"
         return None
 
+    def begin_file(self, ctx: FileContext) -> None:
+        """Notes whether the file is a benchmark or profiling script."""
+        super().begin_file(ctx)
+        name = ctx.path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        # a profiler stepped with the loop (prof.step()) profiles it, step by step
+        self._benchmark = name.startswith(("bench", "profil")) or bool(
+            _PROFILER_STEP.search(ctx.source)
+        )
+
     @on_call(
         "print",
-        *_LOG_METHODS,
-        *_WRITER_METHODS,
-        *_IMAGE_METHODS,
-        *{q.rsplit(".", 1)[1] for q in _IMAGE_FUNCTIONS | _LOG_FUNCTIONS},
+        *vocab.LOG_METHODS,
+        *vocab.TRACKER_METHODS,
+        *vocab.IMAGE_METHODS,
+        *vocab.last_names(vocab.IMAGE_FUNCTIONS | vocab.TRACKER_FUNCTIONS),
     )
     def call(self, node: ast.Call) -> None:
         """Notes an unguarded log call inside a loop."""
@@ -109,15 +98,14 @@ class LogEveryStep(Rule):
             return
         what = self._what(node)
         if what is not None:
-            loop.data.setdefault(self.code, []).append((node, what))
+            self.collect((node, what))
 
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Reports the calls of a training-step loop; passes others outwards when unguarded."""
-        found = frame.data.pop(self.code, None)
-        if not found:
-            return
-        if frame.direct_step:
-            for node, what in found:
-                self.report(node, self.message.format(what=what.capitalize()))
-        elif frame.parent is not None and frame.guard_base == frame.parent.guard_base:
-            frame.parent.data.setdefault(self.code, []).extend(found)
+        found = self.settle(frame, frame.direct_step, through_guards=False)
+        if found and (self._benchmark or facts.short_fixed_loop(frame.node)):
+            return  # for step in range(10): a benchmark or profiling loop shows every step
+        if found and _CLOSURE_STEP.search(self.ctx.text(frame.node)):
+            return  # optimizer.step(closure) (LBFGS): few, expensive steps
+        for node, what in found:
+            self.report(node, self.message.format(what=what.capitalize()))

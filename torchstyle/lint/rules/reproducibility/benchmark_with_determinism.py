@@ -69,7 +69,7 @@ class BenchmarkWithDeterminism(Rule):
         branches = []
         for stmt in self.ifs:
             last = stmt.body[-1]
-            in_body = pos <= (last.end_lineno, last.end_col_offset)  # type: ignore[operator]
+            in_body = pos <= (last.end_lineno or 0, last.end_col_offset or 0)
             branches.append((id(stmt), in_body))
         return node, self.ctx.function, tuple(branches)
 

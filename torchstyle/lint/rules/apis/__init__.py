@@ -1,0 +1,1 @@
+"""TS5xx: Deprecated and unsafe APIs."""

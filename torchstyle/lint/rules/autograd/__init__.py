@@ -1,0 +1,1 @@
+"""TS2xx: Autograd: tensors, losses and the graph."""

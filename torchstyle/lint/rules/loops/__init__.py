@@ -1,0 +1,1 @@
+"""TS3xx: Training and evaluation loops, data loading."""

@@ -1,0 +1,1 @@
+"""TS1xx: Modules: defining and calling nn.Module."""

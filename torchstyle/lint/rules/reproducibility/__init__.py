@@ -1,0 +1,1 @@
+"""TS4xx: Reproducibility and experiment configuration."""

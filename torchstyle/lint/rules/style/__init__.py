@@ -1,0 +1,1 @@
+"""TS6xx: Style: naming and file layout."""

@@ -1,0 +1,1 @@
+"""TS0xx: Files torchstyle could not check."""
