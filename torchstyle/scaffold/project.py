@@ -192,8 +192,8 @@ def read_parts(path: Path) -> dict[str, str]:
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     headers = list(_PART_HEADER.finditer(text))
     parts = {}
-    for header, following in zip(headers, [*headers[1:], None]):
-        end = following.start() if following else len(text)
+    ends = [header.start() for header in headers[1:]] + [len(text)]
+    for header, end in zip(headers, ends[: len(headers)], strict=True):
         parts[header.group("part")] = text[header.end() + 1 : end].rstrip("\n")
     return parts
 
@@ -317,6 +317,7 @@ def write_project(
     *,
     force: bool = False,
     requirement: Requirement | None = None,
+    templates_dir: Path = TEMPLATES_DIR,
 ) -> tuple[Path, list[Path]]:
     """Writes a new project, and :data:`RECORD` (the template it was made from).
 
@@ -329,6 +330,7 @@ def write_project(
         force: Write into an existing, non-empty folder, replacing the files this command
             writes. Other files in it are left alone.
         requirement: The dependency on torchstyle (default: see :func:`render_project`).
+        templates_dir: Where the templates are (another version of them, in tests).
 
     Returns:
         The project folder and the paths written, in order.
@@ -340,7 +342,7 @@ def write_project(
     validate_name(name)
     root = Path(directory) if directory is not None else Path(name)
     requirement = requirement or torchstyle_requirement()
-    files = render_project(name, template, requirement=requirement)
+    files = render_project(name, template, requirement=requirement, templates_dir=templates_dir)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root} exists and is not a folder; choose another --dir")
     if root.is_dir() and any(root.iterdir()) and not force:
