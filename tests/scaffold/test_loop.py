@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 TINY = ["--width", "8", "--workers", "0", "--log-every", "2"]
 TIMEOUT = 300
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 INDEX = Requirement(line="torchstyle==0", version="0")
 
 
@@ -72,19 +72,43 @@ def image_folder(root: Path, per_class: int = 40) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A classifier project, shared by the tests that only read it, and its flags."""
+    root = project(tmp_path_factory.mktemp("shared"))
+    return root, project_flags(root)
+
+
+def printed_strings(source: str) -> list[str]:
+    """The string constants of a module that it can print: all but docstrings."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if id(node) not in docstrings
+    ]
+
+
 def test_every_hint_a_project_prints_names_one_of_its_flags(tmp_path: Path) -> None:
     for template in template_names():
         root = project(tmp_path, template)
         flags = project_flags(root)
+        assert {"--skip-bad-images", "--resume", "--lr"} <= flags
         for path in root.glob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    for flag in FLAG.findall(node.value):
-                        assert flag in flags, f"{template}/{path.name} names {flag}: {node.value!r}"
+            for text in printed_strings(path.read_text()):
+                for flag in FLAG.findall(text):
+                    assert flag in flags, f"{template}/{path.name} names {flag}: {text!r}"
 
 
 def test_a_bad_image_mid_epoch_says_a_fix_that_exists_and_resume_is_exact(
-    tmp_path: Path,
+    tmp_path: Path, classifier: tuple[Path, set[str]]
 ) -> None:
     root = project(tmp_path)
     good = image_folder(tmp_path / "good")
@@ -98,7 +122,7 @@ def test_a_bad_image_mid_epoch_says_a_fix_that_exists_and_resume_is_exact(
     error = failed.stderr.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("train.py: error: ")
     assert str(broken) in error[0] and "--skip-bad-images" in error[0]
-    assert set(FLAG.findall(error[0])) <= project_flags(root)
+    assert set(FLAG.findall(error[0])) <= classifier[1]
     ckpt = load_checkpoint(root / "runs" / "resumed" / "checkpoints" / "latest.pt")
     assert ckpt["epoch"] == 0 and ckpt["batch"] > 0  # a step checkpoint, mid-epoch
 
@@ -145,14 +169,14 @@ def test_resume_auto_starts_continues_and_says_finished(tmp_path: Path) -> None:
     ],
 )
 def test_a_users_error_is_one_line_and_exit_code_2(
-    args: list[str], message: str, tmp_path: Path
+    args: list[str], message: str, classifier: tuple[Path, set[str]]
 ) -> None:
-    root = project(tmp_path)
+    root, flags = classifier
     result = run(root, "train.py", "--run-dir", "runs/none", *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("train.py: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert set(FLAG.findall(result.stderr)) <= project_flags(root)
+    assert set(FLAG.findall(result.stderr)) <= flags
 
 
 def test_amp_bf16_trains(tmp_path: Path) -> None:
