@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from torchstyle.errors import UserError
 from torchstyle.scaffold.project import (
@@ -158,7 +159,7 @@ def _check_tree(root: Path, force: bool) -> None:
         )
 
 
-def read_record(root: Path) -> dict[str, object]:
+def read_record(root: Path) -> dict[str, Any]:
     """The project's :data:`RECORD`.
 
     Raises:
@@ -206,7 +207,7 @@ def update_project(
     _check_tree(root, force)
     name, template = str(record["name"]), str(record["template"])
     requirement = requirement or torchstyle_requirement()
-    base = {PurePosixPath(path): str(text) for path, text in dict(record["files"]).items()}
+    base = {PurePosixPath(path): str(text) for path, text in record["files"].items()}
     new = render_project(name, template, requirement=requirement, templates_dir=templates_dir)
     report = UpdateReport(template, str(record["torchstyle_version"]), requirement.version)
     labels = ("yours", f"template {report.old_version}", f"template {report.new_version}")
