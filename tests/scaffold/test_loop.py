@@ -166,6 +166,7 @@ def test_resume_auto_starts_continues_and_says_finished(tmp_path: Path) -> None:
         (["--device", "nonsense"], "--device nonsense: no such device"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--data", "no/such/folder"], "data folder no/such/folder does not exist"),
+        (["--data", "cifar10", "--data-dir", "nowhere"], "add --download to fetch it"),
     ],
 )
 def test_a_users_error_is_one_line_and_exit_code_2(
