@@ -125,6 +125,12 @@ def test_a_bad_image_mid_epoch_says_a_fix_that_exists_and_resume_is_exact(
     assert set(FLAG.findall(error[0])) <= classifier[1]
     ckpt = load_checkpoint(root / "runs" / "resumed" / "checkpoints" / "latest.pt")
     assert ckpt["epoch"] == 0 and ckpt["batch"] > 0  # a step checkpoint, mid-epoch
+    # Raised in a loader worker, the error is still one line, without the worker's traceback.
+    in_worker = run(
+        root, "train.py", "--data", str(bad), "--run-dir", "runs/w", *args, "--workers", "2"
+    )
+    assert in_worker.returncode == 2
+    assert in_worker.stderr.strip().splitlines() == error
 
     skipped = run(
         root, "train.py", "--data", str(bad), "--run-dir", "runs/skip", *args, "--skip-bad-images"
