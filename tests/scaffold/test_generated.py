@@ -200,6 +200,10 @@ def test_train_runs_one_epoch_and_writes_the_run_folder(project: Project) -> Non
         for key, value in row.items():
             assert isinstance(value, (int, float)), f"{key} logged without a value: {value!r}"
     assert all(0.0 <= row.get("train/compute_efficiency", 0.0) <= 1.0 for row in log)
+    # Validated every epoch; the test split seen once, at the end.
+    validated = [row for row in log if any(key.startswith("val/") for key in row)]
+    assert len(validated) == 1 and validated[0]["step"] == ckpt["n_iter"]
+    assert {key[4:] for key in validated[0] if key.startswith("val/")} == METRICS[project.template]
     tested = [row for row in log if any(key.startswith("test/") for key in row)]
     assert len(tested) == 1 and tested[0]["step"] == ckpt["n_iter"]
 
@@ -217,10 +221,14 @@ def test_test_script_evaluates_the_trained_checkpoint(project: Project) -> None:
     report = json.loads((project.run_dir("first") / "test_metrics.json").read_text())
     assert set(report) == {"checkpoint", "epoch"} | METRICS[project.template]
     assert report["epoch"] == 1
-    ckpt = load_checkpoint(Path(project.root / report["checkpoint"]))
+    expected = "latest.pt" if project.template == "gan" else "best.pt"  # a GAN has no best
+    assert Path(report["checkpoint"]).name == expected
+    # test.py reproduces the test pass train.py made at the end, with the same checkpoint.
+    log = metrics_log(project.run_dir("first"))
+    final = {k.removeprefix("test/"): v for row in log for k, v in row.items() if "test/" in k}
     if project.template != "gan":  # the GAN's score depends on freshly drawn noise
         for key in METRICS[project.template]:
-            assert report[key] == pytest.approx(ckpt["metrics"][key], rel=1e-4, abs=1e-6)
+            assert report[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6)
     if project.template != "classifier":
         assert (project.run_dir("first") / "samples" / "test.png").is_file()
 
@@ -269,6 +277,6 @@ def test_a_second_run_into_a_used_folder_is_refused(project: Project) -> None:
     if project.template != "classifier":
         pytest.skip("checked once, on the classifier")
     again = result(project, "again")
-    assert again.returncode == 1
+    assert again.returncode == 2
     assert "already holds a run; pass --resume" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1

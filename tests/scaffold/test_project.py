@@ -17,14 +17,21 @@ from tests.conftest import REPO
 from torchstyle.cli import main as cli_main
 from torchstyle.errors import UserError
 from torchstyle.scaffold.project import (
+    COMMON,
+    RECORD,
+    TEMPLATES_DIR,
+    TemplateError,
     class_name,
+    fill_parts,
     list_templates,
+    read_parts,
     render_project,
     sort_local_imports,
     template_names,
     validate_name,
     write_project,
 )
+from torchstyle.scaffold.source import Requirement, torchstyle_requirement
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +55,7 @@ FLAGS = (
 
 def expected_files(name: str) -> set[PurePosixPath]:
     files = {"layers.py", "networks.py", "losses.py", "ops.py", f"{name}.py", "data.py"}
-    files |= {"train.py", "test.py", "README.md", "pyproject.toml", ".gitignore"}
+    files |= {"train.py", "test.py", "run.py", "README.md", "pyproject.toml", ".gitignore"}
     files |= {".pre-commit-config.yaml", f"tests/test_{name}.py"}
     return {PurePosixPath(f) for f in files}
 
@@ -94,7 +101,9 @@ def test_scripts_import_only_the_model_file_and_data(template: str) -> None:
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_train_script_has_the_guides_flags_and_pieces(template: str) -> None:
-    train = render_project("digit_net", template)[PurePosixPath("train.py")]
+    files = render_project("digit_net", template)
+    # The flags every run has live in run.py, next to the loop's.
+    train = files[PurePosixPath("train.py")] + files[PurePosixPath("run.py")]
     for flag in FLAGS:
         assert f'"{flag}"' in train, flag
     for piece in (
@@ -198,7 +207,7 @@ def test_writes_into_a_new_folder(tmp_path: Path) -> None:
     assert root == tmp_path / "proj"
     assert {PurePosixPath(p.relative_to(root).as_posix()) for p in written} == expected_files(
         "digit_net"
-    )
+    ) | {RECORD}
     assert all(p.is_file() for p in written)
 
 
@@ -317,3 +326,97 @@ def test_cli_rejects_an_unknown_template(capsys: pytest.CaptureFixture[str]) -> 
         cli_main(["new", "digit_net", "--template", "nope"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- names packaging does not take
+@pytest.mark.parametrize(
+    ("name", "suggestion"), [("résumé", "resume"), ("naïve_bayes", "naive_bayes")]
+)
+def test_a_non_ascii_identifier_is_explained_with_a_suggestion_that_keeps_it(
+    name: str, suggestion: str
+) -> None:
+    assert name.isidentifier()
+    with pytest.raises(UserError) as info:
+        validate_name(name)
+    message = str(info.value)
+    assert "is a Python identifier, but" in message and "ASCII" in message
+    assert "distribution name" in message and message.endswith(f"use e.g. '{suggestion}'")
+
+
+# ----------------------------------------------------------- one skeleton, many parts
+def test_parts_fill_markers_at_their_indent_and_an_empty_part_takes_its_line(
+    tmp_path: Path,
+) -> None:
+    parts_file = tmp_path / "x.py.parts"
+    parts_file.write_text("@@ body\nfor x in y:\n    f(x)\n\n@@ nothing\n@@ last\nz = 1\n")
+    parts = read_parts(parts_file)
+    assert parts == {"body": "for x in y:\n    f(x)", "nothing": "", "last": "z = 1"}
+    skeleton = "def g():\n    {{>body}}\n    {{>nothing}}\n    return 2\n{{>last}}\n"
+    assert fill_parts(skeleton, parts, "x") == (
+        "def g():\n    for x in y:\n        f(x)\n    return 2\nz = 1\n"
+    )
+    with pytest.raises(TemplateError, match="no part 'other'"):
+        fill_parts("{{>other}}\n", parts, "x")
+
+
+def test_the_loop_is_written_once_for_every_template() -> None:
+    for script in ("train.py.tmpl", "test.py.tmpl"):
+        assert (TEMPLATES_DIR / COMMON / script).is_file()
+        for template in TEMPLATES:
+            assert not (TEMPLATES_DIR / template / script).exists(), f"{template}/{script}"
+    skeleton = (TEMPLATES_DIR / COMMON / "train.py.tmpl").read_text()
+    shared = [line for line in skeleton.splitlines() if line.strip() and "{{" not in line]
+    for template in TEMPLATES:
+        train = render_project("digit_net", template)[PurePosixPath("train.py")]
+        assert all(line in train for line in shared), template
+
+
+# What each train.py was before the loop kept pace with the engine; it may not grow.
+TRAIN_LINES_BEFORE = {"classifier": 284, "gan": 307, "image2image": 327}
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_train_py_is_no_longer_than_before(template: str) -> None:
+    train = render_project("digit_net", template)[PurePosixPath("train.py")]
+    assert len(train.splitlines()) <= TRAIN_LINES_BEFORE[template]
+    for piece in ("--save-every", "--amp", "torchrun", "val/", "--resume auto"):
+        assert piece in train + render_project("digit_net", template)[PurePosixPath("run.py")]
+
+
+# ------------------------------------------------------------ the dependency's source
+def test_the_dependency_names_where_torchstyle_comes_from(tmp_path: Path) -> None:
+    from torchstyle import __version__
+
+    assert torchstyle_requirement("index").line == f"torchstyle=={__version__}"
+    url = "git+https://example.org/torchstyle.git@v1"
+    assert torchstyle_requirement(url).line == f"torchstyle @ {url}"
+    assert torchstyle_requirement(str(tmp_path)).line == f"torchstyle @ {tmp_path.as_uri()}"
+    with pytest.raises(UserError, match=r"--torchstyle-source .*no such folder or wheel"):
+        torchstyle_requirement(str(tmp_path / "nope"))
+    # Run from a checkout (as here, on PYTHONPATH): the checkout itself.
+    assert torchstyle_requirement().line == f"torchstyle @ {REPO.as_uri()}"
+    files = render_project("digit_net", "gan", requirement=Requirement("torchstyle @ x", "9.9"))
+    pyproject = tomllib.loads(files[PurePosixPath("pyproject.toml")])
+    assert pyproject["project"]["dependencies"] == ["torchstyle @ x"]
+    assert "Made with torchstyle 9.9" in files[PurePosixPath("pyproject.toml")]
+
+
+# ------------------------------------------------------------------------------ git
+@pytest.mark.skipif(not __import__("shutil").which("git"), reason="needs git")
+def test_cli_makes_a_git_repository_with_a_first_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "proj"
+    assert cli_main(["new", "digit_net", "--dir", str(target)]) == 0
+    assert "git: a new repository with a first commit" in capsys.readouterr().out
+    log = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=target, capture_output=True, text=True, check=True
+    )
+    assert log.stdout.startswith("torchstyle new digit_net --template classifier")
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=target, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""  # every file is in the first commit
+    plain = tmp_path / "plain"
+    assert cli_main(["new", "digit_net", "--dir", str(plain), "--no-git"]) == 0
+    assert not (plain / ".git").exists()

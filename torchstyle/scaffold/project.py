@@ -10,22 +10,32 @@ for this package's own code (ruff, pytest and ``torchstyle lint`` skip them):
 * every file ends in ``.tmpl``, which is dropped;
 * a leading ``dot-`` becomes ``.`` (``dot-gitignore`` -> ``.gitignore``), since package data
   globs skip dotfiles;
-* ``{{name}}`` (the module name), ``{{Name}}`` (the model's class name), ``{{template}}``
-  and ``{{description}}`` are replaced in file names and contents; ``about.txt`` holds the
-  template's one-line description and is not copied.
+* ``{{name}}`` (the module name), ``{{Name}}`` (the model's class name), ``{{template}}``,
+  ``{{description}}``, ``{{requirement}}`` (the dependency on torchstyle) and
+  ``{{version}}`` (torchstyle's) are replaced in file names and contents; ``about.txt``
+  holds the template's one-line description and is not copied.
+
+A file of ``common/`` can be a skeleton that every template fills in: a line holding only
+``{{>part}}`` is replaced by the part of that name from the template's ``FILE.parts`` (for
+``train.py.tmpl``, ``train.py.parts``), indented as the marker is. A parts file is a run of
+sections, each opened by a line ``@@ part``. The loop the three templates share is written
+once, and each template's file still reads as one script.
 
 Nothing here imports torch: ``torchstyle new`` starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from torchstyle.errors import UserError
+from torchstyle.scaffold.source import Requirement, torchstyle_requirement
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 COMMON = "common"
@@ -33,11 +43,14 @@ DEFAULT_TEMPLATE = "classifier"
 ABOUT_FILE = "about.txt"
 SUFFIX = ".tmpl"
 DOT_PREFIX = "dot-"
+# What a project was made from (template, versions, the rendered files): the base of the
+# three-way merge of `torchstyle new --update`.
+RECORD = PurePosixPath(".torchstyle/template.json")
 
 # The project's own modules: NAME must not collide with them (``import data`` in train.py
 # would find the model file instead, or the other way round).
 PROJECT_MODULES = frozenset(
-    {"layers", "networks", "losses", "ops", "data", "train", "test", "tests", "conftest"}
+    {"layers", "networks", "losses", "ops", "data", "run", "train", "test", "tests", "conftest"}
 )
 # Packages a project imports besides the standard library; a module of the same name in the
 # project folder would shadow them, since a script's own folder comes first on sys.path.
@@ -59,6 +72,9 @@ SHADOWED_PACKAGES = frozenset(
 )
 _LOWER_WITH_UNDER = re.compile(r"^[a-z][a-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_PART_MARKER = re.compile(r"^(?P<indent>[ ]*)\{\{>(?P<part>[\w-]+)\}\}\n", re.MULTILINE)
+_PART_HEADER = re.compile(r"^@@ (?P<part>[\w-]+)$", re.MULTILINE)
+PARTS_SUFFIX = ".parts"
 # One line of a project-local import (``from networks import Generator``). Runs of these are
 # re-sorted after substitution, because where ``{{name}}`` sorts depends on the name.
 _LOCAL_IMPORT = re.compile(r"^from ([a-z_][a-z0-9_]*) import \S.*$")
@@ -72,10 +88,10 @@ class Template:
     description: str
 
 
-def list_templates() -> list[Template]:
+def list_templates(templates_dir: Path = TEMPLATES_DIR) -> list[Template]:
     """Returns the available templates, sorted by name."""
     found = []
-    for folder in sorted(TEMPLATES_DIR.iterdir()):
+    for folder in sorted(templates_dir.iterdir()):
         about = folder / ABOUT_FILE
         if folder.is_dir() and folder.name != COMMON and about.is_file():
             found.append(Template(folder.name, about.read_text(encoding="utf-8").strip()))
@@ -94,8 +110,13 @@ def class_name(name: str) -> str:
 
 def _problem(name: str) -> str | None:
     """What is wrong with ``name`` as a project name, or None."""
-    if not name.isidentifier() or not name.isascii():
-        return "is not a Python identifier"
+    if not name.isidentifier():
+        return "is not a Python identifier (letters, digits and _, not starting with a digit)"
+    if not name.isascii():
+        return (
+            "is a Python identifier, but it is also the project's distribution name in "
+            "pyproject.toml, which packaging takes in ASCII only (letters, digits, '_', '-', '.')"
+        )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
     if not _LOWER_WITH_UNDER.match(name):
@@ -110,8 +131,10 @@ def _problem(name: str) -> str | None:
 
 
 def _suggest(name: str) -> str:
-    """A valid name close to ``name``: ``MyNet`` -> ``my_net``, ``data`` -> ``data_net``."""
-    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    """A valid name close to ``name``: ``MyNet`` -> ``my_net``, ``résumé`` -> ``resume``."""
+    # Letters with accents lose them (NFKD splits them off), so the meaning survives.
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", ascii_name)
     snake = re.sub(r"[^a-z0-9]+", "_", snake.lower()).strip("_").lstrip("0123456789_")
     for candidate in (snake, f"{snake}_net"):
         if snake and candidate != name and _problem(candidate) is None:
@@ -133,11 +156,15 @@ def validate_name(name: str) -> None:
         raise UserError(f"project name {name!r} {problem}; use e.g. {_suggest(name)!r}")
 
 
-def _template_dir(template: str) -> Path:
-    names = template_names()
+class TemplateError(Exception):
+    """A template is broken (an unknown placeholder or part): a bug in torchstyle, not input."""
+
+
+def _template_dir(template: str, templates_dir: Path) -> Path:
+    names = [t.name for t in list_templates(templates_dir)]
     if template not in names:
         raise UserError(f"unknown template {template!r}; choose from {', '.join(names)}")
-    return TEMPLATES_DIR / template
+    return templates_dir / template
 
 
 def _target_path(relative: PurePosixPath, replacements: dict[str, str]) -> PurePosixPath:
@@ -153,70 +180,146 @@ def _target_path(relative: PurePosixPath, replacements: dict[str, str]) -> PureP
 def _substitute(text: str, replacements: dict[str, str], where: str) -> str:
     def replace(match: re.Match[str]) -> str:
         key = match.group(1)
-        assert key in replacements, f"template {where}: unknown placeholder {match.group(0)}"
+        if key not in replacements:
+            raise TemplateError(f"template {where}: unknown placeholder {match.group(0)}")
         return replacements[key]
 
     return _PLACEHOLDER.sub(replace, text)
 
 
+def read_parts(path: Path) -> dict[str, str]:
+    """The sections of a parts file: ``@@ name`` line -> the text up to the next one."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    headers = list(_PART_HEADER.finditer(text))
+    parts = {}
+    ends = [header.start() for header in headers[1:]] + [len(text)]
+    for header, end in zip(headers, ends[: len(headers)], strict=True):
+        parts[header.group("part")] = text[header.end() + 1 : end].rstrip("\n")
+    return parts
+
+
+def fill_parts(skeleton: str, parts: dict[str, str], where: str) -> str:
+    """Replaces each ``{{>part}}`` line of ``skeleton`` by that part, at the marker's indent."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, indent = match.group("part"), match.group("indent")
+        if name not in parts:
+            raise TemplateError(f"template {where}: no part {name!r} for {match.group(0)}")
+        if not parts[name]:  # an empty part takes its line with it
+            return ""
+        lines = parts[name].split("\n")
+        return "".join((indent + line if line else line) + "\n" for line in lines)
+
+    return _PART_MARKER.sub(replace, skeleton)
+
+
 def sort_local_imports(source: str, local_modules: frozenset[str]) -> str:
-    """Sorts each run of single-line ``from <local module> import ...`` lines by module.
+    """Sorts each run of ``from <local module> import ...`` statements by module.
 
     Isort (and ruff) order first-party imports alphabetically, and where the model module
-    falls among ``data``, ``layers``, ``networks``... depends on its name.
+    falls among ``data``, ``layers``, ``networks``... depends on its name. A statement is one
+    line, or a parenthesized one up to its closing line.
     """
     lines = source.split("\n")
     out: list[str] = []
-    run: list[str] = []
+    run: list[list[str]] = []
 
     def flush() -> None:
-        out.extend(sorted(run, key=lambda line: line.split()[1]))
+        for statement in sorted(run, key=lambda lines: lines[0].split()[1]):
+            out.extend(statement)
         run.clear()
 
-    for line in lines:
-        match = _LOCAL_IMPORT.match(line)
+    i = 0
+    while i < len(lines):
+        match = _LOCAL_IMPORT.match(lines[i])
         if match and match.group(1) in local_modules:
-            run.append(line)
+            end = i
+            if lines[i].endswith("("):
+                while end + 1 < len(lines) and lines[end] != ")":
+                    end += 1
+            run.append(lines[i : end + 1])
+            i = end + 1
             continue
         flush()
-        out.append(line)
+        out.append(lines[i])
+        i += 1
     flush()
     return "\n".join(out)
 
 
-def render_project(name: str, template: str) -> dict[PurePosixPath, str]:
+def render_project(
+    name: str,
+    template: str,
+    *,
+    requirement: Requirement | None = None,
+    templates_dir: Path = TEMPLATES_DIR,
+) -> dict[PurePosixPath, str]:
     """Returns the files of a new project, relative path -> text, without writing anything.
 
     Args:
         name: The project's name (already validated): its folder's default name, its model
             module ``NAME.py`` and, in CapWords, its model class.
         template: A name from :func:`template_names`.
+        requirement: The project's dependency on torchstyle; default: guessed from how
+            this torchstyle is installed (see :mod:`torchstyle.scaffold.source`).
+        templates_dir: Where the templates are (another version of them, in tests).
     """
-    folder = _template_dir(template)
+    folder = _template_dir(template, templates_dir)
+    requirement = requirement or torchstyle_requirement()
     description = (folder / ABOUT_FILE).read_text(encoding="utf-8").strip()
     replacements = {
         "name": name,
         "Name": class_name(name),
         "template": template,
         "description": description,
+        "requirement": requirement.line,
+        "version": requirement.version,
     }
     local_modules = PROJECT_MODULES | {name}
     files: dict[PurePosixPath, str] = {}
-    for source_dir in (TEMPLATES_DIR / COMMON, folder):  # the template's own files win
+    for source_dir in (templates_dir / COMMON, folder):  # the template's own files win
         for path in sorted(source_dir.rglob("*" + SUFFIX)):
             relative = PurePosixPath(path.relative_to(source_dir).as_posix())
             target = _target_path(relative, replacements)
-            text = _substitute(path.read_text(encoding="utf-8"), replacements, str(relative))
+            text = path.read_text(encoding="utf-8")
+            parts = read_parts(folder / relative.with_suffix(PARTS_SUFFIX))
+            text = fill_parts(text, parts, f"{template}/{relative}")
+            text = _substitute(text, replacements, str(relative))
             if target.suffix == ".py":
                 text = sort_local_imports(text, local_modules)
             files[target] = text
     return dict(sorted(files.items()))
 
 
+def template_record(
+    name: str, template: str, requirement: Requirement, files: dict[PurePosixPath, str]
+) -> str:
+    """The text of :data:`RECORD`: what ``torchstyle new --update`` merges from.
+
+    It holds the rendered files themselves, not just the version: a later torchstyle can
+    render its own templates but not the ones this project was made from, and a three-way
+    merge needs both.
+    """
+    record = {
+        "template": template,
+        "name": name,
+        "torchstyle_version": requirement.version,
+        "requirement": requirement.line,
+        "files": {str(path): text for path, text in files.items()},
+    }
+    return json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+
+
 def write_project(
-    name: str, template: str, directory: Path | None = None, *, force: bool = False
+    name: str,
+    template: str,
+    directory: Path | None = None,
+    *,
+    force: bool = False,
+    requirement: Requirement | None = None,
+    templates_dir: Path = TEMPLATES_DIR,
 ) -> tuple[Path, list[Path]]:
-    """Writes a new project.
+    """Writes a new project, and :data:`RECORD` (the template it was made from).
 
     Every file is rendered before the first is written, so a failure leaves nothing behind.
 
@@ -226,6 +329,8 @@ def write_project(
         directory: The project folder; default ``./NAME``.
         force: Write into an existing, non-empty folder, replacing the files this command
             writes. Other files in it are left alone.
+        requirement: The dependency on torchstyle (default: see :func:`render_project`).
+        templates_dir: Where the templates are (another version of them, in tests).
 
     Returns:
         The project folder and the paths written, in order.
@@ -236,7 +341,8 @@ def write_project(
     """
     validate_name(name)
     root = Path(directory) if directory is not None else Path(name)
-    files = render_project(name, template)
+    requirement = requirement or torchstyle_requirement()
+    files = render_project(name, template, requirement=requirement, templates_dir=templates_dir)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root} exists and is not a folder; choose another --dir")
     if root.is_dir() and any(root.iterdir()) and not force:
@@ -244,12 +350,13 @@ def write_project(
             f"folder {root} already exists and is not empty; choose another --dir, or pass "
             "--force to overwrite the files `torchstyle new` writes (others are kept)"
         )
-    for relative in files:
+    everything = {**files, RECORD: template_record(name, template, requirement, files)}
+    for relative in everything:
         target = root.joinpath(*relative.parts)
         if target.is_dir():
             raise UserError(f"{target} is a folder, where the project needs a file; remove it")
     written = []
-    for relative, text in files.items():
+    for relative, text in everything.items():
         target = root.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
