@@ -13,7 +13,7 @@ from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.cli import build_parser
 from torchstyle.config import TrainConfig
 from torchstyle.data.augment import AUGMENTS
-from torchstyle.engine.schedulers import SCHEDULERS, build_schedulers
+from torchstyle.engine.schedulers import SCHEDULERS, build_schedulers, per_step, step_on_metric
 from torchstyle.engine.strategies import AMP_DTYPES, STRATEGIES
 from torchstyle.errors import UserError
 from torchstyle.models import list_models
@@ -57,7 +57,10 @@ def test_every_schedule_builds_and_moves_the_rate():
         rates = []
         for _ in range(9):
             opt.step()
-            sched.step()
+            if per_step({"model": sched}):
+                sched.step()
+            else:  # metric-driven: stepped at each evaluation, here on a value that stalls
+                step_on_metric({"model": sched}, 0.5, "max")
             rates.append(opt.param_groups[0]["lr"])
         assert len(set(rates)) > 1, name
     assert build_schedulers("none", {"model": opt}, total_steps=9) == {}

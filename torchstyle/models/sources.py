@@ -272,10 +272,6 @@ class Signature:
         """Whether ``name`` is a named parameter (``**kwargs`` does not count)."""
         return name in self.names
 
-    def describe(self) -> str:
-        """``width: int, dropout: float`` for error messages and ``torchstyle models``."""
-        return ", ".join(f"{n}: {type_name(self.types.get(n))}" for n in self.names) or "(none)"
-
 
 def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> Signature:
     """Checks ``--model-arg`` values against the builder's signature.
@@ -285,17 +281,18 @@ def check_args(builder: Callable[..., Any], args: dict[str, Any], what: str) -> 
             arguments with their types.
     """
     sig = Signature.of(builder)
+    listing = ", ".join(f"{n} ({type_name(sig.types.get(n, Any))})" for n in sig.names)
     for name, value in args.items():
         if not sig.accepts(name) and not sig.var_keyword:
             raise UserError(
-                f"--model-arg {name}: {what} got an unexpected keyword argument {name!r}; "
-                f"it accepts {sig.describe()}"
+                f"{what} got an unexpected keyword argument {name!r} (--model-arg {name}=...); "
+                f"it accepts: {listing or '(none)'}"
             )
         hint = sig.types.get(name, Any)
         if not matches(value, hint):
             raise UserError(
-                f"--model-arg {name}={value!r}: {what} expects {name} to be {type_name(hint)}; "
-                f"it accepts {sig.describe()}"
+                f"{what}: --model-arg {name}={value!r} must be {type_name(hint)}; "
+                f"it accepts: {listing}"
             )
     return sig
 
@@ -440,13 +437,11 @@ def build(
         UserError: Unknown source, bad arguments, or an output that does not fit the data.
     """
     builder = resolve(source, file)
-    what = f"model {source.text}"
-    if source.kind == "registered":
-        from torchstyle.models.base import TorchstyleModel
+    what = f"model {source.text!r}"
+    if source.kind == "registered":  # the registry checks its own models' arguments
+        from torchstyle.models import create_model
 
-        assert isinstance(builder, type) and issubclass(builder, TorchstyleModel)
-        check_args(builder, args, what)
-        model = builder.from_spec(spec, **args)
+        model = create_model(source.target, spec, **args)
         return Built(model, {**model.hparams()}, [])
     sig = check_args(builder, args, what)
     lib = source.kind if source.kind in ("torchvision", "timm") else ""
