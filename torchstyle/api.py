@@ -51,23 +51,11 @@ def fit(
     from torchstyle.config import TrainConfig
     from torchstyle.data import DataBundle
     from torchstyle.engine.trainer import Trainer
-    from torchstyle.models.adapters import adapt
-    from torchstyle.models.loading import ModelBuild, build_for_data, record_for_object
-    from torchstyle.models.sources import check_output
 
     if train_data is None:
         raise UserError("torchstyle.fit needs train_data: a dataset of (image, label) pairs")
     spec = infer_spec(train_data, num_classes=num_classes, class_names=class_names)
-    if isinstance(model, str):
-        build = build_for_data(model, dict(model_args or {}), spec)
-        name = model
-    else:
-        module, rec = record_for_object(model, model_args)
-        engine_model, adapter = adapt(module)
-        if adapter == "classification":
-            check_output(module, spec, f"model {type(module).__name__}")
-        build = ModelBuild(engine_model, {**rec, "adapter": adapter})
-        name = rec.get("spec") or type(module).__name__
+    build, name = _model_for(model, model_args, spec)
     known = {"model": name, "data": "python", **settings}
     cfg = TrainConfig.from_dict(known, source="torchstyle.fit")
     splits = {"train": train_data, "val": val_data, "test": test_data}
@@ -78,20 +66,28 @@ def fit(
     return trainer.fit()
 
 
-def _bundle(bundle_cls: Any, splits: dict[str, Any], spec: Any) -> Any:
-    """A DataBundle of the given splits (a bundle without ``val`` evaluates on test)."""
-    import dataclasses
+def _model_for(model: Any, model_args: dict[str, Any] | None, spec: Any) -> tuple[Any, str]:
+    """The engine's model and the run's name for it, from what ``fit`` was given."""
+    from torchstyle.models.adapters import adapt
+    from torchstyle.models.loading import ModelBuild, build_for_data, record_for_object
+    from torchstyle.models.sources import check_output
 
-    fields = {f.name for f in dataclasses.fields(bundle_cls)}
-    kwargs = {"train": splits["train"], "spec": spec}
-    if "val" in fields:
-        kwargs["val"] = splits["val"]
-        kwargs["test"] = splits["test"]
-    else:
-        kwargs["test"] = splits["val"] if splits["val"] is not None else splits["test"]
-    if "test" in kwargs and kwargs["test"] is None and "val" not in fields:
+    if isinstance(model, str):
+        return build_for_data(model, dict(model_args or {}), spec), model
+    module, rec = record_for_object(model, model_args)
+    engine_model, adapter = adapt(module)
+    if adapter == "classification":
+        check_output(module, spec, f"model {type(module).__name__}")
+    name = rec.get("spec") or type(module).__name__
+    return ModelBuild(engine_model, {**rec, "adapter": adapter}), str(name)
+
+
+def _bundle(bundle_cls: Any, splits: dict[str, Any], spec: Any) -> Any:
+    """A DataBundle of the given splits; without ``val_data`` the test split is evaluated
+    during training (and picks ``best.pt``), as the CLI does for data without one."""
+    if splits["val"] is None and splits["test"] is None:
         raise UserError("torchstyle.fit needs val_data or test_data to evaluate on")
-    return bundle_cls(**kwargs)
+    return bundle_cls(train=splits["train"], val=splits["val"], test=splits["test"], spec=spec)
 
 
 def infer_spec(

@@ -120,7 +120,7 @@ def test_image_folder_reads_classes_and_flips_by_epoch(tmp_path):
                 make_image_folder(r / "x", classes=("eel",)),
                 (r / "x" / "test" / "eel").rename(r / "test" / "eel"),
             ),
-            "class folders that the training classes lack: eel",
+            "different classes from the training split: eel",
         ),
     ],
     ids=["missing-root", "missing-test", "empty-class", "class-mismatch"],

@@ -18,12 +18,16 @@ from torchstyle.engine.checkpoint import load_checkpoint
 # Every test here trains in subprocesses (the real CLI, torchrun).
 pytestmark = pytest.mark.slow
 
-# A small classifier on digits: 1437 images, batch 64 -> 23 steps an epoch.
+# A small classifier on digits: 1437 images, batch 64 -> 23 steps an epoch. No validation
+# split: the step numbers below are those of the whole training split (tests/engine/
+# test_user_models.py resumes a run with one).
 ARGS = (
     "--model",
     "classifier",
     "--data",
     "digits",
+    "--val-split",
+    "0",
     "--model-arg",
     "width=8",
     "--log-every",

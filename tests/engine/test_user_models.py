@@ -186,6 +186,8 @@ def test_best_checkpoint_is_chosen_on_validation_and_test_runs_once(tmp_path):
         "0.05",
         "--optimizer",
         "sgd",
+        "--scheduler",
+        "plateau",
         "--run-dir",
         str(run),
         *FAST,
@@ -198,6 +200,9 @@ def test_best_checkpoint_is_chosen_on_validation_and_test_runs_once(tmp_path):
     best_epoch = max(range(3), key=lambda i: val[i]["val/accuracy"]) + 1
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["epoch"] == best_epoch
+    # best.pt holds the validation figures it was chosen by, not the test split's.
+    assert best["metrics"]["accuracy"] == pytest.approx(val[best_epoch - 1]["val/accuracy"])
+    assert "held out" in proc.stderr and "0.2" in proc.stderr
     again = json.loads(run_cli("test", str(run), "--json").stdout)
     assert again["accuracy"] == pytest.approx(test[0]["test/accuracy"], abs=1e-9)
     images = _event_images(run, "val/confusion_matrix")

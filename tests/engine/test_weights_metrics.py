@@ -180,3 +180,18 @@ def test_safetensors_export_reads_back_as_weights(tmp_path: Path):
     pt2 = export_run(run_dir, "pt2", output=tmp_path / "m.pt2")
     program = torch.export.load(str(pt2)).module()
     assert torch.allclose(program(torch.cat([x, x])), made.model(torch.cat([x, x])), atol=1e-5)
+
+
+def test_plateau_schedule_steps_on_the_monitored_metric_only():
+    from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedulers = build_schedulers("plateau", {"model": opt}, total_steps=10)
+    assert per_step(schedulers) == {}  # never stepped per optimizer step
+    for accuracy in (0.5, 0.6, 0.6, 0.6):  # improves, then two evaluations without
+        step_on_metric(schedulers, accuracy, "max")
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)
+    step_on_metric(schedulers, 0.59, "max")  # the third: the rate drops
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    step_on_metric(schedulers, None, None)  # a model without a monitor: nothing happens
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

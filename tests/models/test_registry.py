@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ast
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from torchstyle import models
 from torchstyle.engine.metrics import METRIC_INPUTS
-from torchstyle.models import UnknownModelError, create_model, get_model_class, list_models
-from torchstyle.models.base import StepModule, TorchstyleModel
+from torchstyle.errors import UserError
+from torchstyle.models import (
+    UnknownModelError,
+    accepted_arguments,
+    create_model,
+    get_model_class,
+    list_models,
+)
+from torchstyle.models.base import OPTIMIZERS, StepModule, TorchstyleModel
 from torchstyle.spec import DataSpec
 
 # Small widths keep every model fast; a model not listed here is built with its defaults.
@@ -85,17 +97,93 @@ def test_evaluation_values_are_per_sample(name):
 @pytest.mark.parametrize("name", list_models())
 def test_state_dict_round_trip_through_hparams(name):
     model = _build(name)
-    model.configure_optimizers()
     batch = _batch(model)
-    for phase in model.configure_optimizers():
+    for phase, opt in model.configure_optimizers().items():  # trained away from its init
+        opt.zero_grad(set_to_none=True)
         StepModule(model)(batch, phase)["loss"].backward()  # moves BN statistics too
+        opt.step()
+    torch.manual_seed(123)  # another init than the model's
     clone = create_model(name, **model.hparams())
-    clone.load_state_dict(model.state_dict())
     model.eval()
     clone.eval()
+    differs = [
+        not torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), clone.state_dict().values(), strict=True)
+    ]
+    assert any(differs), "the clone must start elsewhere, or loading proves nothing"
+    clone.load_state_dict(model.state_dict())
     torch.manual_seed(5)
     a = StepModule(model)(batch)
     torch.manual_seed(5)
     b = StepModule(clone)(batch)
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+# ------------------------------------------------------------------- derived registry entries
+def _registered_in_source() -> set[str]:
+    """Names passed to @register_model in the package's files, read from the source."""
+    package = Path(models.__file__).parent
+    names = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "register_model"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                names.add(node.args[0].value)
+    return names
+
+
+def test_every_model_in_the_package_is_found_by_scanning():
+    assert _registered_in_source() <= set(list_models())
+    assert {"classifier", "dcgan", "mlp", "pix2pix"} <= _registered_in_source()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_hparams_are_the_constructor_arguments(name):
+    cls = get_model_class(name)
+    model = _build(name)
+    hparams = model.hparams()
+    assert set(hparams) == set(accepted_arguments(cls))  # every argument, none kept by hand
+    for key, value in TINY.get(name, {}).items():
+        assert hparams[key] == value
+    assert json.loads(json.dumps(hparams)) == hparams  # JSON-safe, as checkpoints need
+
+
+def test_hparams_record_the_outermost_constructor():
+    class Wider(get_model_class("mlp")):
+        def __init__(self, *, extra: int = 3, **kwargs) -> None:
+            super().__init__(hidden=[7], **kwargs)
+
+    model = Wider(extra=5, num_classes=4)
+    assert model.hparams() == {"extra": 5, "num_classes": 4}  # what rebuilds a Wider
+
+
+def test_model_arguments_are_checked_against_the_signature():
+    spec = DataSpec(channels=1, image_size=8, num_classes=3)
+    with pytest.raises(
+        UserError, match=r"--model-arg width='abc' must be int; it accepts: .*width \(int\)"
+    ):
+        create_model("classifier", spec, width="abc")
+    with pytest.raises(UserError, match=r"unexpected keyword argument 'depth'.*num_blocks"):
+        create_model("classifier", spec, depth=3)
+    with pytest.raises(UserError, match=r"hidden=\[16, 'x'\] must be"):
+        create_model("mlp", spec, hidden=[16, "x"])
+    with pytest.raises(UserError, match=r"dropout must be in \[0, 1\), got 2"):
+        create_model("mlp", spec, dropout=2)
+    with pytest.raises(UserError, match=r"model 'dcgan': image_size must be 32 or 64, got 48"):
+        create_model("dcgan", image_size=48)
+    create_model("mlp", spec, dropout=0, hidden=(4,))  # an int is a fine float, a tuple a list
+
+
+def test_optimizers_come_from_the_registry():
+    model = _build("mlp")
+    for name, cls in OPTIMIZERS.items():
+        (opt,) = model.configure_optimizers(name, 0.1).values()
+        assert isinstance(opt, cls)
+    with pytest.raises(UserError, match="unknown optimizer 'lbfgs'; choose from sgd"):
+        model.configure_optimizers("lbfgs", 0.1)

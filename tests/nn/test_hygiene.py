@@ -1,4 +1,4 @@
-"""torchstyle.nn keeps the design's rules: imports point down, no prints, a complete __all__."""
+"""torchstyle.nn keeps its rules: imports point down, no prints, a complete __all__."""
 
 from __future__ import annotations
 

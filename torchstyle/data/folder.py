@@ -109,9 +109,9 @@ def scan_split(
         extra = [c for c in found if c not in classes]
         if extra:
             raise UserError(
-                f"{split_dir} has class folders that the training classes lack: "
-                f"{', '.join(extra)} (classes: {', '.join(classes)}); rename or remove them, "
-                "or add them to train/ with images"
+                f"{split_dir} has different classes from the training split: "
+                f"{', '.join(extra)} (not among {', '.join(classes)}); rename or remove those "
+                "folders, or add them to train/ with images"
             )
     samples: list[tuple[Path, int]] = []
     present, ignored = [], 0

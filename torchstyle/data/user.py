@@ -70,9 +70,11 @@ def load_function(reference: str) -> Callable[..., Any]:
             for n, v in vars(module).items()
             if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")
         )
+        shown = ", ".join(public[:10]) + (
+            f" and {len(public) - 10} more" if len(public) > 10 else ""
+        )
         raise UserError(
-            f"--data {reference}: {target} has no function {name!r}; it defines: "
-            f"{', '.join(public) or 'none'}"
+            f"--data {reference}: {target} has no function {name!r}; it defines: {shown or 'none'}"
         )
     return function
 

@@ -1,4 +1,4 @@
-"""Building what the loop needs: the model, the batches, the schedules and the run folder.
+"""Building what the loop needs: the data and the model, the batches, the run folder.
 
 Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
 """

@@ -89,6 +89,15 @@ class Strategy:
         self.world_size = world_size
         self.module: nn.Module | None = None  # the wrapped step module, once `wrap` ran
 
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """The strategy for ``--device`` in this process, checking what it needs.
+
+        Raises:
+            UserError: The device (or the launch) does not suit the strategy.
+        """
+        return cls(resolve_device(device_name), amp=amp)
+
     @property
     def is_main(self) -> bool:
         """True on the process that logs and writes checkpoints."""
@@ -135,7 +144,9 @@ class Strategy:
             inner_micro_batch: Not the last micro-batch of an accumulation (DDP need not
                 all-reduce its gradients yet).
         """
-        return self.autocast()
+        if self.amp_dtype is None:  # the common case, once per micro-batch: no further call
+            return _NULL
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def step_outputs(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
         """The step's values as scalars (DataParallel returns one per replica)."""
@@ -184,6 +195,14 @@ class DataParallelStrategy(Strategy):
 
     name = "dp"
 
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """Needs CUDA GPUs: DataParallel splits batches across them."""
+        device = resolve_device(device_name)
+        if device.type != "cuda":
+            raise UserError("--strategy dp needs CUDA GPUs; use --strategy single on the CPU")
+        return cls(device, amp=amp)
+
     def wrap(self, model: TorchstyleModel, *, compile: bool, several_phases: bool) -> StepFn:
         """The step module in ``nn.DataParallel``."""
         self.module = nn.DataParallel(self._wrap_module(model, compile=compile))
@@ -202,6 +221,23 @@ class DDPStrategy(Strategy):
     """
 
     name = "ddp"
+
+    @classmethod
+    def create(cls, device_name: str, *, amp: str) -> Strategy:
+        """Reads its place from the launcher's environment (joins nothing yet)."""
+        if not launched_by_torchrun():
+            raise UserError(
+                "--strategy ddp needs a launcher; run `torchrun --nproc_per_node N -m torchstyle "
+                "train ...` (or use --strategy dp for several GPUs in one process)"
+            )
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return cls(
+            resolve_device(device_name, local_rank),
+            amp=amp,
+            rank=int(os.environ["RANK"]),
+            local_rank=local_rank,
+            world_size=int(os.environ["WORLD_SIZE"]),
+        )
 
     def launch(self) -> None:
         """Joins the process group (nccl on GPUs, gloo on the CPU)."""
@@ -301,20 +337,7 @@ def make_strategy(name: str, device_name: str, *, amp: str = "off") -> Strategy:
         UserError: DDP without a launcher, DataParallel without CUDA, or CUDA asked for
             where there is none.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if name == "auto":
-        name = "ddp" if launched_by_torchrun() and world > 1 else "single"
-    if name == "ddp":
-        if not launched_by_torchrun():
-            raise UserError(
-                "--strategy ddp needs a launcher; run `torchrun --nproc_per_node N -m torchstyle "
-                "train ...` (or use --strategy dp for several GPUs in one process)"
-            )
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_name, local_rank)
-        rank = int(os.environ["RANK"])
-        return DDPStrategy(device, amp=amp, rank=rank, local_rank=local_rank, world_size=world)
-    device = resolve_device(device_name)
-    if name == "dp" and device.type != "cuda":
-        raise UserError("--strategy dp needs CUDA GPUs; use --strategy single on the CPU")
-    return STRATEGIES[name](device, amp=amp)
+        several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+        name = DDPStrategy.name if several else Strategy.name
+    return STRATEGIES[name].create(device_name, amp=amp)

@@ -50,7 +50,7 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
-from torchstyle.engine.schedulers import build_schedulers
+from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
@@ -135,6 +135,7 @@ class Trainer:
         )
         total_steps = setup.total_steps(cfg, len(self.train_sampler))
         self.schedulers = build_schedulers(cfg.scheduler, self.optimizers, total_steps)
+        self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
 
         early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
@@ -222,8 +223,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
             self.scaler.step(optimizer)
             self.scaler.update()
-            if phase in self.schedulers:
-                self.schedulers[phase].step()
+            if phase in self._step_schedulers:
+                self._step_schedulers[phase].step()
             if len(self.optimizers) == 1:
                 logged = values
             else:
@@ -322,7 +323,9 @@ class Trainer:
             "" if train is None else f"train loss {train:.4f}, ",
             ", ".join(f"{self.eval_split} {k} {v:.4f}" for k, v in overall.items()),
         )
-        self._is_best = self.position.record_evaluation(epoch + 1, *self._monitored(metrics))
+        value, mode = self._monitored(metrics)
+        self._is_best = self.position.record_evaluation(epoch + 1, value, mode)
+        step_on_metric(self.schedulers, value, mode)
         self.hooks.on_evaluation_end(self, epoch, metrics)
 
     def _monitored(self, metrics: dict[str, float]) -> tuple[float | None, str | None]:
@@ -465,6 +468,14 @@ class Trainer:
         for k, sched in self.schedulers.items():
             if k in state["scheduler"]:
                 sched.load_state_dict(state["scheduler"][k])
+        if set(self.schedulers) != set(state["scheduler"]):
+            log.warning(
+                "%s was saved with --scheduler %s and resumes with --scheduler %s; "
+                "the learning rate does not go on as it would have",
+                path,
+                state["config"].get("scheduler"),
+                self.cfg.scheduler,
+            )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.position = Position.from_state(state)

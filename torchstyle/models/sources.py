@@ -15,6 +15,7 @@ folder, so ``test``, ``predict`` and ``--resume`` rebuild the model from the run
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -183,7 +184,7 @@ def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
 
     names = tvm.list_models(module=tvm)  # classification builders only
     if name not in names:
-        close = [n for n in names if name.lower() in n][:8]
+        close = difflib.get_close_matches(name.lower(), names, n=8, cutoff=0.6)
         hint = f"; close: {', '.join(close)}" if close else "; see torchvision.models.list_models()"
         raise UserError(f"--model torchvision:{name}: no such classification model{hint}")
     builder: Callable[..., nn.Module] = tvm.get_model_builder(name)
@@ -193,7 +194,7 @@ def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
 def _timm_builder(name: str) -> Callable[..., nn.Module]:
     timm = optional_import("timm")
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name}*")[:8]
+        close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
         hint = f"; close: {', '.join(close)}" if close else "; see timm.list_models()"
         raise UserError(f"--model timm:{name}: no such timm model{hint}")
 

@@ -4,6 +4,7 @@ Imports only its own submodules and does no I/O at import time; the one file it 
 a VGG19 weights file, when :class:`Vgg19Features` is built.
 """
 
+from torchstyle.nn.errors import ArgumentError
 from torchstyle.nn.layers import (
     AdaptiveInstanceNorm,
     ConvBlock,
@@ -38,6 +39,7 @@ __all__ = [
     "INIT_TYPES",
     "VGG19_CACHE_FILENAME",
     "AdaptiveInstanceNorm",
+    "ArgumentError",
     "ConvBlock",
     "CustomLoss",
     "DCGANDiscriminator",
