@@ -79,7 +79,8 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
 
         stamp = time.strftime("%Y%m%d-%H%M%S")
         model = parse_model_spec(cfg.model).short_name
-        data = Path(cfg.data.split(":")[0]).stem if ":" in cfg.data else Path(cfg.data).name
+        source = cfg.data or "data"
+        data = Path(source.split(":")[0]).stem if ":" in source else Path(source).name
         run_dir = Path("runs") / f"{model}-{data}-{stamp}"
     rundir.check_run_dir_path(run_dir)
     has_checkpoint = (run_dir / "checkpoints" / LATEST).is_file()

@@ -32,7 +32,7 @@ from torchstyle.engine import building, memory
 from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
-from torchstyle.models.loading import ModelBuild
+from torchstyle.models.loading import ModelBuild, build_for_data
 
 
 def build_data_and_model(
@@ -57,7 +57,7 @@ def build_data_and_model(
         memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
     if data is None:
         options = DataOptions(
-            name=cfg.data,
+            name=cfg.data or building.default_data(cfg, model),
             data_dir=cfg.data_dir,
             image_size=cfg.image_size or model_size,
             skip_bad_images=cfg.skip_bad_images,
@@ -71,7 +71,7 @@ def build_data_and_model(
     if model is None and resume_state is None and device is not None:
         spec = data.spec
         memory.check_model_fits(
-            lambda: building.build_for_data(cfg.model, cfg.model_args, spec).model,
+            lambda: build_for_data(cfg.model, cfg.model_args, spec).model,
             input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
             device=device,
             what=_size_settings(cfg),

@@ -117,7 +117,7 @@ class DCGAN(GANModel):
         z = torch.randn(num, self.latent_dim, generator=generator)  # (N, latent_dim)
         was_training = self.generator.training
         self.generator.eval()
-        images = self.generator(z.to(self.fixed_z.device))
+        images: Tensor = self.generator(z.to(self.fixed_z.device))
         self.generator.train(was_training)
         return images
 

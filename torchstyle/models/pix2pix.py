@@ -218,7 +218,7 @@ class Pix2Pix(GANModel):
         """Inputs A ``(B, C_in, H, W)`` translated to outputs ``(B, C_out, H, W)``, in eval mode."""
         was_training = self.generator.training
         self.generator.eval()
-        out = self.generator(x)
+        out: Tensor = self.generator(x)
         self.generator.train(was_training)
         return out
 
