@@ -168,9 +168,10 @@ def test_hparams_read_back_from_event_files(runs):
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     run = runs[0] / "runs" / "done"
-    (events,) = run.glob("events.out.tfevents.*.hparams")
+    events = sorted(run.glob("events.out.tfevents.*"))
+    assert len(events) == 2  # one per session: interrupted, then resumed to the end
     hparams, scalars = {}, {}
-    for event in EventFileLoader(str(events)).Load():
+    for event in EventFileLoader(str(events[-1])).Load():
         for value in event.summary.value:
             if value.tag == metadata.SESSION_START_INFO_TAG:
                 data = HParamsPluginData.FromString(value.metadata.plugin_data.content)

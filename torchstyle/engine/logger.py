@@ -82,6 +82,14 @@ class RunLogger:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
 
+    def log_summary(self, step: int, summary: Any) -> None:
+        """Writes a ready-made TensorBoard ``Summary`` (HParams, for one) to the run's events only."""
+        if not self.enabled:
+            return
+        if self._writer is None:
+            self.open()
+        self._writer.add_summary(summary, step)
+
     def flush(self) -> None:
         """Pushes buffered events to disk."""
         if self._writer is not None:

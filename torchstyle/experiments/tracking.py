@@ -67,7 +67,7 @@ class HParamsLogger(Callback):
     """At the end of training, writes the run's flags and final metrics for the HParams tab.
 
     The metrics are scalars tagged ``hparams/best/val/accuracy``, ``hparams/final/test/loss``...,
-    written at the last step in their own event file in the run folder.
+    written at the last step into the run's own event file (not into ``metrics.jsonl``).
 
     Args:
         status: The run's :class:`~torchstyle.experiments.status.RunStatus`, for the best value.
@@ -82,19 +82,27 @@ class HParamsLogger(Callback):
             return
         from tensorboard.compat.proto.summary_pb2 import Summary
         from torch.utils.tensorboard.summary import hparams
-        from torch.utils.tensorboard.writer import FileWriter
 
         step = progress(trainer)[0]
         flags = {k: _hparam_value(v) for k, v in flat_flags(trainer.cfg.to_dict()).items()}
         status = getattr(self.status, "status", None)
         metrics = {f"hparams/{k}": v for k, v in final_metrics(trainer, status).items()}
-        experiment, session_start, session_end = hparams(flags, metrics)
+        summaries = [*hparams(flags, metrics)]  # experiment, session start, session end
+        summaries.append(
+            Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()])
+        )
+        logger = getattr(trainer, "logger", None)
+        if hasattr(logger, "log_summary"):  # the run's own event file: one TensorBoard run
+            for summary in summaries:
+                logger.log_summary(step, summary)
+            logger.flush()
+            return
+        from torch.utils.tensorboard.writer import FileWriter
+
         writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
         try:
-            for summary in (experiment, session_start, session_end):
+            for summary in summaries:
                 writer.add_summary(summary, step)
-            values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()]
-            writer.add_summary(Summary(value=values), step)
         finally:
             writer.close()
 
