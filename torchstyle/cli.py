@@ -15,15 +15,15 @@ from collections.abc import Sequence
 # subcommand -> (module, help). Modules are imported lazily so `torchstyle lint` never loads torch.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "train": (
-        "torchstyle.engine.commands",
+        "torchstyle.commands",
         "train a model (the guide's training loop, done right)",
     ),
     "test": (
-        "torchstyle.engine.commands",
+        "torchstyle.commands",
         "evaluate a finished run's checkpoint on the test split",
     ),
     "predict": (
-        "torchstyle.engine.commands",
+        "torchstyle.commands",
         "predict with a finished run: labels, samples, translations or text",
     ),
     "models": ("torchstyle.models_command", "list the models --model takes, with their arguments"),

@@ -70,8 +70,8 @@ def with_callback(callback: Callback) -> None:
     base = trainer_module.Trainer
 
     class FaultyTrainer(base):
-        def __init__(self, cfg, **kw):
-            super().__init__(cfg, callbacks=[callback], **kw)
+        def __init__(self, cfg, *, callbacks=(), **kw):
+            super().__init__(cfg, callbacks=[*callbacks, callback], **kw)
 
     trainer_module.Trainer = FaultyTrainer
 
