@@ -329,7 +329,8 @@ class Trainer:
             load_shards(best.parent / str(best_state["shards"]), self.model, self.optimizers)
         sampler, batches = setup.build_batches(self.data.test, self.cfg, self.strategy, train=False)
         sampler.set_epoch(0)
-        self.test_metrics = self._evaluate(batches)
+        with self.strategy.full_weights():  # each process runs its share on its own
+            self.test_metrics = self._evaluate(batches)
         if current:
             self.model.load_state_dict(current)
         elif current is not None:
