@@ -168,3 +168,26 @@ def test_a_callback_can_stop_mid_epoch_and_the_run_resumes_there(tmp_path):
         data=random_bundle(),
     )
     assert resumed.fit().steps == 8  # 4 steps an epoch (256 samples, batch 64)
+
+
+def test_a_version_1_checkpoint_resumes(tmp_path):
+    from torchstyle.engine.checkpoint import atomic_save, load_checkpoint
+
+    cfg = TrainConfig(run_dir=str(tmp_path / "r"), epochs=1, progress=False)
+    Trainer(cfg, model=_mlp(), data=random_bundle()).fit()
+    path = tmp_path / "r" / "checkpoints" / "latest.pt"
+    state = load_checkpoint(path)
+    # Version 1 kept the best value and epoch in a "best" dict, and no skipped_steps.
+    state["best"] = {"value": state.pop("best_value"), "epoch": state.pop("best_epoch")}
+    del state["skipped_steps"]
+    state["version"] = 1
+    atomic_save(state, path)
+    resumed = Trainer(
+        TrainConfig(resume=str(tmp_path / "r"), epochs=2, progress=False),
+        model=_mlp(),
+        data=random_bundle(),
+    )
+    pos = resumed.position
+    assert (pos.epoch, pos.n_iter, pos.skipped_steps) == (1, 4, 0)
+    assert (pos.best_value, pos.best_epoch) == (state["best"]["value"], 1)
+    assert resumed.fit().steps == 8

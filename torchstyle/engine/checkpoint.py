@@ -27,7 +27,7 @@ from torchstyle.errors import UserError
 log = logging.getLogger(__name__)
 
 FORMAT = "torchstyle-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the position entries at the top level (Position); 1 had a "best" dict
 LATEST = "latest.pt"
 BEST = "best.pt"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")

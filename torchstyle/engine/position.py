@@ -34,8 +34,17 @@ class Position:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Position:
-        """The position a checkpoint stored (its other entries are ignored)."""
-        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+        """The position a checkpoint stored (its other entries are ignored).
+
+        Version-1 checkpoints kept the best value and epoch in a ``best`` dict and may lack
+        ``skipped_steps``; they resume as well.
+        """
+        found = {f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state}
+        best = state.get("best")
+        if isinstance(best, dict):
+            found.setdefault("best_value", best.get("value"))
+            found.setdefault("best_epoch", best.get("epoch"))
+        return cls(**found)
 
     def record_evaluation(self, epoch: int, value: float | None, mode: str | None) -> bool:
         """Keeps ``value`` if it is the best so far; returns whether it is.

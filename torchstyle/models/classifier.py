@@ -38,7 +38,7 @@ class Classifier(ImageClassifier):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if not (num_classes >= 2):
+        if num_classes < 2:
             raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.net = ResNetClassifier(
             in_channels=in_channels,

@@ -96,7 +96,7 @@ class DCGAN(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        if not (phase == "g"):
+        if phase != "g":
             raise ValueError(f"unknown phase {phase!r}")
         pred = self.discriminator(self.generator(z))
         return {"loss": self.gan_loss(pred, True, for_discriminator=False)}

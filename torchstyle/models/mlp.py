@@ -38,11 +38,11 @@ class MLP(ImageClassifier):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if not (num_classes >= 2):
+        if num_classes < 2:
             raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
-        if not (all(h > 0 for h in hidden)):
+        if not all(h > 0 for h in hidden):
             raise UserError(f"hidden widths must be positive, got {hidden}")
-        if not (0.0 <= dropout < 1.0):
+        if not 0.0 <= dropout < 1.0:  # written so that NaN fails too
             raise UserError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]  # (B, C, H, W) -> (B, C*H*W)
         width = in_channels * image_size * image_size

@@ -66,26 +66,26 @@ def _check_arguments(
     Raises:
         UserError: Naming the argument, its value and what it must be.
     """
-    if not (in_channels > 0 and out_channels > 0):
+    if in_channels <= 0 or out_channels <= 0:
         raise UserError(
             f"channels must be positive, got in_channels={in_channels}, out_channels={out_channels}"
         )
-    if not (image_size % 2**n_downsampling == 0):
+    if image_size % 2**n_downsampling:
         raise UserError(
             f"image_size {image_size} must be a multiple of 2 ** n_downsampling = "
             f"{2**n_downsampling}, or the generator's output size differs from its input's"
         )
-    if not (image_size >= 8):
+    if image_size < 8:
         raise UserError(f"image_size must be at least 8 for the PatchGAN, got {image_size}")
-    if not (lambda_l1 >= 0):
+    if not lambda_l1 >= 0:  # written so that NaN fails too
         raise UserError(f"lambda_l1 must be >= 0, got {lambda_l1}")
-    if not (perceptual_weight >= 0):
+    if not perceptual_weight >= 0:
         raise UserError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
-    if not (perceptual_weight == 0 or out_channels in (1, 3)):
+    if perceptual_weight and out_channels not in (1, 3):
         raise UserError(
             f"the perceptual loss needs 1- or 3-channel outputs, got out_channels={out_channels}"
         )
-    if not (vgg_weights is None or os.path.isfile(vgg_weights)):
+    if vgg_weights is not None and not os.path.isfile(vgg_weights):
         raise UserError(
             f"vgg_weights file {vgg_weights} does not exist; pass the path of a torchvision "
             "VGG19 state dict, or leave it out to use torchvision's cache file"
@@ -238,7 +238,7 @@ class Pix2Pix(GANModel):
                 "loss_d_real": loss_real,
                 "loss_d_fake": loss_fake,
             }
-        if not (phase == "g"):
+        if phase != "g":
             raise ValueError(f"unknown phase {phase!r}; pix2pix trains phases 'd' and 'g'")
         fake = self.generator(a)
         with _frozen(self.discriminator):

@@ -229,7 +229,7 @@ class ResnetBlock(nn.Module):
         use_bias: bool | None = None,
     ) -> None:
         super().__init__()
-        if not (dim > 0):
+        if dim <= 0:
             raise ArgumentError(f"dim must be positive, got {dim}")
         if padding_type not in _PADDINGS:
             raise ArgumentError(
@@ -305,9 +305,9 @@ class SelfAttention(nn.Module):
 
     def __init__(self, *, in_channels: int, reduction: int = 8, spectral: bool = False) -> None:
         super().__init__()
-        if not (in_channels > 0):
+        if in_channels <= 0:
             raise ArgumentError(f"in_channels must be positive, got {in_channels}")
-        if not (reduction > 0):
+        if reduction <= 0:
             raise ArgumentError(f"reduction must be positive, got {reduction}")
         inner = max(1, in_channels // reduction)
         wrap = spectral_norm if spectral else (lambda m: m)
@@ -348,7 +348,7 @@ class AdaptiveInstanceNorm(nn.Module):
 
     def __init__(self, *, eps: float = 1e-5) -> None:
         super().__init__()
-        if not (eps >= 0):
+        if not eps >= 0:  # written so that NaN fails too
             raise ArgumentError(f"eps must be non-negative, got {eps}")
         self.eps = eps
 

@@ -65,7 +65,7 @@ class SimpleNetwork(nn.Module):
         super().__init__()
         if not (in_channels > 0 and dim > 0):
             raise ArgumentError(f"channels must be positive, got {in_channels}, {dim}")
-        if not (num_resnet_blocks >= 0):
+        if num_resnet_blocks < 0:
             raise ArgumentError(f"num_resnet_blocks must be >= 0, got {num_resnet_blocks}")
         layers: list[nn.Module] = [
             ConvBlock(in_channels=in_channels, out_channels=dim, norm_layer=norm_layer)
@@ -251,7 +251,7 @@ class DCGANGenerator(nn.Module):
         base_width: int = 64,
     ) -> None:
         super().__init__()
-        if not (latent_dim > 0):
+        if latent_dim <= 0:
             raise ArgumentError(f"latent_dim must be positive, got {latent_dim}")
         if not (out_channels > 0 and base_width > 0):
             raise ArgumentError(
@@ -401,7 +401,7 @@ class PatchGANDiscriminator(nn.Module):
         super().__init__()
         if not (in_channels > 0 and ndf > 0):
             raise ArgumentError(f"channels must be positive, got {in_channels}, {ndf}")
-        if not (n_layers >= 1):
+        if n_layers < 1:
             raise ArgumentError(f"n_layers must be >= 1, got {n_layers}")
         self.min_size = 2 ** (n_layers + 2)
         block = functools.partial(
@@ -633,7 +633,7 @@ class ResNetClassifier(nn.Module):
             raise ArgumentError(f"image_size must be in [8, 64], got {image_size}")
         if not (in_channels > 0 and width > 0):
             raise ArgumentError(f"channels must be positive, got {in_channels}, {width}")
-        if not (num_classes >= 2):
+        if num_classes < 2:
             raise ArgumentError(f"num_classes must be >= 2, got {num_classes}")
         if not (len(num_blocks) >= 1 and all(n >= 1 for n in num_blocks)):
             raise ArgumentError(

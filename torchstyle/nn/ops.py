@@ -71,7 +71,7 @@ def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.0
         raise ArgumentError(
             f"unknown init_type {init_type!r}; choose from {', '.join(_INITIALISERS)}"
         )
-    if not (gain > 0):
+    if not gain > 0:  # written so that NaN fails too
         raise ArgumentError(f"gain must be positive, got {gain}")
     initialise = _INITIALISERS[init_type]
     with torch.no_grad():
@@ -103,7 +103,7 @@ def one_hot(labels: Tensor, num_classes: int) -> Tensor:
         raise ArgumentError(f"labels must be an integer tensor, got {labels.dtype}")
     if not (labels.dim() >= 1):
         raise ArgumentError("labels need a batch dimension")
-    if not (num_classes > 0):
+    if num_classes <= 0:
         raise ArgumentError(f"num_classes must be positive, got {num_classes}")
     # scatter_ rather than F.one_hot: it puts the classes on dim 1 without a permute copy, and
     # checks the label range on the device instead of with a host-device sync.
