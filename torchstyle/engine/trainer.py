@@ -49,7 +49,7 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
-from torchstyle.engine.rundir import RunLock
+from torchstyle.engine.rundir import RunFolderLostError, RunLock
 from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
@@ -296,6 +296,7 @@ class Trainer:
     def _log_training(self) -> None:
         if not len(self.buffer):
             return
+        self._check_run_folder()  # before writing into a folder that may be gone
         means, bad_step = self.buffer.drain()
         # The global mean is logged, and every process stops together on a NaN.
         means, bad_step = self.strategy.mean_of(means), self.strategy.first_of(bad_step)
@@ -407,6 +408,15 @@ class Trainer:
             runs.recover_lost_folder(self.cfg, self.run_dir, self.checkpoints, state)
         self.checkpoints.save(state, epoch_end=epoch_end, is_best=is_best, background=background)
         self._is_best = False
+
+    def _check_run_folder(self) -> None:
+        """A run folder deleted or moved away under the run: it is recreated with its config
+        and a checkpoint, and the run stops (every process: the main one decides)."""
+        lost = self._lock is not None and self._lock.folder_lost()
+        if not self.strategy.any_flag(int(lost), at_sync_point=True):
+            return
+        self.save_checkpoint(epoch_end=None, background=False)  # the main process raises
+        raise RunFolderLostError(f"the main process found the run folder {self.run_dir} gone")
 
     def _save_if_due(self, *, at_sync_point: bool) -> None:
         """A mid-epoch checkpoint every ``--save-every`` steps and ``--save-every-minutes``.
