@@ -392,11 +392,12 @@ class Trainer:
             "callbacks": self.hooks.state_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None, background: bool = True) -> None:
+    def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
         """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
 
-        Every process calls it (their RNG states are gathered); only the main one writes,
-        by default in the background (the state is copied to host memory first).
+        Every process calls it (their RNG states are gathered); only the main one writes. With
+        ``background`` (the periodic mid-epoch saves) the state is copied to host memory and
+        written by a thread; an epoch's checkpoint is on disk before the next epoch starts.
         """
         rng_states = self.strategy.gather_objects(capture_rng_state())
         self._save_schedule.saved()
@@ -428,7 +429,7 @@ class Trainer:
         if not due and schedule.every_seconds is not None:
             due = bool(self.strategy.any_flag(schedule.due_by_time(), at_sync_point=at_sync_point))
         if due:
-            self.save_checkpoint(epoch_end=None)
+            self.save_checkpoint(epoch_end=None, background=True)
 
     def _apply_resume_changes(self, saved: dict[str, Any]) -> None:
         """Applies the flags a resume changed (--lr, --weight-decay, --epochs...) to the state."""
