@@ -298,6 +298,10 @@ class _Writer:
         self._thread.start()
 
     def _run(self, write: Any, *args: Any) -> None:
+        # On Linux a thread has its own nice value: when every core is busy, the write
+        # yields the CPU to the training steps instead of taking its share from them.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             write(*args)
         except BaseException as e:  # handed to the main thread by join()

@@ -55,7 +55,7 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
-from torchstyle.engine.rundir import RunLock
+from torchstyle.engine.rundir import RunFolderLostError, RunLock
 from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
@@ -400,6 +400,7 @@ class Trainer:
     def _log_training(self) -> None:
         if not len(self.buffer):
             return
+        self._check_run_folder()  # before writing into a folder that may be gone
         means, bad_step = self.buffer.drain()
         # The global mean is logged, and every process stops together on a NaN.
         means, bad_step = self.strategy.mean_of(means), self.strategy.first_of(bad_step)
@@ -508,11 +509,12 @@ class Trainer:
             "callbacks": self.hooks.state_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None, background: bool = True) -> None:
+    def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
         """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
 
-        Every process calls it (their RNG states are gathered); only the main one writes,
-        by default in the background (the state is copied to host memory first).
+        Every process calls it (their RNG states are gathered); only the main one writes. With
+        ``background`` (the periodic mid-epoch saves) the state is copied to host memory and
+        written by a thread; an epoch's checkpoint is on disk before the next epoch starts.
         """
         rng_states = self.strategy.gather_objects(capture_rng_state())
         weights = self.strategy.checkpoint_weights(
@@ -535,6 +537,15 @@ class Trainer:
             self.strategy.checkpoint_saved(self.checkpoints.directory)
         self._is_best = False
 
+    def _check_run_folder(self) -> None:
+        """A run folder deleted or moved away under the run: it is recreated with its config
+        and a checkpoint, and the run stops (every process: the main one decides)."""
+        lost = self._lock is not None and self._lock.folder_lost()
+        if not self.strategy.any_flag(int(lost), at_sync_point=True):
+            return
+        self.save_checkpoint(epoch_end=None, background=False)  # the main process raises
+        raise RunFolderLostError(f"the main process found the run folder {self.run_dir} gone")
+
     def _save_if_due(self, *, at_sync_point: bool) -> None:
         """A mid-epoch checkpoint every ``--save-every`` steps and ``--save-every-minutes``.
 
@@ -545,7 +556,7 @@ class Trainer:
         if not due and schedule.every_seconds is not None:
             due = bool(self.strategy.any_flag(schedule.due_by_time(), at_sync_point=at_sync_point))
         if due:
-            self.save_checkpoint(epoch_end=None)
+            self.save_checkpoint(epoch_end=None, background=True)
 
     def _apply_resume_changes(self, saved: dict[str, Any]) -> None:
         """Applies the flags a resume changed (--lr, --weight-decay, --epochs...) to the state."""
