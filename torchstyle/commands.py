@@ -120,7 +120,8 @@ def format_summary(result: Any) -> str:
             lines.append(
                 f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
             )
-    if result.best_metric and result.best_value is not None:
+    # A best is named only with its checkpoint on disk (an untrained model has none).
+    if result.best_metric and result.best_value is not None and result.best_checkpoint:
         lines.append(
             f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
         )

@@ -34,10 +34,18 @@ LOCK = ".lock"
 HISTORY = "resume_history.jsonl"
 CHECKPOINTS = "checkpoints"
 
-# What a run writes at the top of its folder; anything else belongs to the user.
-_RUN_FILES = {MARKER, LOCK, HISTORY, CHECKPOINTS, "config.json", "config.txt", "metrics.jsonl"}
-_RUN_DIRS = {CHECKPOINTS, "samples"}
-_RUN_PREFIXES = ("events.out.tfevents.", ".config.json.tmp-", ".config.txt.tmp-")
+# What a run (and the commands working on it) writes at the top of its folder; anything else
+# belongs to the user. data.json: how the data was decided; status.json, mlflow.json and
+# sweep_trial.json: the experiment tracking's; model/: a copy of a user's model file;
+# metrics/: evaluation images; export/ and predictions/: `export` and `predict` outputs.
+_RUN_FILES = {
+    MARKER, LOCK, HISTORY, CHECKPOINTS, "config.json", "config.txt", "metrics.jsonl",
+    "data.json", "status.json", "mlflow.json", "sweep_trial.json",
+}  # fmt: skip
+_RUN_DIRS = {CHECKPOINTS, "samples", "metrics", "model", "export", "predictions"}
+_RUN_PREFIXES = (
+    "events.out.tfevents.", ".config.json.tmp-", ".config.txt.tmp-", ".status.json.",
+)  # fmt: skip
 
 
 class RunLockedError(UserError):

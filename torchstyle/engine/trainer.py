@@ -234,7 +234,7 @@ class Trainer:
                     break
             if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
                 self._evaluate_and_log(max(pos.epoch - 1, 0))
-                if self._is_best:  # what the summary calls best must exist on disk
+                if self._is_best and pos.n_iter:  # the summary's best must exist on disk
                     self.save_checkpoint(epoch_end=None)
             if self.eval_split == "val" and self.data.test is not None:
                 self._final_test()  # once, on best.pt: the figure to report
