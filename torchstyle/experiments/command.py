@@ -130,9 +130,11 @@ def run_sweep(args: argparse.Namespace) -> CommandOutput:
     if result.interrupted:
         again = ["torchstyle", "sweep", "--config", args.config, "--dir", str(sweep_dir)]
         again += ["--trials", str(trials), "--jobs", str(jobs)]
-        again = shlex.join(again)
+        command = shlex.join(again)
         return CommandOutput(
-            code=130, stdout=text, stderr=f"torchstyle sweep: interrupted; continue with: {again}\n"
+            code=130,
+            stdout=text,
+            stderr=f"torchstyle sweep: interrupted; continue with: {command}\n",
         )
     return CommandOutput(stdout=text)
 

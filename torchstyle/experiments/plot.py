@@ -47,7 +47,7 @@ def label(row: dict[str, Any]) -> str:
     """A run's legend entry: its differing flags, else its name."""
     flags = row.get("flags") or {}
     if not flags:
-        return row["name"]
+        return str(row["name"])
     return ", ".join(f"{k}={_text(v)}" for k, v in flags.items())
 
 

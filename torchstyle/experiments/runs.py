@@ -236,7 +236,9 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     present = [r for r in rows if value(r) is not None]
     absent = [r for r in rows if value(r) is None]
     numeric = all(_number(value(r)) is not None for r in present)
-    sort_key = (lambda r: _number(value(r))) if numeric else (lambda r: str(value(r)))
+    sort_key: Callable[[dict[str, Any]], Any] = (
+        (lambda r: _number(value(r))) if numeric else (lambda r: str(value(r)))
+    )
     return sorted(present, key=sort_key, reverse=descending) + absent
 
 

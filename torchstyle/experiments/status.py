@@ -45,24 +45,18 @@ _HOST = socket.gethostname()
 
 
 def is_main(trainer: Trainer) -> bool:
-    """Whether this process writes the run's files (the engine's strategy, or its DistInfo)."""
-    return bool(_placement(trainer).is_main)
-
-
-def _placement(trainer: Trainer) -> Any:
-    strategy = getattr(trainer, "strategy", None)
-    return strategy if strategy is not None and hasattr(strategy, "is_main") else trainer.dist
+    """Whether this process writes the run's files."""
+    return trainer.strategy.is_main
 
 
 def world_size(trainer: Trainer) -> int:
     """The number of training processes."""
-    return int(getattr(_placement(trainer), "world_size", 1))
+    return trainer.strategy.world_size
 
 
 def progress(trainer: Trainer) -> tuple[int, int]:
-    """``(optimizer steps taken, epochs completed)``, wherever the engine keeps them."""
-    where = getattr(trainer, "position", trainer)
-    return int(where.n_iter), int(where.epoch)
+    """``(optimizer steps taken, epochs completed)``."""
+    return trainer.position.n_iter, trainer.position.epoch
 
 
 def eval_split(trainer: Trainer) -> str:

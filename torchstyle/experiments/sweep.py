@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import describe, load_status
@@ -113,11 +113,11 @@ def _check_space(name: str, spec: Any, where: str) -> dict[str, Any]:
     number = int if kind == "int" else (int, float)
     low, high = spec.get("low"), spec.get("high")
     ok = all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high))
-    if not ok or low >= high:
+    if not ok or low is None or high is None or low >= high:
         raise UserError(
             f"{where}.{name}: a {kind} parameter needs numbers low < high, got {low!r}, {high!r}"
         )
-    if spec.get("log") and low <= 0:
+    if spec.get("log") and float(low) <= 0:
         raise UserError(f"{where}.{name}: a log-scale range needs low > 0, got {low!r}")
     if spec.get("log") and spec.get("step") is not None:
         raise UserError(f"{where}.{name}: pick log or step, not both")
@@ -192,8 +192,13 @@ def _distribution(spec: dict[str, Any]) -> Any:
 
     if spec["type"] == "categorical":  # lists (hidden = [64, 64]) are stored as JSON text
         return d.CategoricalDistribution([_encode(c) for c in spec["choices"]])
-    cls = d.IntDistribution if spec["type"] == "int" else d.FloatDistribution
-    return cls(spec["low"], spec["high"], log=bool(spec.get("log", False)), step=spec.get("step"))
+    log = bool(spec.get("log", False))
+    step = spec.get("step")
+    if spec["type"] == "int":
+        return d.IntDistribution(
+            spec["low"], spec["high"], log=log, step=1 if step is None else step
+        )
+    return d.FloatDistribution(spec["low"], spec["high"], log=log, step=step)
 
 
 def _encode(choice: Any) -> Any:
@@ -357,7 +362,7 @@ class Sweep:
         self.study = optuna.create_study(
             study_name=STUDY_NAME,
             storage=storage(study_url(self.dir)),
-            direction=self.spec.direction,
+            direction=cast(Literal["minimize", "maximize"], self.spec.direction),
             load_if_exists=True,
         )
         done = self.study.get_trials(deepcopy=False)

@@ -92,7 +92,7 @@ class HParamsLogger(Callback):
             Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()])
         )
         logger = getattr(trainer, "logger", None)
-        if hasattr(logger, "log_summary"):  # the run's own event file: one TensorBoard run
+        if logger is not None and hasattr(logger, "log_summary"):  # the run's own event file
             for summary in summaries:
                 logger.log_summary(step, summary)
             logger.flush()

@@ -34,7 +34,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     try:
         import tomli as tomllib
     except ImportError:  # the pre-commit hook runs without installing anything
-        tomllib = None  # type: ignore[assignment]  # checked in _load_toml, which says what to install
+        tomllib = None  # type: ignore[assignment, unused-ignore]  # _load_toml says what to install
 
 _KEYS = (
     "select",
@@ -80,7 +80,8 @@ def _load_toml(path: str) -> dict[str, Any]:
         raise UserError(f"reading {path} needs Python 3.11+ or the tomli package; install tomli")
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data: dict[str, Any] = tomllib.load(f)
+            return data
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML: {e}") from None
     except OSError as e:
