@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -381,13 +382,10 @@ class Sweep:
         for t in self.study.get_trials(deepcopy=False, states=(_state("RUNNING"),)):
             folder = self.trial_dir(t.number)
             status = load_status(folder)
-            if status and status.get("state") == "running":
-                from torchstyle.experiments.status import read_status
-
-                if (read_status(folder) or {}).get("state") == "running":
-                    raise UserError(
-                        f"trial {t.number} is still {describe(status)}; stop it or wait, then rerun"
-                    )
+            if status and status.get("state") == "running" and not _ended(folder):
+                raise UserError(
+                    f"trial {t.number} is still {describe(status)}; stop it or wait, then rerun"
+                )
             outcome = self._outcome(folder, rc=None)
             if outcome is not None:
                 self._tell(t.number, outcome)
@@ -555,3 +553,20 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "see its log"
     return lines[-1] if lines else "see its log"
+
+
+# How long a rerun waits for the trials of a killed sweep to finish dying: each got the
+# parent-death signal and is saving its checkpoint, which takes a while on a busy machine.
+_DYING_TRIAL_WAIT_S = 120.0
+
+
+def _ended(folder: Path) -> bool:
+    """Whether a trial folder's training process has ended, waiting for one that is dying."""
+    from torchstyle.experiments.status import read_status
+
+    deadline = time.monotonic() + _DYING_TRIAL_WAIT_S
+    while (read_status(folder) or {}).get("state") == "running":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
