@@ -57,7 +57,7 @@ from torchstyle.engine.reproducibility import (
 )
 from torchstyle.engine.rundir import RunLock
 from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
-from torchstyle.engine.strategies import StepFn, make_strategy
+from torchstyle.engine.strategies import StepFn, launched_by_torchrun, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel
@@ -309,6 +309,7 @@ class Trainer:
             self.strategy.device,
             autocast=self.strategy.autocast,
             reduce_sum=self.strategy.all_reduce,
+            gather_objects=self.strategy.gather_objects,
             metrics=self.eval_metrics,
         )
 
@@ -677,9 +678,16 @@ class Trainer:
     def _signals_handled(self) -> Iterator[None]:
         """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop saves a checkpoint at the next step."""
 
+        # Under torchrun a Ctrl-C reaches each worker twice: from the terminal, and forwarded
+        # by torchrun as it shuts down. A repeat is not insistence there; torchrun's own
+        # SIGKILL after its grace period is.
+        insist = not launched_by_torchrun()
+
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._interrupt is not None:  # a second signal: the user insists
-                raise KeyboardInterrupt
+                if insist:
+                    raise KeyboardInterrupt
+                return
             self._interrupt = signum
 
         previous: dict[signal.Signals, Any] = {}
@@ -701,6 +709,10 @@ class Trainer:
         """
         signum = self.strategy.any_flag(self._interrupt or 0, at_sync_point=at_sync_point)
         if not signum:
+            return
+        if self.position.epoch >= self.cfg.epochs:  # after the last epoch's checkpoint
+            log.info("signal %d arrived after the last epoch: the run finished", signum)
+            self.stop_reason = self.stop_reason or f"finished; signal {signum} came after the end"
             return
         if save:
             self._log_training()
