@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import run_cli
 from tests.engine.conftest import read_jsonl
 from tests.engine.models import TinyMLP, random_bundle
-from tests.engine.test_distributed import MLP, QUIET, torchrun
+from tests.engine.test_distributed import MLP, QUIET, _net, torchrun
 from torchstyle.config import TrainConfig
+from torchstyle.data import EpochBatchSampler
 from torchstyle.engine.callbacks import Callback
+from torchstyle.engine.checkpoint import load_checkpoint
 from torchstyle.engine.trainer import Trainer
 
 
@@ -124,3 +127,58 @@ def test_max_steps_writes_the_best_checkpoint_that_test_reads(tmp_path):
     t = run_cli("test", str(run), "--json")
     assert t.returncode == 0, t.stderr
     assert json.loads(t.stdout)["checkpoint"] == str(best)
+
+
+def _loss_at(run: Path, step: int) -> float:
+    return next(r["train/loss"] for r in read_jsonl(run / "metrics.jsonl") if r["step"] == step)
+
+
+@pytest.mark.slow
+def test_batchnorm_under_ddp_trains_as_one_process_with_sync_and_differs_without(tmp_path):
+    # The default classifier has BatchNorm. Global batch 8: one process normalises over 8
+    # samples; each of two over its 4 unless the statistics are synchronised (the default).
+    args = ("train", "--model", "classifier", "--data", "digits", "--batch-size", "8")
+    args = (*args, *QUIET, "--max-steps", "10", "--epochs", "1", "--workers", "0")
+    runs = {name: tmp_path / name for name in ("one", "sync", "nosync")}
+    one = run_cli(*args, "--run-dir", str(runs["one"]))
+    assert one.returncode == 0, one.stderr
+    sync = torchrun(2, *args, "--run-dir", str(runs["sync"]))
+    assert sync.returncode == 0, sync.stderr
+    assert "BatchNorm" not in sync.stderr, sync.stderr
+    nosync = torchrun(2, *args, "--no-sync-batchnorm", "--run-dir", str(runs["nosync"]))
+    assert nosync.returncode == 0, nosync.stderr
+    assert nosync.stderr.count("the model has BatchNorm and --no-sync-batchnorm") == 1
+
+    # Float64 statistics summed across processes vs one process's float32 BatchNorm: the
+    # same to float32 rounding, grown over 10 AdamW steps.
+    assert _loss_at(runs["sync"], 10) == pytest.approx(_loss_at(runs["one"], 10), rel=1e-4)
+    assert _loss_at(runs["nosync"], 10) != pytest.approx(_loss_at(runs["one"], 10), rel=1e-3)
+    a, b, c = (_net(runs[name]) for name in ("one", "sync", "nosync"))
+    assert a.keys() == b.keys() == c.keys()  # the synchronised layers keep BatchNorm's keys
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+    assert any(not torch.allclose(c[k].float(), a[k].float(), rtol=1e-3, atol=1e-4) for k in a)
+
+    # Each rank draws its own random numbers (dropout masks, augmentation): seed + rank.
+    rng = load_checkpoint(runs["sync"] / "checkpoints" / "latest.pt")["rng_per_rank"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+
+    # Resuming the unsynchronised run with one process changes its statistics: it says so.
+    resumed = run_cli("train", "--resume", str(runs["nosync"]), "--max-steps", "12")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trained with 2 process(es) and resumes with 1" in resumed.stderr
+
+
+def test_the_padded_train_sampler_repeats_a_few_samples_so_ranks_step_alike():
+    # 11 samples over 2 ranks: 6 each, so one sample is seen twice in the epoch.
+    ranks = [
+        EpochBatchSampler(11, batch_size=2, shuffle=True, seed=1, rank=r, world_size=2, pad=True)
+        for r in (0, 1)
+    ]
+    seen = []
+    for sampler in ranks:
+        sampler.set_epoch(0)
+        seen.append([i for batch in sampler for i in batch])
+    assert len(seen[0]) == len(seen[1]) == 6
+    both = seen[0] + seen[1]
+    assert set(both) == set(range(11)) and len(both) - len(set(both)) == 1
