@@ -102,7 +102,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     assert words[:5] == ["torchrun", "--nproc_per_node", "2", "-m", "torchstyle"]
     resumed = torchrun(2, *words[5:], "--epochs", "1", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    assert len(re.findall(r"^resumed ", resumed.stderr, re.M)) == 1, resumed.stderr
+    assert len(re.findall(r"^resumed \S+ at epoch", resumed.stderr, re.M)) == 1, resumed.stderr
 
 
 def test_a_signal_after_the_last_epoch_says_the_run_finished(tmp_path):
