@@ -90,7 +90,8 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     _, err = (b.decode() for b in proc.communicate(timeout=300))
-    assert proc.returncode != 0, err  # torchrun's own exit status: see docs/training.md
+    # torchrun's own exit status and traceback, as docs/training.md says; the run is saved.
+    assert proc.returncode == 1 and "SignalException" in err, err
     hints = re.findall(r"continue with: (.+)", err)
     assert len(hints) == 1, err  # rank 0 alone
     quoted = shlex.quote(str(run))
