@@ -202,6 +202,33 @@ class Strategy:
     def barrier(self) -> None:
         """Waits for every process."""
 
+    def warn_if_statistics_change(
+        self, model: nn.Module, *, saved_world: int, saved_sync: bool
+    ) -> None:
+        """Warns (main process) when a resume changes the number of processes and the
+        model's BatchNorm statistics depend on it: some process normalised, or will
+        normalise, only its own share of the batch.
+
+        Args:
+            model: The resumed model.
+            saved_world: Processes the checkpoint was trained with.
+            saved_sync: Whether that run synchronised BatchNorm.
+        """
+        from torchstyle.nn.sync_batchnorm import has_batchnorm
+
+        world = self.world_size
+        if world == saved_world or not self.is_main or not has_batchnorm(model):
+            return
+        synced_now = self.sync_batchnorm and self.name == "ddp"
+        if (saved_world > 1 and not saved_sync) or (world > 1 and not synced_now):
+            log.warning(
+                "the run trained with %d process(es) and resumes with %d: its BatchNorm layers "
+                "see per-process batches of another size, so it does not continue as it would "
+                "have; keep the number of processes, or train with --sync-batchnorm",
+                saved_world,
+                world,
+            )
+
     def agree_buffers(self, model: nn.Module) -> None:
         """Gives every process the main process's buffers (BatchNorm's running statistics),
         so that each evaluates its shard with the weights the main process saves."""

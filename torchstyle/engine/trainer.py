@@ -608,7 +608,11 @@ class Trainer:
         per_rank = state.get("rng_per_rank") or []
         same_world = len(per_rank) == self.strategy.world_size
         restore_rng_state(per_rank[self.strategy.rank] if same_world else state["rng"])
-        self._warn_if_batchnorm_changes(state, saved_world=int(state.get("world_size", 1)))
+        self.strategy.warn_if_statistics_change(
+            self.model,
+            saved_world=int(state.get("world_size", 1)),
+            saved_sync=bool(state["config"].get("sync_batchnorm", False)),
+        )
         pos = self.position
         log.info(
             "resumed %s at epoch %d, batch %d (step %d)",
@@ -617,24 +621,6 @@ class Trainer:
             pos.batch,
             pos.n_iter,
         )
-
-    def _warn_if_batchnorm_changes(self, state: dict[str, Any], *, saved_world: int) -> None:
-        """Warns when a resume changes the number of processes and BatchNorm's statistics
-        depend on it (each process normalising its own share, on either side)."""
-        from torchstyle.nn.sync_batchnorm import has_batchnorm
-
-        world = self.strategy.world_size
-        if world == saved_world or not self.strategy.is_main or not has_batchnorm(self.model):
-            return
-        was_synced = bool(state["config"].get("sync_batchnorm", False))
-        if (saved_world > 1 and not was_synced) or (world > 1 and not self.cfg.sync_batchnorm):
-            log.warning(
-                "the run trained with %d process(es) and resumes with %d: its BatchNorm layers "
-                "see per-process batches of another size, so it does not continue as it would "
-                "have; keep the number of processes, or train with --sync-batchnorm",
-                saved_world,
-                world,
-            )
 
     def _restore_weights(self, state: dict[str, Any], path: Path) -> None:
         """Loads whole ``state_dict``s of the model and its optimizers."""

@@ -48,7 +48,7 @@ class DistributedBatchNorm(_BatchNorm):
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean.detach(), var.detach(), n.detach())
         shape = [1, channels] + [1] * (input.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y: Tensor = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         y = y.to(input.dtype)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -100,7 +100,8 @@ def _converted(layer: nn.Module, device_type: str) -> nn.Module:
     ):
         return layer
     if device_type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(layer)
+        synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(layer)
+        return synced
     new = DistributedBatchNorm(
         layer.num_features,
         eps=layer.eps,
