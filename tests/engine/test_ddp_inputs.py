@@ -83,11 +83,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     run = tmp_path / "r"
     args = ("train", *MLP, "--no-progress", "--log-every", "2", "--batch-size", "8")
     proc = torchrun(2, *args, "--epochs", "50", "--run-dir", str(run), popen=True)
-    metrics = run / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.exists() and metrics.stat().st_size) and proc.poll() is None:
-        assert time.monotonic() < deadline, "training never logged"
-        time.sleep(0.2)
+    _wait_for_a_logged_step(proc, run / "metrics.jsonl", after=0)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     _, err = (b.decode() for b in proc.communicate(timeout=300))
     # torchrun's own exit status and traceback, as docs/training.md says; the run is saved.
@@ -101,9 +97,33 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     # The printed line resumes the run (torchrun here is `python -m torch.distributed.run`).
     words = shlex.split(hints[0])
     assert words[:5] == ["torchrun", "--nproc_per_node", "2", "-m", "torchstyle"]
+    # Resumed, then SIGINT to the workers alone: torchrun reports how each exited, 128 + 2.
+    size = (run / "metrics.jsonl").stat().st_size
+    proc = torchrun(2, *words[5:], "--no-progress", popen=True)
+    _wait_for_a_logged_step(proc, run / "metrics.jsonl", after=size)
+    for worker in _children(proc.pid):
+        os.kill(worker, signal.SIGINT)
+    _, err = (b.decode() for b in proc.communicate(timeout=300))
+    assert len(re.findall(r"^resumed \S+ at epoch", err, re.M)) == 1, err
+    assert err.count("continue with: torchrun --nproc_per_node 2") == 1, err
+    assert len(re.findall(r"exitcode\s*: 130 ", err)) == 2, err
+    assert "[rank" not in err, err  # no worker traceback (torch prefixes those "[rankN]:")
     resumed = torchrun(2, *words[5:], "--epochs", "1", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    assert len(re.findall(r"^resumed \S+ at epoch", resumed.stderr, re.M)) == 1, resumed.stderr
+
+
+def _wait_for_a_logged_step(proc, metrics: Path, *, after: int) -> None:
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.stat().st_size > after) and proc.poll() is None:
+        assert time.monotonic() < deadline, "training never logged"
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1].decode()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes torchrun started (its workers)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
 
 
 def test_a_signal_after_the_last_epoch_says_the_run_finished(tmp_path):
