@@ -97,7 +97,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     # The printed line resumes the run (torchrun here is `python -m torch.distributed.run`).
     words = shlex.split(hints[0])
     assert words[:5] == ["torchrun", "--nproc_per_node", "2", "-m", "torchstyle"]
-    # Resumed, then SIGINT to the workers alone: torchrun reports how each exited, 128 + 2.
+    # Resumed, then SIGINT to the workers alone: they exit 128 + 2, as torchrun reports.
     size = (run / "metrics.jsonl").stat().st_size
     proc = torchrun(2, *words[5:], "--no-progress", popen=True)
     _wait_for_a_logged_step(proc, run / "metrics.jsonl", after=size)
@@ -106,7 +106,10 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     _, err = (b.decode() for b in proc.communicate(timeout=300))
     assert len(re.findall(r"^resumed \S+ at epoch", err, re.M)) == 1, err
     assert err.count("continue with: torchrun --nproc_per_node 2") == 1, err
-    assert len(re.findall(r"exitcode\s*: 130 ", err)) == 2, err
+    # The first worker to leave makes torchrun SIGTERM the others; each had left the process
+    # group (after the checkpoint) by then, so each exit is 130 or that SIGTERM.
+    codes = re.findall(r"^\s+exitcode\s+: (-?\d+)", err, re.M)  # the report's lines
+    assert len(codes) == 2 and "130" in codes and set(codes) <= {"130", "-15"}, err
     assert "[rank" not in err, err  # no worker traceback (torch prefixes those "[rankN]:")
     resumed = torchrun(2, *words[5:], "--epochs", "1", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
