@@ -10,7 +10,9 @@ overrides what differs.
 Batch-size semantics, stated once: ``--batch-size`` is the *global* batch of one optimizer
 step (before ``--accumulate``). DataParallel splits it across the GPUs of one process; under
 DDP each of the ``world_size`` processes loads ``batch_size / world_size`` samples. Batch 64
-on one GPU is 32 per GPU on two, as the guide says, and the optimizer sees the same step.
+on one GPU is 32 per GPU on two, as the guide says, and the optimizer sees the same step
+(for BatchNorm layers too while ``--sync-batchnorm``, the default, makes them normalise over
+the global batch).
 """
 
 from __future__ import annotations
