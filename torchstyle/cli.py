@@ -8,7 +8,10 @@ one-line message with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +80,27 @@ def _one_line(message: str) -> str:
     return message
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _error_prefix(error: BaseException) -> str | None:
+    """How this process prints ``error`` under torchrun: ``""``, ``"[rank N] "``, or None (not
+    at all), so that an error every rank raised alike is printed once, by rank 0.
+
+    Alike: raised before the processes joined (it came from the same flags and files), or
+    marked as agreed. Any other error is this rank's own and carries its rank.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return ""
+    dist = sys.modules.get("torch.distributed")
+    joined = dist is not None and dist.is_available() and dist.is_initialized()
+    if not joined or getattr(error, "same_on_every_rank", False):
+        return "" if _rank() == 0 else None
+    return f"[rank {_rank()}] "
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
     from torchstyle.errors import UserError
@@ -84,14 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_of(argv) or "")
-    args = parser.parse_args(argv)
+    # Under torchrun every rank parses the same command line: rank 0 alone reports a bad flag.
+    quiet = contextlib.redirect_stderr(io.StringIO()) if _rank() > 0 else contextlib.nullcontext()
+    with quiet:
+        args = parser.parse_args(argv)
     try:
         result = args._run(args)
     except UserError as e:
-        print(f"torchstyle {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
+        prefix = _error_prefix(e)
+        if prefix is not None:
+            print(f"{prefix}torchstyle {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
+        if _rank() == 0:
+            print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
         return 130
     if isinstance(result, CommandOutput):
         if result.stdout:

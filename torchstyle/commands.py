@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,11 @@ from torchstyle.output import CommandOutput
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Under torchrun rank 0 speaks; the others log only warnings and errors of their own.
+    rank = int(os.environ.get("RANK", "0") or 0)
+    level = logging.INFO if rank == 0 else logging.WARNING
+    prefix = "" if rank == 0 else f"[rank {rank}] "
+    logging.basicConfig(level=level, format=f"{prefix}%(message)s", stream=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- train
@@ -56,10 +61,33 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
     strategy.teardown()
-    if interrupted is not None:
-        message = f"torchstyle train: {interrupted}; continue with: torchstyle train --resume {shlex.quote(str(run_dir))}\n"
-        return CommandOutput(code=128 + interrupted.signum, stderr=message)
+    if interrupted is not None:  # every rank exits 128+signum; rank 0 says how to go on
+        message = f"torchstyle train: {interrupted}; continue with: {resume_command(run_dir)}\n"
+        return CommandOutput(
+            code=128 + interrupted.signum, stderr=message if strategy.is_main else ""
+        )
     return CommandOutput(stdout=format_summary(result) + "\n" if strategy.is_main else "")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The shell line that continues the run: under torchrun, the torchrun line of this launch.
+
+    torchrun's environment gives the processes per node (``LOCAL_WORLD_SIZE``) and, with
+    ``WORLD_SIZE``, the number of nodes; a multi-node job also needs its rendezvous flags,
+    which only the job script knows.
+    """
+    tail = f"-m torchstyle train --resume {shlex.quote(str(run_dir))}"
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if "LOCAL_WORLD_SIZE" not in os.environ or world <= 1:
+        return f"torchstyle train --resume {shlex.quote(str(run_dir))}"
+    per_node = max(1, int(os.environ["LOCAL_WORLD_SIZE"]))
+    nodes = max(1, world // per_node)
+    if nodes == 1:
+        return f"torchrun --nproc_per_node {per_node} {tail}"
+    return (
+        f"torchrun --nnodes {nodes} --nproc_per_node {per_node} {tail} "
+        "(on every node, with the job's rendezvous flags)"
+    )
 
 
 def _resume_base(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -184,6 +184,14 @@ class TrainConfig:
     activation_checkpointing: bool = _opt(
         False, "FSDP: recompute each block's activations in the backward pass"
     )
+    # On: under DDP each process would otherwise normalise only its 1/N of the batch, so the
+    # run would train differently from one process (and change when resumed with another
+    # number of processes). It costs one small all-reduce per BatchNorm layer and forward.
+    sync_batchnorm: bool = _opt(
+        True,
+        "DDP: BatchNorm statistics over the global batch, as one process computes them "
+        "(--no-sync-batchnorm: each process its own share, one all-reduce fewer per layer)",
+    )
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels-last memory format (faster convs on tensor cores)")
 

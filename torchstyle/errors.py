@@ -9,12 +9,16 @@ class UserError(Exception):
     """
 
     exit_code = 2
+    #: Raised alike on every process of a run (a decision they agreed on), so one prints it.
+    #: An error raised before the processes joined is treated so whatever this says.
+    same_on_every_rank = False
 
 
 class TrainingError(UserError):
     """The run cannot go on (a non-finite loss under ``--nan-policy stop``); exit code 3."""
 
     exit_code = 3
+    same_on_every_rank = True  # the loss is checked after its all-reduce: every rank sees it
 
 
 class RunInterruptedError(Exception):

@@ -26,6 +26,7 @@ def evaluate(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     reduce_sum: Callable[[Tensor], Tensor] = lambda t: t,
+    gather_objects: Callable[[object], list[object]] = lambda obj: [obj],
     metrics: EvaluationMetrics | None = None,
 ) -> dict[str, float]:
     """Averages a model's per-sample evaluation values over a split.
@@ -40,6 +41,9 @@ def evaluate(
         device: Where to compute.
         autocast: Factory of the mixed-precision context.
         reduce_sum: Sums a tensor across processes (identity when alone).
+        gather_objects: Every process's object in rank order (a list of one when alone):
+            the processes agree on the value names, since a process whose shard is empty
+            (fewer samples than processes) has none of its own.
         metrics: torchmetrics fed with the steps' ``preds`` and ``target``; their values
             join the averages (an average of the same name wins: it is exact in float64).
 
@@ -67,8 +71,9 @@ def evaluate(
             count += model.batch_size_of(batch)
     finally:
         model.train(was_training)
-    keys = sorted(sums)
-    packed = torch.stack([sums[k] for k in keys] + [count])
+    keys = agreed_keys(sorted(sums), gather_objects)
+    zero = torch.zeros((), device=device, dtype=torch.float64)
+    packed = torch.stack([sums.get(k, zero) for k in keys] + [count])
     totals = reduce_sum(packed).tolist()  # the one sync of the evaluation
     n = totals[-1]
     averages = {k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}
@@ -76,6 +81,12 @@ def evaluate(
         for name, value in metrics.compute().items():
             averages.setdefault(name, value)  # the float64 averages are exact; keep them
     return averages
+
+
+def agreed_keys(keys: list[str], gather_objects: Callable[[object], list[object]]) -> list[str]:
+    """The sorted union of every process's value names (one gather per evaluation)."""
+    every = gather_objects(keys)
+    return sorted({str(k) for ks in every if isinstance(ks, list) for k in ks})
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

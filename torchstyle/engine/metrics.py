@@ -11,6 +11,7 @@ Classification logs ``accuracy`` (top-1), ``top5`` (10 or more classes), ``f1_ma
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -86,10 +87,15 @@ class EvaluationMetrics:
     def compute(self) -> dict[str, float]:
         """Scalars by name; per-class vectors become ``NAME/CLASS``; matrices go to ``images``.
 
-        Every process must call it (the states are gathered across processes).
+        Every process must call it (the states are gathered across processes), also one
+        whose shard was empty: its states are zeros, and torchmetrics' warning that it saw no
+        update is about this process alone, not the result.
         """
         scalars: dict[str, float] = {}
-        for name, value in self.collection.compute().items():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*before the ``update`` method.*")
+            computed = self.collection.compute()
+        for name, value in computed.items():
             value = value.detach().float().cpu()
             if value.ndim == 0:
                 scalars[name] = float(value)

@@ -91,6 +91,11 @@ POLICY: dict[str, Entry] = {
     "strategy": Entry(
         Rule.FREE, "each process restores its RNG state when the world size is the same"
     ),
+    "sync_batchnorm": Entry(
+        Rule.FREE,
+        "applies from the next step; off, BatchNorm statistics depend on the number of "
+        "processes (a warning says so when it changes)",
+    ),
     "compile": Entry(Rule.FREE, "same model, compiled or not"),
     "channels_last": Entry(Rule.FREE, "memory layout only"),
     "log_every": Entry(Rule.FREE, "logging only"),

@@ -10,7 +10,9 @@ overrides what differs.
 Batch-size semantics, stated once: ``--batch-size`` is the *global* batch of one optimizer
 step (before ``--accumulate``). DataParallel splits it across the GPUs of one process; under
 DDP each of the ``world_size`` processes loads ``batch_size / world_size`` samples. Batch 64
-on one GPU is 32 per GPU on two, as the guide says, and the optimizer sees the same step.
+on one GPU is 32 per GPU on two, as the guide says, and the optimizer sees the same step
+(for BatchNorm layers too while ``--sync-batchnorm``, the default, makes them normalise over
+the global batch).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Strategy:
         self.local_rank = local_rank
         self.world_size = world_size
         self.module: nn.Module | None = None  # the wrapped step module, once `wrap` ran
+        self.sync_batchnorm = False  # --sync-batchnorm; set by make_strategy
 
     @classmethod
     def create(cls, device_name: str, *, amp: str) -> Strategy:
@@ -200,6 +203,37 @@ class Strategy:
 
     def barrier(self) -> None:
         """Waits for every process."""
+
+    def warn_if_statistics_change(
+        self, model: nn.Module, *, saved_world: int, saved_sync: bool
+    ) -> None:
+        """Warns (main process) when a resume changes the number of processes and the
+        model's BatchNorm statistics depend on it: some process normalised, or will
+        normalise, only its own share of the batch.
+
+        Args:
+            model: The resumed model.
+            saved_world: Processes the checkpoint was trained with.
+            saved_sync: Whether that run synchronised BatchNorm.
+        """
+        from torchstyle.nn.sync_batchnorm import has_batchnorm
+
+        world = self.world_size
+        if world == saved_world or not self.is_main or not has_batchnorm(model):
+            return
+        synced_now = self.sync_batchnorm and self.name == "ddp"
+        if (saved_world > 1 and not saved_sync) or (world > 1 and not synced_now):
+            log.warning(
+                "the run trained with %d process(es) and resumes with %d: its BatchNorm layers "
+                "see per-process batches of another size, so it does not continue as it would "
+                "have; keep the number of processes, or train with --sync-batchnorm",
+                saved_world,
+                world,
+            )
+
+    def agree_buffers(self, model: nn.Module) -> None:
+        """Gives every process the main process's buffers (BatchNorm's running statistics),
+        so that each evaluates its shard with the weights the main process saves."""
 
     def full_weights(self) -> contextlib.AbstractContextManager[Any]:
         """A context in which every process holds the model's whole weights, so that each may
@@ -310,6 +344,7 @@ class DDPStrategy(Strategy):
     ) -> StepFn:
         """The step module in DDP; a model with several phases leaves some parameters
         without a gradient in each, which DDP must be told."""
+        self._sync_batchnorm(model)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.module = nn.parallel.DistributedDataParallel(
             self._wrap_module(model, compile=compile),
@@ -317,6 +352,24 @@ class DDPStrategy(Strategy):
             find_unused_parameters=several_phases,
         )
         return self.module
+
+    def _sync_batchnorm(self, model: nn.Module) -> None:
+        """BatchNorm over the global batch (``--sync-batchnorm``), or a warning that each
+        process normalises its own share."""
+        from torchstyle.nn.sync_batchnorm import convert_batchnorm, has_batchnorm
+
+        if self.world_size < 2 or not has_batchnorm(model):
+            return
+        if self.sync_batchnorm:
+            convert_batchnorm(model, device_type=self.device.type)
+        elif self.is_main:
+            log.warning(
+                "the model has BatchNorm and --no-sync-batchnorm is set: each of the %d "
+                "processes normalises its %s of the batch, so training differs from one "
+                "process; drop --no-sync-batchnorm to normalise over the global batch",
+                self.world_size,
+                f"1/{self.world_size}",
+            )
 
     def step_context(self, *, inner_micro_batch: bool) -> contextlib.AbstractContextManager[Any]:
         """Autocast, and ``no_sync`` on the inner micro-batches of an accumulation."""
@@ -363,6 +416,12 @@ class DDPStrategy(Strategy):
     def barrier(self) -> None:
         """Waits for every process."""
         dist.barrier()
+
+    def agree_buffers(self, model: nn.Module) -> None:
+        """Broadcasts rank 0's buffers: DDP does so before each training forward, so after
+        the last one each process still holds the statistics of its own share."""
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
     def teardown(self) -> None:
         """Leaves the process group once every process is done with it.
@@ -484,6 +543,9 @@ class FSDPStrategy(DDPStrategy):
         fsdp.set_gradient_sync(self.module, not inner_micro_batch)
         return _NULL
 
+    def agree_buffers(self, model: nn.Module) -> None:
+        """Nothing: FSDP keeps the buffers as the model has them."""
+
     def full_weights(self) -> contextlib.AbstractContextManager[Any]:
         """Gathers the whole weights on every process (a collective) for the duration."""
         from torchstyle.engine import fsdp
@@ -542,6 +604,7 @@ def make_strategy(
     amp: str = "off",
     cpu_offload: bool = False,
     activation_checkpointing: bool = False,
+    sync_batchnorm: bool = False,
 ) -> Strategy:
     """Resolves ``--strategy`` and ``--device`` into a strategy; joins nothing yet.
 
@@ -552,6 +615,7 @@ def make_strategy(
         amp: ``--amp``.
         cpu_offload: ``--cpu-offload`` (FSDP only).
         activation_checkpointing: ``--activation-checkpointing`` (FSDP only).
+        sync_batchnorm: ``--sync-batchnorm`` (DDP with several processes).
 
     Raises:
         UserError: DDP or FSDP without a launcher, DataParallel without CUDA, CUDA asked for
@@ -561,6 +625,12 @@ def make_strategy(
         several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
         name = DDPStrategy.name if several else Strategy.name
     options = {"cpu_offload": cpu_offload, "activation_checkpointing": activation_checkpointing}
+    strategy = _created(name, device_name, amp=amp, options=options)
+    strategy.sync_batchnorm = sync_batchnorm
+    return strategy
+
+
+def _created(name: str, device_name: str, *, amp: str, options: dict[str, bool]) -> Strategy:
     if name == FSDPStrategy.name:
         return FSDPStrategy.create(device_name, amp=amp, **options)
     for flag, given in zip(

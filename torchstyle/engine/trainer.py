@@ -57,7 +57,7 @@ from torchstyle.engine.reproducibility import (
 )
 from torchstyle.engine.rundir import RunFolderLostError, RunLock
 from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
-from torchstyle.engine.strategies import StepFn, make_strategy
+from torchstyle.engine.strategies import StepFn, launched_by_torchrun, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel
@@ -118,6 +118,7 @@ class Trainer:
             amp=cfg.amp,
             cpu_offload=cfg.cpu_offload,
             activation_checkpointing=cfg.activation_checkpointing,
+            sync_batchnorm=cfg.sync_batchnorm,
         )
         # What the command means for the run folder, and whether its flags may change on
         # resume: decided (and refused) here, before fit writes anything.
@@ -303,12 +304,14 @@ class Trainer:
         return self._evaluate(self.eval_batches)
 
     def _evaluate(self, batches: Any) -> dict[str, float]:
+        self.strategy.agree_buffers(self.model)
         return evaluate(
             self.model,
             batches,
             self.strategy.device,
             autocast=self.strategy.autocast,
             reduce_sum=self.strategy.all_reduce,
+            gather_objects=self.strategy.gather_objects,
             metrics=self.eval_metrics,
         )
 
@@ -497,6 +500,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_states[0],
             "rng_per_rank": rng_states,
+            "world_size": self.strategy.world_size,
             "config": self.cfg.to_dict(),
             "spec": self.data.spec.to_dict(),
             "model": {
@@ -616,6 +620,11 @@ class Trainer:
         per_rank = state.get("rng_per_rank") or []
         same_world = len(per_rank) == self.strategy.world_size
         restore_rng_state(per_rank[self.strategy.rank] if same_world else state["rng"])
+        self.strategy.warn_if_statistics_change(
+            self.model,
+            saved_world=int(state.get("world_size", 1)),
+            saved_sync=bool(state["config"].get("sync_batchnorm", False)),
+        )
         pos = self.position
         log.info(
             "resumed %s at epoch %d, batch %d (step %d)",
@@ -689,9 +698,16 @@ class Trainer:
     def _signals_handled(self) -> Iterator[None]:
         """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop saves a checkpoint at the next step."""
 
+        # Under torchrun a Ctrl-C reaches each worker twice: from the terminal, and forwarded
+        # by torchrun as it shuts down. A repeat is not insistence there; torchrun's own
+        # SIGKILL after its grace period is.
+        insist = not launched_by_torchrun()
+
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._interrupt is not None:  # a second signal: the user insists
-                raise KeyboardInterrupt
+                if insist:
+                    raise KeyboardInterrupt
+                return
             self._interrupt = signum
 
         previous: dict[signal.Signals, Any] = {}
@@ -713,6 +729,10 @@ class Trainer:
         """
         signum = self.strategy.any_flag(self._interrupt or 0, at_sync_point=at_sync_point)
         if not signum:
+            return
+        if self.position.epoch >= self.cfg.epochs:  # after the last epoch's checkpoint
+            log.info("signal %d arrived after the last epoch: the run finished", signum)
+            self.stop_reason = self.stop_reason or f"finished; signal {signum} came after the end"
             return
         if save:
             self._log_training()
