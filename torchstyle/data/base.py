@@ -66,14 +66,14 @@ class DataBundle:
             the validation split came from), ``channels`` and ``image_size`` (why).
     """
 
-    train: Dataset
-    test: Dataset
+    train: Dataset[Any]
+    test: Dataset[Any]
     spec: DataSpec
-    val: Dataset | None = None
+    val: Dataset[Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class TensorImageDataset(Dataset):
+class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
     """Images and labels held as two tensors, augmented a whole batch at a time.
 
     ``__getitems__`` returns a whole batch with one indexing op; loaders built by

@@ -38,7 +38,7 @@ def edges(images: Tensor) -> Tensor:
     return mag / peak * 2.0 - 1.0
 
 
-class TensorPairDataset(Dataset):
+class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
     """Pairs ``(a, b)`` held as two tensors, handed out a whole batch at a time.
 
     Args:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from torchstyle.data.base import (
     DataBundle,
@@ -55,7 +58,9 @@ def load_digits_split(
     spec = DataSpec(
         channels=1, image_size=size, num_classes=10, class_names=tuple(str(i) for i in range(10))
     )
-    train = TensorImageDataset(images[train_idx_t], labels[train_idx_t], augment=augment, seed=seed)
+    train: Dataset[Any] = TensorImageDataset(
+        images[train_idx_t], labels[train_idx_t], augment=augment, seed=seed
+    )
     train, val, info = carve_val(train, val_split, seed, source="digits")
     return DataBundle(
         train=train,

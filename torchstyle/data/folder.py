@@ -22,6 +22,7 @@ import logging
 import os
 import statistics
 from pathlib import Path
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -151,7 +152,7 @@ def load_image(path: Path, channels: int, image_size: int, hint: str = DATASET_H
     )[0]
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
     """One split of an image folder.
 
     Args:
@@ -324,6 +325,15 @@ def _measured_size(headers: list[ImageHeader]) -> int:
     return min(MAX_DEFAULT_SIZE, int(statistics.median(min(h.width, h.height) for h in headers)))
 
 
+class _SplitOptions(TypedDict):
+    """The constructor arguments every split of a folder shares."""
+
+    channels: int
+    image_size: int
+    seed: int
+    augment: str
+
+
 def build_folder(options: DataOptions) -> DataBundle:
     """Data source for a folder path holding ``train/``, ``test/`` and optionally ``val/``.
 
@@ -338,14 +348,14 @@ def build_folder(options: DataOptions) -> DataBundle:
         )
     classes, splits = _scan(root, options)
     channels, size, info = _decide(splits, options)
-    common = {
+    common: _SplitOptions = {
         "channels": channels,
         "image_size": size,
         "seed": options.seed,
         "augment": options.augment or "flip",
     }
-    train: Dataset = ImageFolderDataset(splits["train"], train=True, **common)
-    val: Dataset | None = None
+    train: Dataset[Any] = ImageFolderDataset(splits["train"], train=True, **common)
+    val: Dataset[Any] | None = None
     if "val" in splits:
         val = ImageFolderDataset(splits["val"], train=False, **common)
         info["val"] = f"{len(val)} images in {root / 'val'}"

@@ -60,7 +60,7 @@ class EncodedBatch:
     epoch: int
 
 
-class EncodedImageFolder(Dataset):
+class EncodedImageFolder(Dataset[tuple[Tensor, int, int, int, int]]):
     """A class-folder split whose items are file bytes, for decoding on the device.
 
     Args:

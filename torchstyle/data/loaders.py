@@ -22,7 +22,7 @@ _EPOCH_STRIDE = 1_000_003
 class BatchIndex(NamedTuple):
     """A whole batch's sample indices and its epoch (the keys of its augmentation draws)."""
 
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # shadows tuple.index; datasets read batch.index
     epoch: int
 
 
@@ -132,13 +132,13 @@ def _passthrough(batch: Any) -> Any:
 
 
 def make_loader(
-    dataset: Dataset,
+    dataset: Dataset[Any],
     batch_sampler: EpochBatchSampler,
     *,
     workers: int = 0,
     pin_memory: bool = False,
     collate_fn: Callable[[list[Any]], Any] | None = None,
-) -> DataLoader:
+) -> DataLoader[Any]:
     """Builds a DataLoader with settings that suit the dataset.
 
     Args:

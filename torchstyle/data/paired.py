@@ -92,7 +92,7 @@ def _check_pair(path: Path, *, decode: bool) -> str:
         if decode:
             img.load()
         width, height = img.size
-        mode = img.mode
+        mode: str = img.mode
     if width != 2 * height:
         raise _not_a_pair(path, width, height)
     return mode
@@ -125,7 +125,7 @@ def load_pair(path: Path, channels: int, image_size: int) -> tuple[Tensor, Tenso
             if width != 2 * height:
                 raise _not_a_pair(path, width, height)
             for box in ((0, 0, height, height), (height, 0, width, height)):
-                half = img.crop(box).resize((image_size, image_size), Image.BILINEAR)
+                half = img.crop(box).resize((image_size, image_size), Image.Resampling.BILINEAR)
                 halves.append(torch.frombuffer(bytearray(half.tobytes()), dtype=torch.uint8))
     except _DECODE_ERRORS as e:
         raise _bad_image(path, e) from None
@@ -137,7 +137,7 @@ def load_pair(path: Path, channels: int, image_size: int) -> tuple[Tensor, Tenso
     return a, b
 
 
-class PairedImageDataset(Dataset):
+class PairedImageDataset(Dataset[tuple[Tensor, Tensor]]):
     """One split of a paired folder; items are ``(a, b)``, each ``(C, S, S)`` in ``[-1, 1]``.
 
     The dataset is ``epoch_aware``: the loader's sampler hands it ``(index, epoch)`` keys, and
@@ -277,8 +277,8 @@ def build_paired(options: DataOptions) -> DataBundle:
     log.info("data: channels %s", why)
     size = options.image_size or 32
     common = {"channels": channels, "image_size": size, "seed": options.seed}
-    train: Dataset = PairedImageDataset(splits["train"], hflip=augment == "flip", **common)
-    val: Dataset | None = None
+    train: Dataset[Any] = PairedImageDataset(splits["train"], hflip=augment == "flip", **common)
+    val: Dataset[Any] | None = None
     info: dict[str, Any] = {"channels": why}
     if has_val:
         val = PairedImageDataset(splits["val"], hflip=False, **common)

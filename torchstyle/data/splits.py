@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sized
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -53,7 +54,7 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return torch.cat(train).sort().values, torch.cat(val).sort().values
 
 
-def labels_of(dataset: Dataset) -> Tensor:
+def labels_of(dataset: Dataset[Any]) -> Tensor:
     """Every label of a map-style dataset: its ``labels``/``targets``, or read item by item."""
     for name in ("labels", "targets"):
         values = getattr(dataset, name, None)
@@ -62,20 +63,25 @@ def labels_of(dataset: Dataset) -> Tensor:
     samples = getattr(dataset, "samples", None)
     if samples is not None:
         return torch.tensor([label for _, label in samples], dtype=torch.long)
-    return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
+    return torch.tensor(
+        [int(dataset[i][1]) for i in range(len(cast(Sized, dataset)))], dtype=torch.long
+    )
 
 
-def _subset(dataset: Dataset, idx: Tensor, *, train: bool) -> Dataset:
+def _subset(dataset: Dataset[Any], idx: Tensor, *, train: bool) -> Dataset[Any]:
+    part: Dataset[Any]
     if hasattr(dataset, "select"):  # the file-backed datasets: a validation split is not augmented
-        return dataset.select(idx.tolist(), train=train)
-    if hasattr(dataset, "subset"):  # the in-memory datasets: a validation split is not augmented
-        return dataset.subset(idx, augment=None if train else "none")
-    return Subset(dataset, idx.tolist())
+        part = dataset.select(idx.tolist(), train=train)
+    elif hasattr(dataset, "subset"):  # the in-memory datasets: a validation split is not augmented
+        part = dataset.subset(idx, augment=None if train else "none")
+    else:
+        part = Subset(dataset, idx.tolist())
+    return part
 
 
 def carve_val(
-    train: Dataset, fraction: float, seed: int, *, source: str
-) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
+    train: Dataset[Any], fraction: float, seed: int, *, source: str
+) -> tuple[Dataset[Any], Dataset[Any] | None, dict[str, Any]]:
     """Holds out a stratified validation split of ``train``.
 
     Args:

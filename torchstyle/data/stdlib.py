@@ -73,7 +73,7 @@ def read_bytes(root: Path, names: list[str]) -> Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-class ByteWindows(Dataset):
+class ByteWindows(Dataset[tuple[Tensor, Tensor]]):
     """Non-overlapping windows of a byte stream: ``(input (T,), target (T,))`` int64 pairs.
 
     ``__getitems__`` cuts a whole batch with one gather, so loaders built by

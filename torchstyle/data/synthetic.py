@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch.utils.data import Dataset
 
 from torchstyle.data.base import (
     DataBundle,
@@ -63,7 +66,7 @@ def build_synthetic(options: DataOptions) -> DataBundle:
         num_classes=NUM_CLASSES,
         class_names=tuple(f"class{i}" for i in range(NUM_CLASSES)),
     )
-    train = make_synthetic(
+    train: Dataset[Any] = make_synthetic(
         TRAIN_SIZE, image_size=size, seed=options.seed, augment=options.augment or "none"
     )
     train, val, info = carve_val(train, options.val_split or 0.0, options.seed, source="synthetic")

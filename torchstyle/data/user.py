@@ -63,7 +63,7 @@ def load_function(reference: str) -> Callable[..., Any]:
         raise UserError(f"--data {reference}: expected path/to/file.py:function or module:function")
     target, name = match["target"], match["function"]
     module = _import(target, reference)
-    function = getattr(module, name, None)
+    function: object = getattr(module, name, None)
     if not callable(function):
         public = sorted(
             n
