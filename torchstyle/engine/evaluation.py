@@ -71,16 +71,27 @@ def evaluate(
             count += model.batch_size_of(batch)
     finally:
         model.train(was_training)
-    keys = agreed_keys(sorted(sums), gather_objects)
-    zero = torch.zeros((), device=device, dtype=torch.float64)
-    packed = torch.stack([sums.get(k, zero) for k in keys] + [count])
-    totals = reduce_sum(packed).tolist()  # the one sync of the evaluation
-    n = totals[-1]
-    averages = {k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}
+    averages, n = _global_means(sums, count, reduce_sum, gather_objects)
     if metrics is not None and n:
         for name, value in metrics.compute().items():
             averages.setdefault(name, value)  # the float64 averages are exact; keep them
     return averages
+
+
+def _global_means(
+    sums: dict[str, Tensor],
+    count: Tensor,
+    reduce_sum: Callable[[Tensor], Tensor],
+    gather_objects: Callable[[object], list[object]],
+) -> tuple[dict[str, float], float]:
+    """Every value's mean over all processes' samples ({} when the split is empty), and the
+    number of samples."""
+    keys = agreed_keys(sorted(sums), gather_objects)
+    zero = torch.zeros((), device=count.device, dtype=torch.float64)
+    packed = torch.stack([sums.get(k, zero) for k in keys] + [count])
+    totals = reduce_sum(packed).tolist()  # the one sync of the evaluation
+    n = totals[-1]
+    return ({k: s / n for k, s in zip(keys, totals[:-1], strict=True)} if n else {}), n
 
 
 def agreed_keys(keys: list[str], gather_objects: Callable[[object], list[object]]) -> list[str]:

@@ -120,6 +120,35 @@ class Trainer:
             activation_checkpointing=cfg.activation_checkpointing,
             sync_batchnorm=cfg.sync_batchnorm,
         )
+        resume_state = self._plan(model)
+        seed_everything(cfg.seed + self.strategy.rank)
+        configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
+        self._build(model, data, model_record, resume_state)
+
+        early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
+        self.hooks = Hooks([LearningRateLogger(), Checkpointing(), *early, *callbacks])
+        self.position = Position()
+        self.metrics: dict[str, float] = {}  # the latest evaluation's
+        self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
+        self.stop_reason: str | None = None
+        self._resumed = resume_state is not None
+        self._shards: Path | None = None  # a sharded checkpoint's folder, read in `_start`
+        if resume_state is not None:
+            self._restore(resume_state)
+            self._apply_resume_changes(resume_state["config"])
+        self._save_schedule = SaveSchedule(
+            every_steps=cfg.save_every or None, every_minutes=cfg.save_every_minutes or None
+        )
+        self._lock: RunLock | None = None
+        self._interrupt: int | None = None
+        self._is_best = False
+        self._pbar: Any = None
+        self._last_train_loss: float | None = None
+
+    def _plan(self, model: TorchstyleModel | None) -> dict[str, Any] | None:
+        """Decides what the command means for the run folder and reads the checkpoint to
+        resume (None for a new run); refuses flags a resume may not change. Writes nothing."""
+        cfg = self.cfg
         # What the command means for the run folder, and whether its flags may change on
         # resume: decided (and refused) here, before fit writes anything.
         self.plan = runs.plan_run(cfg)
@@ -131,9 +160,18 @@ class Trainer:
             self._changes = runs.check_resume(
                 cfg, resume_state, run_dir=self.run_dir, model_cls=model_cls
             )
-        seed_everything(cfg.seed + self.strategy.rank)
-        configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
+        return resume_state
 
+    def _build(
+        self,
+        model: TorchstyleModel | None,
+        data: DataBundle | None,
+        model_record: dict[str, Any] | None,
+        resume_state: dict[str, Any] | None,
+    ) -> None:
+        """The data, the model and everything that steps it: optimizers, batches of each
+        split, evaluation metrics, schedules and the gradient scaler."""
+        cfg = self.cfg
         self.data, self.build = setup.build_data_and_model(
             cfg,
             model,
@@ -171,26 +209,6 @@ class Trainer:
         self.schedulers = build_schedulers(cfg.scheduler, self.optimizers, total_steps)
         self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
-
-        early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
-        self.hooks = Hooks([LearningRateLogger(), Checkpointing(), *early, *callbacks])
-        self.position = Position()
-        self.metrics: dict[str, float] = {}  # the latest evaluation's
-        self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
-        self.stop_reason: str | None = None
-        self._resumed = resume_state is not None
-        self._shards: Path | None = None  # a sharded checkpoint's folder, read in `_start`
-        if resume_state is not None:
-            self._restore(resume_state)
-            self._apply_resume_changes(resume_state["config"])
-        self._save_schedule = SaveSchedule(
-            every_steps=cfg.save_every or None, every_minutes=cfg.save_every_minutes or None
-        )
-        self._lock: RunLock | None = None
-        self._interrupt: int | None = None
-        self._is_best = False
-        self._pbar: Any = None
-        self._last_train_loss: float | None = None
 
     @property
     def monitor(self) -> tuple[str, str] | None:
