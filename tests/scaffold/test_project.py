@@ -420,3 +420,16 @@ def test_cli_makes_a_git_repository_with_a_first_commit(
     plain = tmp_path / "plain"
     assert cli_main(["new", "digit_net", "--dir", str(plain), "--no-git"]) == 0
     assert not (plain / ".git").exists()
+
+
+@pytest.mark.parametrize("where", ["/proc/torchstyle-project", "file/project"])
+def test_a_folder_that_cannot_hold_the_project_is_one_line_and_exit_2(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    target = where if where.startswith("/") else str(tmp_path / where)
+    code = cli_main(["new", "x", "--dir", target, "--no-git"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"cannot create the project in {target}" in err and "pass another --dir" in err
+    assert not Path(target).exists()

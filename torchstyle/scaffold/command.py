@@ -84,9 +84,16 @@ def run_new(args: argparse.Namespace) -> CommandOutput:
     if not args.name:
         raise UserError("NAME is missing: `torchstyle new NAME` (or --update inside a project)")
     directory = Path(args.dir) if args.dir else None
-    root, written = write_project(
-        args.name, args.template, directory, force=args.force, requirement=requirement
-    )
+    try:
+        root, written = write_project(
+            args.name, args.template, directory, force=args.force, requirement=requirement
+        )
+    except OSError as e:  # a folder that cannot hold files: /proc, under a file, read-only
+        where = directory if directory is not None else Path(args.name)
+        raise UserError(
+            f"cannot create the project in {where}: {e.strerror or e}; pass another --dir "
+            "(a folder you can write to)"
+        ) from None
     lines = [f"created {args.template} project {args.name!r} in {root}/:"]
     lines += [f"  {path.relative_to(root).as_posix()}" for path in written]
     lines.append(f"  depends on {requirement.line}")
