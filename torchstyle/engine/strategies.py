@@ -577,17 +577,20 @@ class FSDPStrategy(DDPStrategy):
 
         if self._sharded is not None:
             model, optimizers = self._sharded
-            sizes = fsdp.shard_report(model, optimizers.values())
-            log.info(
-                "fsdp rank %d of %d holds %d of %d parameter elements and %d of %d "
-                "optimizer-state elements",
-                self.rank,
-                self.world_size,
-                sizes["params_local"],
-                sizes["params_total"],
-                sizes["optim_local"],
-                sizes["optim_total"],
-            )
+            # Every process's share, said by the main one: only rank 0 speaks.
+            every = self.gather_objects(fsdp.shard_report(model, optimizers.values()))
+            for rank, sizes in enumerate(every):
+                if self.is_main and isinstance(sizes, dict):
+                    log.info(
+                        "fsdp rank %d of %d holds %d of %d parameter elements and %d of %d "
+                        "optimizer-state elements",
+                        rank,
+                        self.world_size,
+                        sizes["params_local"],
+                        sizes["params_total"],
+                        sizes["optim_local"],
+                        sizes["optim_total"],
+                    )
             self._sharded = None
         super().teardown()
 
