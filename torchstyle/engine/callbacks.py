@@ -37,10 +37,10 @@ class Callback:
         """Before training scalars are written; add entries to ``scalars`` to log them too."""
 
     def on_evaluation_start(self, trainer: Trainer, epoch: int) -> None:
-        """Before an evaluation of the test split that follows ``epoch`` (0-based)."""
+        """Before the evaluation (validation, else test) that follows ``epoch`` (0-based)."""
 
     def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        """After an evaluation of the test split."""
+        """After that evaluation, with its metrics."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         """After ``epoch`` (and its evaluation, if one was due)."""
