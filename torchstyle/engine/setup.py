@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sized
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,18 @@ def build_batches(
 
     The batches come from the stock loader behind a device prefetcher, from device memory
     (``--data-on-device``), or as bytes decoded on the device (``--decode gpu``).
+
+    Raises:
+        UserError: The dataset has no length (an iterable stream), or the batch does not
+            split over the processes.
     """
+    if not isinstance(dataset, Sized):
+        raise UserError(
+            f"--data {cfg.data}: its {'train' if train else 'evaluation'} split is a "
+            f"{type(dataset).__name__} without a length; the engine draws samples by index so "
+            "that a resume continues exactly: return a map-style Dataset (__len__ and "
+            "__getitem__), e.g. the stream's samples in a TensorDataset"
+        )
     if cfg.batch_size % strategy.world_size:
         raise UserError(
             f"--batch-size {cfg.batch_size} does not split evenly over {strategy.world_size} processes; "
