@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sized
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -119,7 +118,7 @@ def build_batches(
         UserError: The dataset has no length (an iterable stream), or the batch does not
             split over the processes.
     """
-    if not isinstance(dataset, Sized):
+    if not hasattr(dataset, "__len__"):
         raise UserError(
             f"--data {cfg.data}: its {'train' if train else 'evaluation'} split is a "
             f"{type(dataset).__name__} without a length; the engine draws samples by index so "
