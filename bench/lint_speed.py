@@ -5,6 +5,8 @@ Usage:
     python bench/lint_speed.py path/to/code    # any folder (e.g. a model library)
     python bench/lint_speed.py --lines 500000 --repeat 5 --select ALL
     python bench/lint_speed.py --jobs 2        # also: N worker processes against one (wall clock)
+    python bench/lint_speed.py --startup       # `torchstyle lint ONE_FILE` against `python -c pass`
+    python bench/lint_speed.py --cache         # a second run over an unchanged tree (the cache)
 
 The figure covers everything the CLI does per file (find, read, decode, parse, walk every
 rule, noqa), in one process on one core; printing the findings is left out. Lines per second
@@ -20,6 +22,7 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -303,6 +306,89 @@ def compare_jobs(paths: list[str], select: list[str] | None, jobs: int, repeat: 
     )
 
 
+_SMALL = """\"\"\"A small training script.\"\"\"
+
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def train(net: Net, loader, optimizer) -> None:
+    net.train()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+
+if __name__ == "__main__":
+    train(Net(), [], None)
+"""
+
+
+def _wall(command: list[str], cwd: str) -> float:
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    # as installed: Python keeps compiled modules (.pyc) unless told not to
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def startup(repeat: int) -> str:
+    """Median wall times of `python -c pass` and `torchstyle lint SMALL_FILE`, side by side."""
+    lint = [sys.executable, "-m", "torchstyle", "lint", "small.py"]
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "torchstyle lint small.py": lint,
+        "torchstyle lint --no-cache small.py": [*lint, "--no-cache"],
+    }
+    with tempfile.TemporaryDirectory(prefix="torchstyle-lint-startup-") as tmp:
+        with open(os.path.join(tmp, "small.py"), "w", encoding="utf-8") as f:
+            f.write(_SMALL)
+        for command in commands.values():
+            _wall(command, tmp)  # warm-up: the OS file cache, .pyc files, the lint cache
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(repeat):  # interleaved, so that a busy moment hits every command alike
+            for name, command in commands.items():
+                times[name].append(_wall(command, tmp))
+    base = statistics.median(times["python -c pass"])
+    lines = [
+        f"median wall time of {repeat} interleaved runs ({_SMALL.count(chr(10))}-line file, "
+        "compiled modules kept as an installed package has them):"
+    ]
+    for name, values in times.items():
+        median = statistics.median(values)
+        lines.append(f"  {name:<38} {median * 1000:7.1f} ms  {median / base:5.2f}x python -c pass")
+    return "\n".join(lines) + "\n"
+
+
+def cache_speedup(lines: int) -> str:
+    """Wall time of a first run (empty cache) and a second one over the unchanged tree."""
+    with tempfile.TemporaryDirectory(prefix="torchstyle-lint-cache-") as tmp:
+        tree = os.path.join(tmp, "code")
+        os.mkdir(tree)
+        generate(tree, lines)
+        command = [sys.executable, "-m", "torchstyle", "lint", "--exit-zero", "code"]
+        first = _wall(command, tmp)
+        second = _wall(command, tmp)
+        uncached = _wall([*command, "--no-cache"], tmp)
+    return (
+        f"torchstyle lint over {lines:,} generated lines: first run {first:.2f} s (fills the "
+        f"cache), second run {second:.2f} s (unchanged tree): {first / second:.1f}x faster; "
+        f"--no-cache {uncached:.2f} s\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and prints lines per second."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -317,7 +403,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=0, help="also compare N worker processes with one (wall clock)"
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="time `torchstyle lint ONE_SMALL_FILE` against `python -c pass` (median of --repeat, "
+        "default 10)",
+    )
+    parser.add_argument(
+        "--cache", action="store_true", help="time a first and a second run over the same tree"
+    )
     args = parser.parse_args(argv)
+    if args.startup:
+        sys.stdout.write(startup(10 if args.repeat == 3 else max(args.repeat, 1)))
+        return 0
+    if args.cache:
+        sys.stdout.write(cache_speedup(args.lines if args.lines != 150_000 else 30_000))
+        return 0
     codes = (
         None
         if args.select is None

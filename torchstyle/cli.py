@@ -7,13 +7,16 @@ one-line message with exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 # subcommand -> (module, help). Modules are imported lazily so `torchstyle lint` never loads torch.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +52,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             that ``torchstyle lint`` never imports what ``train`` needs (torch, the model
             registry that its help lists). None builds every subcommand's.
     """
+    import argparse
+
     from torchstyle import __version__
 
     parser = argparse.ArgumentParser(
@@ -104,9 +109,14 @@ def _error_prefix(error: BaseException) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
     from torchstyle.errors import UserError
-    from torchstyle.output import CommandOutput
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lint"]:
+        from torchstyle.lint import fast
+
+        code = fast.run(argv[1:])  # files the cache holds: answered before argparse loads
+        if code is not None:
+            return code
     parser = build_parser(_command_of(argv) or "")
     # Under torchrun every rank parses the same command line: rank 0 alone reports a bad flag.
     quiet = contextlib.redirect_stderr(io.StringIO()) if _rank() > 0 else contextlib.nullcontext()
@@ -123,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _rank() == 0:
             print(f"torchstyle {args.command}: interrupted", file=sys.stderr)
         return 130
+    if isinstance(result, int) or result is None:
+        return int(result or 0)
+    from torchstyle.output import CommandOutput  # what `train` & co. return (lint returns an int)
+
     if isinstance(result, CommandOutput):
         if result.stdout:
             sys.stdout.write(result.stdout)

@@ -64,7 +64,7 @@ def write(root: Path, files: dict[str, str]) -> None:
 def test_exit_codes_text_output_and_syntax_errors(tmp_path: Path) -> None:
     write(tmp_path, {"clean.py": CLEAN, "bad.py": BAD, "broken.py": "def f(:\n", "zz.py": BAD})
     clean = lint("clean.py", "--isolated", cwd=tmp_path)
-    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "", "")
+    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "All checks passed!\n", "")
 
     found = lint("--isolated", cwd=tmp_path)  # no paths: the current folder
     assert found.returncode == 1, found.stderr

@@ -50,10 +50,13 @@ class Finding:
     code: str
     message: str
     fix: Fix | None = None
+    #: The notebook cell (1-based, code cells only) of a finding in a ``.ipynb`` file; its
+    #: lines then count from the cell's first line.
+    cell: int | None = None
 
-    def sort_key(self) -> tuple[str, int, int, str]:
-        """Orders findings by file, position and code."""
-        return (self.path, self.line, self.col, self.code)
+    def sort_key(self) -> tuple[str, int, int, int, str]:
+        """Orders findings by file, cell, position and code."""
+        return (self.path, self.cell or 0, self.line, self.col, self.code)
 
 
 def on(*node_types: type[ast.AST]) -> Callable[[H], H]:

@@ -7,26 +7,24 @@ All output goes through :func:`_write`; nothing else in the lint package prints.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
+import stat
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from torchstyle.errors import UserError
 from torchstyle.lint import files, registry
 from torchstyle.lint.base import Finding
 from torchstyle.lint.config import ConfigFinder, LintConfig
-from torchstyle.lint.jobs import (
-    FileChecker,
-    FileResult,
-    Options,
-    available_cores,
-    check_files,
-    unified_diff,
-)
+from torchstyle.lint.options import FileResult
 from torchstyle.lint.output import FORMATS, render_findings, render_statistics, render_summary
-from torchstyle.lint.runner import UNCHECKED
+
+# The checking machinery (the rules, the checker, worker processes) is imported only when a
+# file is not in the cache: a run served from the cache starts in a few milliseconds.
+if TYPE_CHECKING:
+    from torchstyle.lint.cache import Cache
+    from torchstyle.lint.options import Options
 
 
 def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +56,9 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     _add_output_arguments(parser)
 
 
+_CACHE_FOLDER = ".torchstyle_cache"
+
+
 def _add_file_arguments(parser: argparse.ArgumentParser) -> None:
     found = parser.add_argument_group("files and configuration")
     found.add_argument(
@@ -81,6 +82,11 @@ def _add_file_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the file the code on standard input (`-`) comes from: names it in the output "
         "and picks its configuration",
+    )
+    found.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"neither read nor write the results cache (the {_CACHE_FOLDER} folder)",
     )
     found.add_argument(
         "--jobs",
@@ -119,14 +125,24 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write(text: str, stream: TextIO | None = None) -> None:
-    if text:
-        out = stream or sys.stdout
+    if not text:
+        return
+    out = stream or sys.stdout
+    try:
         out.write(text)
         out.flush()
+    except BrokenPipeError:
+        # The reader went away (`torchstyle lint | head -1`): say nothing more, and point the
+        # stream at /dev/null so that the flush at exit does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
 
 
 def explain(code: str) -> str:
     """A rule's documentation as printed by ``--explain``."""
+    import inspect
+
     rule = registry.rule_for(code)
     category = registry.CATEGORIES[rule.code[2]]
     status = (
@@ -165,8 +181,7 @@ def _excludes(
 
 def _iter_files(args: argparse.Namespace, finder: ConfigFinder) -> Iterator[tuple[str, str | None]]:
     """``(path, pyproject)`` of each file to check, in a stable order, without duplicates."""
-    base = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
-    base += files.compile_patterns(args.exclude, os.getcwd())
+    base: list[files.Pattern] = []
     cache: dict[str | None, list[files.Pattern]] = {}
     seen: set[str] = set()
     for path in args.paths or ["."]:
@@ -174,10 +189,20 @@ def _iter_files(args: argparse.Namespace, finder: ConfigFinder) -> Iterator[tupl
             raise UserError(f"{path}: no such file or folder")
         top = _pyproject(args, finder, path)
         top_config = finder.config(top)
-        patterns = base + _excludes(top_config, cache)
+        walk = os.path.isdir(path)
+        if (walk or args.force_exclude) and not base:
+            # compiled only when needed: a file named alone (an editor, a hook) skips them
+            base = files.compile_patterns(files.DEFAULT_EXCLUDES, os.sep)
+            base += files.compile_patterns(args.exclude, os.getcwd())
+        patterns = base + _excludes(top_config, cache) if base else []
         if args.force_exclude and files.is_excluded_anywhere(path, patterns):
             continue
-        if not os.path.isdir(path):
+        if not walk:
+            if not files.lintable(path):
+                raise UserError(
+                    f"{path}: not a Python file or notebook; torchstyle lint reads "
+                    f"{', '.join(files.NAMED_SUFFIXES)} files and scripts without a suffix"
+                )
             found: Iterator[str] = iter([path])
         else:
             found = files.iter_python_files(
@@ -198,6 +223,8 @@ def _iter_files(args: argparse.Namespace, finder: ConfigFinder) -> Iterator[tupl
 
 
 def _options(args: argparse.Namespace) -> Options:
+    from torchstyle.lint.options import Options
+
     return Options(
         select=_codes(args.select),
         extend_select=_codes(args.extend_select or []) or (),
@@ -209,6 +236,8 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def _jobs(args: argparse.Namespace) -> int:
+    from torchstyle.lint.jobs import available_cores
+
     if args.jobs is None:
         return available_cores()
     jobs = int(args.jobs)
@@ -218,6 +247,8 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _lint_stdin(args: argparse.Namespace, options: Options, finder: ConfigFinder) -> int:
+    from torchstyle.lint.jobs import FileChecker, unified_diff
+
     shown = args.stdin_filename or "-"
     path = os.path.abspath(args.stdin_filename) if args.stdin_filename else os.getcwd()
     pyproject = _pyproject(args, finder, path)
@@ -258,19 +289,16 @@ def run_lint(args: argparse.Namespace) -> int:
         raise UserError(f"--statistics prints counts, not {args.format}; use --format text or json")
     if args.config and not os.path.isfile(args.config):
         raise UserError(f"--config {args.config}: no such file")
-    options, finder, jobs = _options(args), ConfigFinder(), _jobs(args)
+    options, finder = _options(args), ConfigFinder()
     if args.paths == ["-"]:
         return _lint_stdin(args, options, finder)
     if "-" in args.paths:
         raise UserError("`-` (standard input) cannot be mixed with file names; pass it alone")
     items = list(_iter_files(args, finder))
-    checker = FileChecker(options, finder)
-    for pyproject in {p for _, p in items}:
-        checker.setting(pyproject)  # a bad configuration fails here, before any worker starts
     findings: list[Finding] = []
     diffs: list[str] = []
     fixed = 0
-    for result in check_files(items, options, finder, jobs):
+    for result in _check(args, items, options, finder):
         findings += result.findings
         fixed += result.fixed
         if result.diff:
@@ -279,6 +307,57 @@ def run_lint(args: argparse.Namespace) -> int:
         _write("".join(diffs))
         return 0 if args.exit_zero or not diffs else 1
     return _report(args, findings, fixed)
+
+
+def _cache(args: argparse.Namespace, options: Options) -> Cache | None:
+    if args.no_cache or options.fixing:
+        return None
+    from torchstyle.lint.cache import Cache
+
+    selection = repr((options.select, options.extend_select, options.ignore))
+    return Cache(os.getcwd(), selection)
+
+
+def _cached(cache: Cache, path: str, pyproject: str | None) -> tuple[str, FileResult | None]:
+    """The file's cache key and its cached result (None when not cached)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "", None
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return "", None  # the checker reports it
+    key = cache.key(data, path, pyproject)
+    found = cache.get(key, os.path.normpath(path))
+    return key, None if found is None else FileResult(found)
+
+
+def _check(
+    args: argparse.Namespace,
+    items: list[tuple[str, str | None]],
+    options: Options,
+    finder: ConfigFinder,
+) -> list[FileResult]:
+    """Each file's result, in order: from the cache where it has one, else checked."""
+    cache = _cache(args, options)
+    results: list[FileResult | None] = [None] * len(items)
+    keys = [""] * len(items)
+    if cache is not None:
+        for i, (path, pyproject) in enumerate(items):
+            keys[i], results[i] = _cached(cache, path, pyproject)
+    missing = [i for i, result in enumerate(results) if result is None]
+    if missing or not items:
+        from torchstyle.lint.jobs import FileChecker, check_files
+
+        checker = FileChecker(options, finder)
+        for pyproject in {p for _, p in items}:
+            checker.setting(pyproject)  # a bad configuration fails here, before any worker starts
+        checked = check_files([items[i] for i in missing], options, finder, _jobs(args))
+        for i, result in zip(missing, checked, strict=True):
+            results[i] = result
+            if cache is not None and keys[i]:
+                cache.put(keys[i], result.findings)
+    return [result if result is not None else FileResult() for result in results]
 
 
 def _report(args: argparse.Namespace, findings: list[Finding], fixed: int) -> int:
@@ -295,4 +374,4 @@ def _report(args: argparse.Namespace, findings: list[Finding], fixed: int) -> in
     return 1 if findings else 0
 
 
-__all__ = ["UNCHECKED", "add_lint_arguments", "explain", "run_lint"]
+__all__ = ["add_lint_arguments", "explain", "run_lint"]

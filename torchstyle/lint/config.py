@@ -26,15 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchstyle.errors import UserError
-from torchstyle.lint import deprecations, registry
+from torchstyle.lint import registry
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    try:
-        import tomli as tomllib
-    except ImportError:  # the pre-commit hook runs without installing anything
-        tomllib = None  # type: ignore[assignment, unused-ignore]  # _load_toml says what to install
+
+def _tomllib() -> Any:
+    """The TOML reader (imported on first use: most runs read no pyproject.toml)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli
+
+        return tomli
+    except ImportError:  # pragma: no cover - the pre-commit hook runs without installing anything
+        return None
+
 
 _KEYS = (
     "select",
@@ -76,6 +83,7 @@ def find_pyproject(start: str) -> str | None:
 
 
 def _load_toml(path: str) -> dict[str, Any]:
+    tomllib = _tomllib()
     if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
         raise UserError(f"reading {path} needs Python 3.11+ or the tomli package; install tomli")
     try:
@@ -98,6 +106,8 @@ def _str_list(value: Any, key: str, path: str) -> list[str]:
 
 def _version(value: Any, path: str) -> tuple[int, ...]:
     if isinstance(value, str):
+        from torchstyle.lint import deprecations
+
         try:
             return deprecations.version(value)
         except ValueError:
@@ -145,7 +155,7 @@ class ConfigFinder:
         """The loaded configuration of ``pyproject`` (defaults for None), loaded once."""
         config = self._configs.get(pyproject)
         if config is None:
-            config = self._configs[pyproject] = load_config(pyproject)
+            config = self._configs[pyproject] = load_config(pyproject, validate=False)
         return config
 
 
@@ -162,8 +172,14 @@ def _has_section(candidate: str) -> bool:
     return "lint" in data.get("tool", {}).get("torchstyle", {})
 
 
-def load_config(path: str | None) -> LintConfig:
-    """Reads the lint section of the pyproject.toml at ``path`` (defaults when None)."""
+def load_config(path: str | None, *, validate: bool = True) -> LintConfig:
+    """Reads the lint section of the pyproject.toml at ``path`` (defaults when None).
+
+    Args:
+        path: The pyproject.toml, or None for the defaults.
+        validate: Check the rule codes now (:func:`validate_codes`); checking them loads every
+            rule, which a run served from the cache does without.
+    """
     if path is None:
         return LintConfig()
     data = _load_toml(path)
@@ -198,7 +214,17 @@ def load_config(path: str | None) -> LintConfig:
             config.per_file_ignores = {
                 str(glob): _str_list(codes, key, path) for glob, codes in value.items()
             }
-    # Validate codes now, so a typo in pyproject.toml is an error, not a silent no-op.
+    if validate:
+        validate_codes(config)
+    return config
+
+
+def validate_codes(config: LintConfig) -> None:
+    """Raises a :class:`UserError` naming the pyproject.toml when a rule code matches nothing.
+
+    A typo in pyproject.toml is an error, not a silent no-op.
+    """
+    path = config.path
     for selectors, option in (
         (config.select or [], "select"),
         (config.extend_select, "extend-select"),
@@ -212,4 +238,3 @@ def load_config(path: str | None) -> LintConfig:
             registry.expand(selectors, option=option)
         except UserError as e:
             raise UserError(f"{path}: {e}") from None
-    return config

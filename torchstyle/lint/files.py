@@ -28,6 +28,7 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".mypy_cache/",
     ".pytest_cache/",
     ".ruff_cache/",
+    ".torchstyle_cache/",
     ".hypothesis/",
     ".ipynb_checkpoints/",
     "node_modules/",
@@ -37,6 +38,23 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "dist/",
     "_build/",
 )
+
+
+#: What a folder walk picks up: Python files and Jupyter notebooks.
+SUFFIXES: tuple[str, ...] = (".py", ".ipynb")
+#: What a file named on the command line may end with (a script may have no suffix).
+NAMED_SUFFIXES: tuple[str, ...] = (*SUFFIXES, ".pyi", ".pyw")
+
+
+def is_notebook(path: str) -> bool:
+    """Whether ``path`` names a Jupyter notebook (by its suffix)."""
+    return path.endswith(".ipynb")
+
+
+def lintable(path: str) -> bool:
+    """Whether a file named on the command line is one torchstyle reads (by its name)."""
+    name = os.path.basename(path)
+    return name.endswith(NAMED_SUFFIXES) or "." not in name.lstrip(".")
 
 
 @dataclass(frozen=True)
@@ -172,7 +190,7 @@ def iter_python_files(
     *,
     respect_gitignore: bool = True,
 ) -> Iterator[str]:
-    """Yields the ``.py`` files under folder ``root`` that no pattern excludes, sorted.
+    """Yields the ``.py`` and ``.ipynb`` files under folder ``root`` that no pattern excludes, sorted.
 
     Symlinked folders are not followed; folders holding a ``pyvenv.cfg`` (virtualenvs) are
     skipped. Paths are yielded as ``root`` joined with the relative path.
@@ -200,5 +218,7 @@ def _walk(folder: str, absolute: str, patterns: list[Pattern], gitignore: bool) 
                 continue
             child = patterns + _read_gitignore(entry.path) if gitignore else patterns
             yield from _walk(entry.path, abs_path, child, gitignore)
-        elif is_file and entry.name.endswith(".py") and not is_excluded(abs_path, False, patterns):
+        elif (
+            is_file and entry.name.endswith(SUFFIXES) and not is_excluded(abs_path, False, patterns)
+        ):
             yield entry.path

@@ -13,44 +13,15 @@ import gc
 import multiprocessing
 import os
 import stat
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 
-from torchstyle.lint import files, registry
-from torchstyle.lint.base import Finding
-from torchstyle.lint.config import ConfigFinder, LintConfig
+from torchstyle.lint import files, notebook, registry
+from torchstyle.lint.config import ConfigFinder, LintConfig, validate_codes
+from torchstyle.lint.options import FileResult, Options
 from torchstyle.lint.runner import Linter, decode_source
 
 #: Below this many files the run stays in one process: starting workers would cost more.
 MIN_FILES_PER_POOL = 16
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the command line asks of every file (picklable, for the workers)."""
-
-    select: tuple[str, ...] | None = None
-    extend_select: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    fix: bool = False
-    unsafe: bool = False
-    diff: bool = False
-
-    @property
-    def fixing(self) -> bool:
-        """Whether fixes are computed (written, or shown as a diff)."""
-        return self.fix or self.unsafe or self.diff
-
-
-@dataclass
-class FileResult:
-    """What checking one file gave."""
-
-    findings: list[Finding] = field(default_factory=list)
-    diff: str = ""
-    fixed: int = 0
-    #: The fixed source, for standard input (written to stdout instead of a file).
-    output: str | None = None
 
 
 def available_cores() -> int:
@@ -65,6 +36,7 @@ class _Setting:
     """The linter and per-file ignores of one configuration."""
 
     def __init__(self, config: LintConfig, options: Options) -> None:
+        validate_codes(config)
         codes = registry.resolve_selection(
             options.select if options.select is not None else config.select,
             [*config.extend_select, *options.extend_select],
@@ -122,6 +94,8 @@ class FileChecker:
     ) -> FileResult:
         """Checks source ``data`` known as ``shown``; ``write`` puts fixes back into ``path``."""
         setting = self.setting(pyproject)
+        if files.is_notebook(path):
+            return self._check_notebook(data, path, shown, setting, write=write)
         linter, options = setting.linter, self.options
         try:
             source = decode_source(data)
@@ -132,20 +106,70 @@ class FileChecker:
             return FileResult(linter.lint(source.text, shown, ignore))
         new_text, remaining, fixed = linter.fix(source.text, shown, ignore, unsafe=options.unsafe)
         result = FileResult(remaining, fixed=fixed if new_text != source.text else 0)
-        if not write:
-            result.output = new_text
-        elif new_text == source.text:
-            pass
-        elif options.diff:
-            result.diff = unified_diff(source.text, new_text, shown)
+        return _put_back(
+            result,
+            linter,
+            (path, shown),
+            (source.text, new_text),
+            source.encode,
+            (write, options.diff),
+        )
+
+    def _check_notebook(
+        self, data: bytes, path: str, shown: str, setting: _Setting, *, write: bool
+    ) -> FileResult:
+        linter, options = setting.linter, self.options
+        try:
+            raw = data.decode("utf-8")
+            book = notebook.parse(raw)
+        except (UnicodeDecodeError, notebook.NotebookError) as e:
+            return FileResult(linter.unchecked(shown, f"cannot read the notebook: {e}"))
+        ignore = setting.ignored_codes(path)
+        if not options.fixing:
+            return FileResult([book.to_cells(f) for f in linter.lint(book.source, shown, ignore)])
+        new_source, _, fixed = linter.fix(book.source, shown, ignore, unsafe=options.unsafe)
+        new_raw = book.with_source(new_source) if new_source != book.source else raw
+        if new_raw is None or new_raw == raw:
+            # nothing changed, or the fixes could not be split back into the cells
+            new_raw, fixed = raw, 0
         else:
-            try:
-                with open(path, "wb") as f:
-                    f.write(source.encode(new_text))
-            except OSError as e:
-                result.fixed = 0
-                result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
-        return result
+            book = notebook.parse(new_raw)
+        remaining = [book.to_cells(f) for f in linter.lint(book.source, shown, ignore)]
+        result = FileResult(remaining, fixed=fixed)
+        encode = lambda text: text.encode("utf-8")  # noqa: E731
+        return _put_back(
+            result, linter, (path, shown), (raw, new_raw), encode, (write, options.diff)
+        )
+
+
+def _put_back(
+    result: FileResult,
+    linter: Linter,
+    where: tuple[str, str],
+    texts: tuple[str, str],
+    encode: Callable[[str], bytes],
+    how: tuple[bool, bool],
+) -> FileResult:
+    """Hands the fixed text back (standard input), as a diff, or writes it to the file.
+
+    ``where`` is (the file's path, its name in the output); ``texts`` (old text, fixed text);
+    ``how`` (write to the file, show a diff instead).
+    """
+    (path, shown), (old, new), (write, diff) = where, texts, how
+    if not write:
+        result.output = new
+    elif new == old:
+        pass
+    elif diff:
+        result.diff = unified_diff(old, new, shown)
+    else:
+        try:
+            with open(path, "wb") as f:
+                f.write(encode(new))
+        except OSError as e:
+            result.fixed = 0
+            result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
+    return result
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

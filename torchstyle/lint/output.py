@@ -7,13 +7,11 @@ for its fields); a change that removes or renames a field raises the version.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from torchstyle.lint import registry
-from torchstyle.lint.base import Finding
-from torchstyle.lint.fixes import fix_allowed
-from torchstyle.lint.sarif import render_sarif
+if TYPE_CHECKING:
+    from torchstyle.lint.base import Finding
 
 FORMATS = ("text", "json", "github", "sarif")
 #: The version of the ``--format json`` fields; raised when a field is removed or renamed.
@@ -36,15 +34,24 @@ def _github_escape(text: str, *, prop: bool = False) -> str:
     return text
 
 
+def where(finding: Finding) -> str:
+    """``path:line:col`` of a finding; ``path:cell N:line:col`` in a notebook."""
+    cell = f"cell {finding.cell}:" if finding.cell is not None else ""
+    return f"{finding.path}:{cell}{finding.line}:{finding.col}"
+
+
 def render_findings(findings: Sequence[Finding], fmt: str) -> str:
     """The findings in format ``fmt``, one per line for text/github, a JSON array for json."""
     if fmt == "sarif":
+        from torchstyle.lint.sarif import render_sarif  # imports importlib.metadata: on demand
+
         return render_sarif(findings)
     if fmt == "json":
         rows = [
             {
                 "schema_version": JSON_SCHEMA_VERSION,
                 "path": f.path,
+                "cell": f.cell,
                 "line": f.line,
                 "column": f.col,
                 "end_line": f.end_line,
@@ -70,29 +77,37 @@ def render_findings(findings: Sequence[Finding], fmt: str) -> str:
                     f"title={_github_escape(f'torchstyle ({f.code})', prop=True)}",
                 ]
             )
-            body = _github_escape(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}")
+            body = _github_escape(f"{where(f)}: {f.code} {f.message}")
             lines.append(f"::error {props}::{body}")
         else:
-            lines.append(f"{f.path}:{f.line}:{f.col}: {f.code} {f.message}")
+            lines.append(f"{where(f)}: {f.code} {f.message}")
     return "".join(line + "\n" for line in lines)
 
 
 def render_summary(findings: Sequence[Finding], fixed: int, *, unsafe: bool, fixing: bool) -> str:
-    """The closing line of the text format (empty when nothing was found or fixed)."""
+    """The closing line of the text format ("All checks passed!" when nothing was found)."""
+    safe = sum(1 for f in findings if f.fix is not None and f.fix.applicability == "safe")
+    hidden = sum(1 for f in findings if f.fix is not None) - safe
+    return summary_line(len(findings), fixed, (safe, hidden), unsafe=unsafe, fixing=fixing)
+
+
+def summary_line(
+    found: int, fixed: int, fixable: tuple[int, int], *, unsafe: bool, fixing: bool
+) -> str:
+    """The closing line from counts: ``fixable`` is (safe fixes, unsafe-only fixes)."""
 
     def count(n: int) -> str:
         return f"{n} problem" if n == 1 else f"{n} problems"
 
-    if findings and fixed:
-        text = f"Fixed {count(fixed)}, found {count(len(findings))} more"
-    elif findings:
-        text = f"Found {count(len(findings))}"
+    if found and fixed:
+        text = f"Fixed {count(fixed)}, found {count(found)} more"
+    elif found:
+        text = f"Found {count(found)}"
     elif fixed:
         text = f"Fixed {count(fixed)}"
     else:
-        return ""
-    safe = sum(1 for f in findings if fix_allowed(f, unsafe=False))
-    hidden = sum(1 for f in findings if f.fix is not None) - safe
+        return "All checks passed!\n"
+    safe, hidden = fixable
     hints = []
     if safe and not fixing:
         hints.append(f"{safe} fixable with --fix")
@@ -104,12 +119,16 @@ def render_summary(findings: Sequence[Finding], fixed: int, *, unsafe: bool, fix
 
 
 def _rule_name(code: str) -> str:
+    from torchstyle.lint import registry  # loads every rule: only the formats that name them
+
     rule = registry.all_rules().get(code)
     return rule.name if rule is not None else ""
 
 
 def render_statistics(findings: Sequence[Finding], fmt: str) -> str:
     """Counts per code, most frequent first."""
+    from collections import Counter
+
     counts = Counter(f.code for f in findings)
     fixable = Counter(f.code for f in findings if f.fix is not None)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -67,6 +67,10 @@ def _result(finding: Finding, index: int) -> dict[str, Any]:
             }
         ],
     }
+    if finding.cell is not None:
+        # SARIF has no notion of notebook cells: lines count from the cell's first line
+        result["properties"] = {"cell": finding.cell}
+        result["message"]["text"] = f"cell {finding.cell}: {finding.message}"
     if finding.fix is not None:
         result["fixes"] = [
             {
