@@ -38,6 +38,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "write a run's best weights as safetensors or a torch.export program",
     ),
     "lint": ("torchstyle.lint.command", "find the style guide's don'ts in PyTorch code"),
+    "lsp": (
+        "torchstyle.lint.lsp",
+        "the linter as a language server for editors (stdio; needs torchstyle[lsp])",
+    ),
     "new": ("torchstyle.scaffold.command", "start a project in the guide's file layout"),
     "runs": ("torchstyle.experiments.command", "compare run folders: status, flags, metrics"),
     "sweep": ("torchstyle.experiments.command", "search hyperparameters with Optuna"),

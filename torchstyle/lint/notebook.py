@@ -176,6 +176,14 @@ def parse(raw: str) -> Notebook:
     return notebook
 
 
+def from_cells(texts: list[str]) -> Notebook:
+    """A notebook made of the code cells ``texts`` (an editor's notebook document)."""
+    notebook = Notebook("")
+    notebook.cells = [_Cell(i, (0, 0), text, False) for i, text in enumerate(texts, start=1)]
+    _join(notebook)
+    return notebook
+
+
 def _join(notebook: Notebook) -> None:
     parts: list[str] = []
     line, offset = 1, 0
