@@ -14,6 +14,7 @@ and the trailing newline stay byte-identical.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,17 @@ class _Cell:
     first_line: int = 0  # 1-based line of the cell's first line in the joined module
     start: int = 0  # character offset of the cell in the joined module
     line_count: int = 1
+    #: Where each line starts in the masked body and in the cell's own text.
+    starts: tuple[list[int], list[int]] = ([0], [0])
+
+    def offset(self, joined: int) -> int | None:
+        """The offset in the cell's own text of offset ``joined`` of the joined module."""
+        masked, own = self.starts
+        rel = joined - self.start
+        index = bisect.bisect_right(masked, rel) - 1
+        if index < 0 or index >= len(own):
+            return None
+        return own[index] + rel - masked[index]
 
 
 @dataclass
@@ -75,14 +87,13 @@ class Notebook:
         end_line = end[1] if end is not None and end[0] is cell else line
         fix = finding.fix
         if fix is not None:
-            limit = cell.start + len(cell.text)
-            if all(cell.start <= e.start <= e.end <= limit for e in fix.edits):
-                edits = tuple(
-                    Edit(e.start - cell.start, e.end - cell.start, e.text) for e in fix.edits
-                )
-                fix = Fix(edits, fix.applicability)
-            else:
-                fix = None  # spans cells: no editor could apply it to one cell
+            spans = [(cell.offset(e.start), cell.offset(e.end), e.text) for e in fix.edits]
+            edits = tuple(Edit(a, b, t) for a, b, t in spans if a is not None and b is not None)
+            # an edit outside the cell (or in a masked line) cannot be applied to the cell alone
+            fine = len(edits) == len(spans) and all(
+                0 <= e.start <= e.end <= len(cell.text) for e in edits
+            )
+            fix = Fix(edits, fix.applicability) if fine else None
         return replace(finding, line=line, end_line=end_line, fix=fix, cell=cell.number)
 
     def with_source(self, new_source: str) -> str | None:
@@ -194,11 +205,19 @@ def _join(notebook: Notebook) -> None:
             body += "\n"
         cell.first_line = line + 1
         cell.line_count = max(body.count("\n"), 1)
+        cell.starts = (_line_starts(body), _line_starts(cell.text))
         cell.start = offset + len(header)
         parts += [header, body]
         line += 1 + body.count("\n")
         offset += len(header) + len(body)
     notebook.source = "".join(parts)
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    for line in text.split("\n")[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    return starts
 
 
 def _source_spans(raw: str) -> list[tuple[int, int] | None]:
