@@ -255,4 +255,4 @@ def test_pre_commit_hook_definition() -> None:
     assert "id: torchstyle-lint" in text
     assert "entry: torchstyle/lint/pre_commit.py --force-exclude" in text
     assert "language: script" in text
-    assert "types: [python]" in text
+    assert "types_or: [python, jupyter]" in text
