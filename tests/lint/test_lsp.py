@@ -131,15 +131,21 @@ def _apply(text: str, edits: list[dict[str, Any]]) -> str:
 
 def test_language_server_over_stdio(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.torchstyle.lint]\n", encoding="utf-8")
-    bad = tmp_path / "bad.py"
-    bad.write_text(BAD, encoding="utf-8")
-    uri = bad.as_uri()
     client = Client(tmp_path)
+    initialize(client, tmp_path)
+    fix_a_file(client, tmp_path)
+    notebook_and_configuration(client, tmp_path)
+    assert client.close() == 0
+    imported = [line.rsplit("|", 1)[-1].strip() for line in client.stderr.decode().splitlines()]
+    assert "pygls" in imported and "torch" not in imported, "the server never imports torch"
+
+
+def initialize(client: Client, root: Path) -> None:
     init = client.request(
         "initialize",
         {
             "processId": os.getpid(),
-            "rootUri": tmp_path.as_uri(),
+            "rootUri": root.as_uri(),
             "capabilities": {
                 "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": True}},
                 "textDocument": {"publishDiagnostics": {}, "codeAction": {}},
@@ -152,7 +158,12 @@ def test_language_server_over_stdio(tmp_path: Path) -> None:
     assert "torchstyle.explain" in capabilities["executeCommandProvider"]["commands"]
     client.notify("initialized", {})
 
-    # open a file with a known finding: its diagnostic arrives
+
+def fix_a_file(client: Client, root: Path) -> None:
+    """Open a file with a known finding, get its diagnostic, apply its fix: it goes."""
+    bad = root / "bad.py"
+    bad.write_text(BAD, encoding="utf-8")
+    uri = bad.as_uri()
     item = {"uri": uri, "languageId": "python", "version": 1, "text": BAD}
     client.notify("textDocument/didOpen", {"textDocument": item})
     (diagnostic,) = client.diagnostics(uri)
@@ -184,8 +195,10 @@ def test_language_server_over_stdio(tmp_path: Path) -> None:
     )
     assert client.diagnostics(uri) == []
 
-    # a notebook: cells joined (`m` from cell 1), diagnostics per cell
-    notebook_uri = (tmp_path / "nb.ipynb").as_uri()
+
+def notebook_and_configuration(client: Client, root: Path) -> None:
+    """A notebook's cells joined (`m` from cell 1), diagnostics per cell; config reloaded."""
+    notebook_uri = (root / "nb.ipynb").as_uri()
     cells = [f"vscode-notebook-cell:{notebook_uri}#C{i}" for i in (1, 2)]
     sources = [
         "%matplotlib inline\nimport torch\nm = torch.nn.Linear(2, 2)\n",
@@ -220,16 +233,12 @@ def test_language_server_over_stdio(tmp_path: Path) -> None:
     assert edit["range"]["start"]["line"] == 1  # in the cell's own lines
 
     # the configuration is reloaded when pyproject.toml changes
-    (tmp_path / "pyproject.toml").write_text(
+    (root / "pyproject.toml").write_text(
         '[tool.torchstyle.lint]\nignore = ["TS102"]\n', encoding="utf-8"
     )
-    changed = {"changes": [{"uri": (tmp_path / "pyproject.toml").as_uri(), "type": 2}]}
+    changed = {"changes": [{"uri": (root / "pyproject.toml").as_uri(), "type": 2}]}
     client.notify("workspace/didChangeWatchedFiles", changed)
     assert [d["code"] for d in client.diagnostics(cells[1])] == ["TS502"]
-
-    assert client.close() == 0
-    imported = [line.rsplit("|", 1)[-1].strip() for line in client.stderr.decode().splitlines()]
-    assert "pygls" in imported and "torch" not in imported, "the server never imports torch"
 
 
 def test_missing_pygls_is_one_line(tmp_path: Path) -> None:
