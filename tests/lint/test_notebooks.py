@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.lint.test_cli import REPO, lint
 from torchstyle.lint import notebook
 
@@ -167,3 +170,21 @@ def test_clean_run_says_so_and_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     )  # fmt: skip
     assert piped.stdout.startswith("f00.py:2:5: TS502") and piped.stdout.count("\n") == 1
     assert piped.stderr == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(alphabet="x=(%!?\n é#", max_size=30), max_size=5),
+    st.booleans(),
+    st.sampled_from([1, 2, None]),
+)
+def test_unchanged_cells_round_trip_byte_for_byte(
+    sources: list[str], as_list: bool, indent: int | None
+) -> None:
+    cells = [cell(s.splitlines(keepends=True) if as_list else s) for s in sources]
+    raw = notebook_json(cells, indent=indent)
+    book = notebook.parse(raw)
+    assert book.with_source(book.source) == raw
+    assert len(book.cells) == len(sources)
+    for number, text in enumerate(sources, start=1):
+        assert book.cells[number - 1].text == text and book.cells[number - 1].number == number

@@ -103,8 +103,8 @@ class Notebook:
         that crossed a cell boundary or removed a masked line): nothing is written then.
         """
         parts = _BOUNDARY.split(new_source)
-        if len(parts) != len(self.cells) + 1:
-            return None
+        if len(parts) != len(self.cells) + 1 or not self.cells:
+            return self.raw if not self.cells and not new_source else None
         parts[1] = parts[0] + parts[1]  # a fix that added a line at the very top
         out, pos, restored = [], 0, 0
         for cell, text in zip(self.cells, parts[1:], strict=True):
