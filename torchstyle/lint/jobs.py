@@ -32,8 +32,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-class _Setting:
-    """The linter and per-file ignores of one configuration."""
+class Setting:
+    """The linter and per-file ignores of one configuration (the language server uses it too)."""
 
     def __init__(self, config: LintConfig, options: Options) -> None:
         validate_codes(config)
@@ -50,6 +50,7 @@ class _Setting:
         ]
 
     def ignored_codes(self, path: str) -> frozenset[str]:
+        """The codes the per-file ignores switch off for the file at ``path``."""
         out: frozenset[str] = frozenset()
         for pattern, codes in self.ignores:
             if files.is_excluded_anywhere(path, [pattern]):
@@ -63,14 +64,14 @@ class FileChecker:
     def __init__(self, options: Options, finder: ConfigFinder) -> None:
         self.options = options
         self.finder = finder
-        self._settings: dict[str | None, _Setting] = {}
+        self._settings: dict[str | None, Setting] = {}
 
-    def setting(self, pyproject: str | None) -> _Setting:
+    def setting(self, pyproject: str | None) -> Setting:
         """The linter and ignores for the configuration in ``pyproject`` (None: defaults)."""
         setting = self._settings.get(pyproject)
         if setting is None:
             config = self.finder.config(pyproject)
-            setting = self._settings[pyproject] = _Setting(config, self.options)
+            setting = self._settings[pyproject] = Setting(config, self.options)
         return setting
 
     def check_file(self, path: str, pyproject: str | None) -> FileResult:
@@ -116,7 +117,7 @@ class FileChecker:
         )
 
     def _check_notebook(
-        self, data: bytes, path: str, shown: str, setting: _Setting, *, write: bool
+        self, data: bytes, path: str, shown: str, setting: Setting, *, write: bool
     ) -> FileResult:
         linter, options = setting.linter, self.options
         try:

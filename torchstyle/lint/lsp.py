@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
     from pygls.workspace import TextDocument
 
-    from torchstyle.lint.jobs import _Setting
+    from torchstyle.lint.jobs import Setting
 
 SOURCE = "torchstyle"
 EXPLAIN = "torchstyle.explain"
@@ -59,11 +59,11 @@ class Engine:
     """Lints documents with the configuration that applies to each (no protocol here)."""
 
     def __init__(self) -> None:
-        self._settings: dict[str | None, tuple[tuple[int, int] | None, _Setting]] = {}
+        self._settings: dict[str | None, tuple[tuple[int, int] | None, Setting]] = {}
 
-    def setting(self, path: str) -> _Setting:
+    def setting(self, path: str) -> Setting:
         """The linter and ignores of ``path``'s pyproject.toml, reloaded when it changed."""
-        from torchstyle.lint.jobs import _Setting
+        from torchstyle.lint.jobs import Setting
         from torchstyle.lint.options import Options
 
         finder = ConfigFinder()
@@ -73,7 +73,7 @@ class Engine:
         if known is None or known[0] != stamp:
             known = self._settings[pyproject] = (
                 stamp,
-                _Setting(finder.config(pyproject), Options()),
+                Setting(finder.config(pyproject), Options()),
             )
         return known[1]
 
