@@ -8,9 +8,7 @@ depend on the number of jobs.
 
 from __future__ import annotations
 
-import difflib
 import gc
-import multiprocessing
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -175,6 +173,8 @@ def _put_back(
 
 def unified_diff(old: str, new: str, path: str) -> str:
     """A unified diff of ``old`` -> ``new`` with ``a/`` and ``b/`` prefixes."""
+    import difflib
+
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
     )
@@ -207,6 +207,8 @@ def check_files(
         for path, pyproject in items:
             yield checker.check_file(path, pyproject)
         return
+    import multiprocessing  # a run of a few files never starts workers: imported only here
+
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     chunk = max(1, min(64, len(items) // (jobs * 8)))
