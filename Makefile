@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench bench-gpu clean
+.PHONY: demo test test-fast test-load lint format bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: lint
 # The quick loop while editing: everything but the tests that train in subprocesses.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# The suite while a busy loop keeps every core busy, three times in a row: no test that load can
+# break. Takes about twice as long as `make test` on an otherwise idle machine.
+test-load: $(STAMP)
+	$(BIN)/python tests/under_load.py --runs 3 -- $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 format: $(STAMP)
 	$(BIN)/ruff format .

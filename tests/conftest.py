@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(1)
+
+# Hypothesis judges an example by the time it takes (a 200 ms deadline, a "too slow" check on
+# generating data) unless told otherwise; on a busy machine both fail tests that are right.
+# Every property test here runs under this profile; a test's own @settings only adds to it.
+settings.register_profile("load-safe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("load-safe")
 
 REPO = Path(__file__).resolve().parent.parent
 

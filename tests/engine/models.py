@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,13 +13,33 @@ from torchstyle.data import DataBundle, TensorImageDataset
 from torchstyle.models.base import TorchstyleModel
 from torchstyle.spec import DataSpec
 
+REAL_CLOCK = SimpleNamespace(now=time.perf_counter, sleep=time.sleep)
+
+
+class VirtualClock:
+    """A clock that moves only when a test's stand-in work says so.
+
+    Patched in as the clock a meter reads, it makes a timing measurement exact and
+    independent of machine load: the only time that passes is the time the test declares.
+    """
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
 
 class TinyMLP(TorchstyleModel):
     """An MLP without batch norm; optionally sleeps a known time per training step.
 
     ``step_durations`` records how long each training step's sleep really took: on a busy
     machine a sleep overruns, and the truth a measurement is checked against must be the
-    time that really passed.
+    time that really passed. ``clock`` (an attribute, not an argument: it is no hyperparameter)
+    is what the sleep is taken from; a test sets a :class:`VirtualClock` there.
     """
 
     monitor = ("accuracy", "max")
@@ -35,6 +57,7 @@ class TinyMLP(TorchstyleModel):
         super().__init__()
         self.step_sleep = step_sleep
         self.step_durations: list[float] = []
+        self.clock: Any = REAL_CLOCK
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.Linear(in_channels * image_size * image_size, 32),
@@ -47,9 +70,9 @@ class TinyMLP(TorchstyleModel):
 
     def training_step(self, batch, phase):
         if self.step_sleep:
-            start = time.perf_counter()
-            time.sleep(self.step_sleep)
-            self.step_durations.append(time.perf_counter() - start)
+            start = self.clock.now()
+            self.clock.sleep(self.step_sleep)
+            self.step_durations.append(self.clock.now() - start)
         x, y = batch
         return {"loss": nn.functional.cross_entropy(self(x), y)}
 
@@ -65,19 +88,21 @@ class TinyMLP(TorchstyleModel):
 class SlowBatches(TensorImageDataset):
     """In-memory data whose every batch costs a known time to load.
 
-    ``durations`` records how long each load really took (in this process: workers=0).
+    ``durations`` records how long each load really took (in this process: workers=0), on
+    ``clock`` as :class:`TinyMLP` does.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_cost: float) -> None:
         super().__init__(images, labels)
         self.batch_cost = batch_cost
         self.durations: list[float] = []
+        self.clock: Any = REAL_CLOCK
 
     def __getitems__(self, indices):
-        start = time.perf_counter()
-        time.sleep(self.batch_cost)
+        start = self.clock.now()
+        self.clock.sleep(self.batch_cost)
         batch = super().__getitems__(indices)
-        self.durations.append(time.perf_counter() - start)
+        self.durations.append(self.clock.now() - start)
         return batch
 
 

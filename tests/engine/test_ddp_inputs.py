@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.conftest import HANG_TIMEOUT, run_cli
 from tests.engine.conftest import read_jsonl
 from tests.engine.models import TinyMLP, random_bundle
 from tests.engine.test_distributed import MLP, QUIET, _net, torchrun
@@ -85,7 +85,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     proc = torchrun(2, *args, "--epochs", "50", "--run-dir", str(run), popen=True)
     _wait_for_a_logged_step(proc, run / "metrics.jsonl", after=0)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    _, err = (b.decode() for b in proc.communicate(timeout=300))
+    _, err = (b.decode() for b in proc.communicate(timeout=HANG_TIMEOUT))
     # torchrun's own exit status and traceback, as docs/training.md says; the run is saved.
     assert proc.returncode == 1 and "SignalException" in err, err
     hints = re.findall(r"continue with: (.+)", err)
@@ -103,7 +103,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
     _wait_for_a_logged_step(proc, run / "metrics.jsonl", after=size)
     for worker in _children(proc.pid):
         os.kill(worker, signal.SIGINT)
-    _, err = (b.decode() for b in proc.communicate(timeout=300))
+    _, err = (b.decode() for b in proc.communicate(timeout=HANG_TIMEOUT))
     assert len(re.findall(r"^resumed \S+ at epoch", err, re.M)) == 1, err
     assert err.count("continue with: torchrun --nproc_per_node 2") == 1, err
     # The first worker to leave makes torchrun SIGTERM the others; each had left the process
@@ -116,7 +116,7 @@ def test_ctrl_c_to_torchrun_saves_and_prints_the_torchrun_line_that_resumes(tmp_
 
 
 def _wait_for_a_logged_step(proc, metrics: Path, *, after: int) -> None:
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + HANG_TIMEOUT
     while not (metrics.exists() and metrics.stat().st_size > after) and proc.poll() is None:
         assert time.monotonic() < deadline, "training never logged"
         time.sleep(0.2)

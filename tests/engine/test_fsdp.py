@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.engine import fsdp
 from torchstyle.engine.checkpoint import CheckpointLoadError, CheckpointWriteError
 from torchstyle.errors import UserError
@@ -110,7 +110,7 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
         str(REPO / "tests" / "engine" / "fsdp_worker.py"), *args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
 @pytest.mark.slow

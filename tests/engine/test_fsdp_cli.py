@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine import fsdp
 from torchstyle.engine.checkpoint import load_checkpoint
@@ -47,7 +47,7 @@ def torchrun(nproc: int, *args: str, script: str | None = None) -> subprocess.Co
         *target, *args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

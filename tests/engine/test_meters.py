@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -41,7 +43,7 @@ def clocks(monkeypatch):
             return end.at - self.at
 
     monkeypatch.setattr(torch.cuda, "Event", StandInEvent)
-    monkeypatch.setattr(meters.time, "perf_counter", lambda: c.host_s)
+    monkeypatch.setattr(meters, "time", SimpleNamespace(perf_counter=lambda: c.host_s))
     return c
 
 

@@ -104,7 +104,7 @@ HOLD = textwrap.dedent(
     from torchstyle.engine.rundir import RunLock
     RunLock(Path(sys.argv[1])).acquire()
     print("held", flush=True)
-    time.sleep(60)
+    time.sleep(3600)  # until the test kills it
     """
 )
 

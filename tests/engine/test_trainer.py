@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import statistics
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tests.engine.conftest import read_jsonl
-from tests.engine.models import TinyMLP, random_bundle
+from tests.engine.models import TinyMLP, VirtualClock, random_bundle
 from torchstyle.config import TrainConfig
 from torchstyle.data import EpochBatchSampler, make_loader
 from torchstyle.data.digits import load_digits_split
+from torchstyle.engine import meters
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.trainer import Trainer
 from torchstyle.models import create_model
@@ -90,39 +92,57 @@ def test_accumulation_weights_an_uneven_last_micro_batch(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _efficiency_rows(run_dir):
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if "train/compute_efficiency" in r]
+
+
 @pytest.mark.parametrize(
     ("batch_cost", "step_cost"),
-    # Sleeps long enough that the model's own few-hundred-microsecond step hardly counts.
     [(0.040, 0.010), (0.004, 0.040)],
     ids=["data-bound", "compute-bound"],
 )
-def test_compute_efficiency_matches_calibrated_truth(tmp_path, batch_cost, step_cost):
+def test_compute_efficiency_is_exact_on_the_meters_clock(
+    tmp_path, monkeypatch, batch_cost, step_cost
+):
+    # The meter's clock is one that moves only by the declared cost of each load and step, so
+    # the truth is known exactly and no load on the machine can move the measurement: every
+    # report window of 5 steps holds 5 loads (waited for) and 5 steps (computed).
+    clock = VirtualClock()
+    monkeypatch.setattr(meters, "time", SimpleNamespace(perf_counter=clock.now))
     data = random_bundle(n_train=16 * 30, batch_cost=batch_cost)
+    data.train.clock = clock
     model = _mlp(step_sleep=step_cost)
-    _train(
-        tmp_path,
-        "run",
-        model,
-        data,
-        batch_size=16,
-        workers=0,
-        log_every=5,
-        max_steps=40,
-    )
-    rows = [
-        r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "train/compute_efficiency" in r
-    ]
-    measured = statistics.mean(
-        r["train/compute_efficiency"] for r in rows[1:]
-    )  # skip warm-up window
-    # The truth is the time that really passed in the steps and the loads after the warm-up
-    # window (steps 6 to 40): a busy machine stretches the sleeps, and the meter must see it.
-    step_time = sum(model.step_durations[5:40])
-    load_time = sum(data.train.durations[5:40])
-    assert len(model.step_durations) == 40 and len(data.train.durations) >= 40
-    truth = step_time / (step_time + load_time)
-    nominal = step_cost / (step_cost + batch_cost)
-    assert abs(measured - truth) < 0.05, f"measured {measured:.3f}, truth {truth:.3f} ({nominal=})"
+    model.clock = clock
+    _train(tmp_path, "run", model, data, batch_size=16, workers=0, log_every=5, max_steps=40)
+    rows = _efficiency_rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(5, 41, 5))
+    truth = step_cost / (step_cost + batch_cost)
+    rate = 16 / (step_cost + batch_cost)
+    for r in rows:
+        assert r["train/compute_efficiency"] == pytest.approx(truth, abs=1e-9), r
+        assert r["train/samples_per_sec"] == pytest.approx(rate, rel=1e-9), r
+
+
+def test_compute_efficiency_on_the_real_clock_orders_data_and_compute_bound(tmp_path):
+    # Real sleeps on the real clock: load stretches every part of a step, so only the order
+    # is asserted. Waiting 20 ms for each batch against computing 5 ms must read as less
+    # efficient than the reverse, whatever else the machine does.
+    measured = {}
+    for name, batch_cost, step_cost in (("data", 0.020, 0.005), ("compute", 0.005, 0.020)):
+        data = random_bundle(n_train=16 * 20, batch_cost=batch_cost)
+        _train(
+            tmp_path,
+            name,
+            _mlp(step_sleep=step_cost),
+            data,
+            batch_size=16,
+            workers=0,
+            log_every=5,
+            max_steps=20,
+        )
+        rows = _efficiency_rows(tmp_path / name)[1:]  # the first window holds the warm-up
+        measured[name] = statistics.mean(r["train/compute_efficiency"] for r in rows)
+    assert measured["data"] < measured["compute"], measured
 
 
 def test_evaluation_is_exact_over_any_batching():

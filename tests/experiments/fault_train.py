@@ -31,7 +31,7 @@ class Fault(Callback):
             raise RuntimeError("injected fault")
         if mode == "hold":
             (trainer.run_dir / "holding").write_text("")
-            time.sleep(600)
+            time.sleep(3600)  # until the test kills it
         os.kill(os.getpid(), signal.SIGTERM if mode == "sigterm" else signal.SIGKILL)
 
 

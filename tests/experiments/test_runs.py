@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.experiments.conftest import STEPS_PER_EPOCH, TINY, read_jsonl
 
 FAULT = Path(__file__).with_name("fault_train.py")
@@ -30,7 +30,7 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = HANG_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -71,7 +71,9 @@ def runs(tmp_path_factory):
     }  # fmt: skip
     _wait_for(root / "runs" / "running" / "holding", procs["running"])
     results = {
-        k: (*p.communicate(timeout=300), p.returncode) for k, p in procs.items() if k != "running"
+        k: (*p.communicate(timeout=HANG_TIMEOUT), p.returncode)
+        for k, p in procs.items()
+        if k != "running"
     }
     assert results["done"][2] == 128 + signal.SIGTERM, results["done"][1]
     first = json.loads((root / "runs" / "done" / "mlflow.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 
 SWEEP = """
 trials = 6
@@ -70,7 +70,7 @@ def test_sweep_killed_mid_trial_continues_to_exactly_six_trials(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     sweep_dir = tmp_path / "sw"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + HANG_TIMEOUT
     # Kill once a trial is mid-way: past its first epoch's checkpoint, still training.
     while not any(s["state"] == "running" and s["epoch"] >= 1 for s in _statuses(sweep_dir)):
         assert sweep.poll() is None, sweep.communicate()[1]
@@ -81,12 +81,12 @@ def test_sweep_killed_mid_trial_continues_to_exactly_six_trials(tmp_path):
     # Its trials die with it: none goes on writing to the study.
     pids = [s["pid"] for s in _statuses(sweep_dir) if s["state"] == "running"]
     assert pids
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_TIMEOUT
     while any(_alive(p) for p in pids):
         assert time.monotonic() < deadline, "a trial outlived its killed sweep"
         time.sleep(0.1)
 
-    proc = run_cli(*args, cwd=tmp_path, timeout=600)
+    proc = run_cli(*args, cwd=tmp_path, timeout=HANG_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert "resumed after a stop: trial(s)" in proc.stdout
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_TIMEOUT
 from torchstyle.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def lint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_TIMEOUT
 from torchstyle.lint import lint_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def lint(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Complete
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT,
     )
 
 
@@ -201,7 +202,9 @@ def test_pre_commit_hook_runs_from_the_checkout(tmp_path: Path) -> None:
     write(tmp_path, {"bad.py": BAD})
     # -S -I: no site-packages and no PYTHONPATH, so neither torch nor torchstyle is importable
     probe = subprocess.run(
-        [sys.executable, "-S", "-I", "-c", "import torch"], capture_output=True, timeout=60
+        [sys.executable, "-S", "-I", "-c", "import torch"],
+        capture_output=True,
+        timeout=HANG_TIMEOUT,
     )
     assert probe.returncode != 0
     result = subprocess.run(
@@ -209,7 +212,7 @@ def test_pre_commit_hook_runs_from_the_checkout(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_TIMEOUT,
     )
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("bad.py:5:12: TS102")
@@ -218,7 +221,7 @@ def test_pre_commit_hook_runs_from_the_checkout(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_TIMEOUT,
     )
     assert usage.returncode == 2 and "matches no rule" in usage.stderr
 
@@ -227,7 +230,7 @@ def test_pre_commit_hook_runs_from_the_checkout(tmp_path: Path) -> None:
 def test_pre_commit_hook_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=HANG_TIMEOUT
     )
     python = venv / "bin" / "python"
     if not python.exists():
@@ -242,12 +245,14 @@ def test_pre_commit_hook_in_a_fresh_virtualenv(tmp_path: Path) -> None:
         cwd=tmp_path / "project",
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT,
         env={"PATH": os.environ.get("PATH", "")},
     )
     assert result.returncode == 1, result.stderr
     assert "bad.py:5:12: TS102" in result.stdout
-    modules = subprocess.run([str(python), "-c", "import torch"], capture_output=True, timeout=60)
+    modules = subprocess.run(
+        [str(python), "-c", "import torch"], capture_output=True, timeout=HANG_TIMEOUT
+    )
     assert modules.returncode != 0, "the fresh virtualenv has no torch"
 
 

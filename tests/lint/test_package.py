@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HANG_TIMEOUT
 from torchstyle.lint import all_rules, files, registry
 from torchstyle.lint.base import Rule
 from torchstyle.lint.runner import Linter, decode_source
@@ -103,7 +104,7 @@ def test_linting_does_not_import_torch(tmp_path: Path) -> None:
         "heavy = sorted(m for m in ('torch', 'numpy') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=60)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=HANG_TIMEOUT)
 
 
 def test_each_rule_module_registers_exactly_its_own_rule(tmp_path: Path) -> None:
@@ -129,7 +130,7 @@ def test_each_rule_module_registers_exactly_its_own_rule(tmp_path: Path) -> None
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_TIMEOUT,
         check=True,
     )
     added = json.loads(done.stdout)

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.engine.checkpoint import load_checkpoint
 from torchstyle.scaffold.project import template_names, write_project
 
@@ -56,7 +56,7 @@ METRICS = {
     "gan": {"d_real", "d_fake"},
     "image2image": {"l1", "psnr"},
 }
-TIMEOUT = 300
+TIMEOUT = HANG_TIMEOUT
 
 
 def make_paired_folder(root: Path) -> Path:

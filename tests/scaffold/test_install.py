@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.scaffold.project import write_project
 from torchstyle.scaffold.update import init_repository
 
@@ -32,7 +32,7 @@ pytestmark = [
 
 # Left out of the new environment: it must install these itself.
 LEFT_OUT = ("torchstyle", "__editable__", "_torchstyle", "pytest", "_pytest", "py.py")
-TIMEOUT = 900
+TIMEOUT = HANG_TIMEOUT
 
 
 def base_packages(tmp_path: Path) -> Path:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.engine.checkpoint import load_checkpoint
 from torchstyle.scaffold.project import template_names, write_project
 from torchstyle.scaffold.source import Requirement
@@ -28,7 +28,7 @@ from torchstyle.scaffold.source import Requirement
 pytestmark = pytest.mark.slow
 
 TINY = ["--width", "8", "--workers", "0", "--log-every", "2"]
-TIMEOUT = 300
+TIMEOUT = HANG_TIMEOUT
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 INDEX = Requirement(line="torchstyle==0", version="0")
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.cli import main as cli_main
 from torchstyle.errors import UserError
 from torchstyle.scaffold.project import (
@@ -273,7 +273,7 @@ def test_generated_code_is_ruff_clean_for_any_name(
             cwd=root,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=HANG_TIMEOUT,
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -287,7 +287,7 @@ def test_cli_entry_point_writes_the_project(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     assert "created gan project 'digit_net'" in result.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import HANG_TIMEOUT, run_cli
 from torchstyle import __version__
 from torchstyle.scaffold.project import RECORD, TEMPLATES_DIR, template_names, write_project
 from torchstyle.scaffold.source import Requirement
@@ -52,7 +52,7 @@ def old_templates(tmp_path: Path) -> Path:
 
 def git(root: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, timeout=60, check=True
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=HANG_TIMEOUT, check=True
     )
     return result.stdout
 
