@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import HANG_TIMEOUT
 from tests.lint.test_cli import REPO, lint
 from torchstyle.lint import fast, files
 
@@ -32,7 +33,7 @@ def test_second_run_is_served_from_the_cache_and_never_stale(tmp_path: Path) -> 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     traced = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "torchstyle", "lint", "a.py", "b.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT,
     )  # fmt: skip
     assert traced.stdout == first.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()}
@@ -77,7 +78,7 @@ def test_parallel_runs_share_the_cache_safely(tmp_path: Path) -> None:
         subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
-    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    outputs = [run.communicate(timeout=HANG_TIMEOUT)[0] for run in runs]
     assert outputs[0].count("TS102") == 20 and outputs[1:] == outputs[:-1]
     assert len(entries(tmp_path)) == 20  # one entry per file, no temporary file left behind
     assert lint(".", cwd=tmp_path).stdout == outputs[0]

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 
 pytest.importorskip("pygls")
 
 BAD = "import torch\n\n\ndef run(model, x):\n    return model.forward(x)\n"
-WAIT = 120.0  # a guard against a hung server, not a speed check
+WAIT = HANG_TIMEOUT  # a guard against a hung server, not a speed check
 
 
 class Client:

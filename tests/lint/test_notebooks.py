@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import HANG_TIMEOUT
 from tests.lint.test_cli import REPO, lint
 from torchstyle.lint import notebook
 
@@ -85,7 +86,7 @@ def test_notebook_findings_in_every_format(tmp_path: Path) -> None:
 
     stdin = subprocess.run(
         [sys.executable, "-m", "torchstyle", "lint", "--isolated", "-", "--stdin-filename", "x.ipynb"],
-        input=raw, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        input=raw, capture_output=True, text=True, cwd=tmp_path, timeout=HANG_TIMEOUT,
         env={"PYTHONPATH": str(REPO), "PATH": ""},
     )  # fmt: skip
     assert stdin.stdout.splitlines()[1].startswith("x.ipynb:cell 4:3:5: TS102"), stdin.stderr
@@ -165,7 +166,7 @@ def test_clean_run_says_so_and_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         (tmp_path / f"f{i:02}.py").write_text("import torch\nx = torch.load('a')\n" * 50)
     piped = subprocess.run(
         f"{sys.executable} -m torchstyle lint --isolated --no-cache . | head -1",
-        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=HANG_TIMEOUT,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert piped.stdout.startswith("f00.py:2:5: TS502") and piped.stdout.count("\n") == 1
