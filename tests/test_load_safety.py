@@ -51,9 +51,19 @@ def _names(node: ast.AST) -> set[str]:
 def wall_clock_verdicts(source: str) -> list[tuple[int, str]]:
     """Returns ``(line, why)`` for every place in ``source`` whose verdict rests on a duration."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    constants = {  # module-level NAME = number, so `timeout=WAIT` is judged by WAIT's value
+        t.id: value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and (value := _number(node.value)) is not None
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg in ("timeout", "deadline"):
             value = _number(node.value)
+            if isinstance(node.value, ast.Name):
+                value = constants.get(node.value.id)
             if node.arg == "deadline" and not (
                 isinstance(node.value, ast.Constant) and node.value.value is None
             ):
@@ -96,8 +106,16 @@ def test_no_verdict_rests_on_wall_clock_time(module):
         "t0 = time.perf_counter()\nwork()\nassert time.perf_counter() - t0 < 1.0",
         "@settings(deadline=200)\ndef test(): pass",
         "TIMEOUT = 300",
+        "WAIT = 120.0\nqueue.get(timeout=WAIT)",
     ],
-    ids=["short-timeout", "short-deadline", "timed-assert", "hypothesis-deadline", "constant"],
+    ids=[
+        "short-timeout",
+        "short-deadline",
+        "timed-assert",
+        "hypothesis-deadline",
+        "constant",
+        "named-constant",
+    ],
 )
 def test_the_scan_finds_each_kind_of_wall_clock_verdict(source):
     assert wall_clock_verdicts(source)
