@@ -401,7 +401,7 @@ class Sweep:
     ) -> None:
         require_optuna()
         self.spec = spec
-        self.dir = Path(sweep_dir)
+        self.dir = Path(sweep_dir).absolute()  # recorded in the study: other hosts read it
         self.trials = trials
         self.jobs = jobs
         self.workers = workers or Workers()
