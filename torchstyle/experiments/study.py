@@ -16,6 +16,7 @@ too), and every URL the tool shows or saves has its password masked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,10 +112,17 @@ def open_storage(url: str) -> Any:
         path = Path(url[len("journal:") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    from sqlalchemy import exc
+
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}
     try:
+        for attempt in range(7):
+            # Workers started together all create the schema; the losers see duplicates.
+            with contextlib.suppress(exc.IntegrityError, exc.ProgrammingError):
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            time.sleep(0.2 * (attempt + 1))
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except ImportError as e:
         raise UserError(
