@@ -262,6 +262,8 @@ def study_status(args: argparse.Namespace) -> str:
     if args.storage:
         url = resolve_url(args.storage)
     else:
+        if not (args.dir or args.config):
+            raise UserError("--status needs --storage URL (or the sweep's --config or --dir)")
         study = args.study or (spec and spec.study) or Path(args.config or "sweep").stem
         url = resolve_url(f"sqlite:///{_default_dir(args, study) / 'study.db'}")
         if not Path(url.split(":///", 1)[1]).is_file():
@@ -287,13 +289,13 @@ def study_status(args: argparse.Namespace) -> str:
 
 def format_sweep(result: Any, *, status: bool = False) -> str:
     """The table of trials, then the best trial's value, run folder and full command line."""
-    from torchstyle.experiments.study import REASON, RETRY_OF_USER, superseded
+    from torchstyle.experiments.study import REASON, RETRY_OF_USER, SURPLUS, superseded
     from torchstyle.experiments.sweep import command_line
 
     spec = result.spec
     rows = [("trial", "state", spec.metric, "params", "host", "run folder", "note")]
     for t in sorted(result.trials, key=lambda t: t.number):
-        if t.system_attrs.get("torchstyle:surplus"):
+        if t.system_attrs.get(SURPLUS):
             continue
         value = "-" if t.value is None else f"{t.value:.4f}"
         if t.state.name == "PRUNED" and t.intermediate_values:
@@ -312,7 +314,7 @@ def format_sweep(result: Any, *, status: bool = False) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     counted: dict[str, int] = {}
     for t in result.trials:
-        if not t.system_attrs.get("torchstyle:surplus"):
+        if not t.system_attrs.get(SURPLUS):
             key = "lost" if superseded(t) else t.state.name.lower()
             counted[key] = counted.get(key, 0) + 1
     lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counted.items())))
