@@ -261,7 +261,8 @@ def test_signals_at_start_up_and_mid_training_are_never_failures(tmp_path, stora
     env = _env()
     log = tmp_path / "sw" / "logs" / "trial-0000.log"
     sweep = _worker(tmp_path, *args, env=env)
-    _wait_for(log.is_file, sweep, "the trial never started")
+    # The trial process exists and is still importing: no checkpoint, no signal handler yet.
+    _wait_for(lambda: _children(sweep.pid), sweep, "the trial never started")
     sweep.send_signal(signal.SIGINT)
     _, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 130 and "fail" not in err, err
@@ -272,7 +273,7 @@ def test_signals_at_start_up_and_mid_training_are_never_failures(tmp_path, stora
     _, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 130 and "fail" not in err, err
 
-    proc = run_cli(*args, cwd=tmp_path, env=env)
+    proc = run_cli("sweep", *args, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     url = f"sqlite:///{tmp_path / 'sw' / 'study.db'}"
     if storage == "journal":
@@ -282,8 +283,15 @@ def test_signals_at_start_up_and_mid_training_are_never_failures(tmp_path, stora
     trials = optuna.load_study(study_name="sig", storage=url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"]
     assert "resumed after a stop: trial(s) 0" in proc.stdout
-    text = log.read_text()
-    assert "--resume" in text.splitlines()[-1] or "--resume" in text
+    starts = [line for line in log.read_text().splitlines() if line.startswith("$ ")]
+    assert len(starts) == 3 and "--overwrite" in starts[1] and "--resume" in starts[2], starts
+
+
+def _children(pid: int) -> list[str]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += task.read_text().split()
+    return found
 
 
 def test_a_trial_the_sweep_signalled_has_not_ended(tmp_path):
