@@ -14,7 +14,7 @@ other runs every trial to the end. Prints each one's wall time, trials pruned an
 validation accuracy, and the wall-time ratio.
 
 Usage: python bench/sweep.py [--trials 12] [--jobs 2] [--epochs 6]
-       python bench/sweep.py --workers 1,2 [--trials 12] [--epochs 2]
+       python bench/sweep.py --workers 1,2 [--trials 12] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--workers", metavar="N,M", help="compare worker counts on PostgreSQL")
     args = parser.parse_args()
     if args.workers:
-        args.epochs = args.epochs or 2
+        args.epochs = args.epochs or 1
         bench_workers(args)
         return
     args.epochs = args.epochs or 6

@@ -308,8 +308,7 @@ _TORCHRUN = "{python} -m torch.distributed.run --standalone --nproc-per-node {np
 # Run before the launcher's exec: it dies with this worker (Linux), so a killed worker leaves
 # no trial training that another worker would then run twice.
 _EXEC_DYING_WITH_PARENT = (
-    "import ctypes,os,sys\n"
-    "try: ctypes.CDLL(None).prctl(1, 9)\nexcept Exception: pass\n"
+    "import ctypes,os,sys; getattr(ctypes.CDLL(None), 'prctl', lambda *a: 0)(1, 9); "
     "os.execvp(sys.argv[1], sys.argv[1:])"
 )
 
