@@ -221,6 +221,8 @@ def run_sweep(args: argparse.Namespace) -> CommandOutput:
     jobs = _positive(args.jobs, "--jobs") if args.jobs is not None else spec.jobs
     study = args.study or spec.study or Path(args.config).stem
     sweep_dir = _default_dir(args, study)
+    if not (args.study or spec.study):  # a folder started under another name keeps it
+        study = _saved_study(sweep_dir) or study
     workers = _workers(args, study)
     launcher_check(workers)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -232,6 +234,10 @@ def run_sweep(args: argparse.Namespace) -> CommandOutput:
         if args.storage:  # masked: the password comes from the environment again
             again += ["--storage", mask(args.storage), "--study", study]
         again += ["--trials", str(trials), "--jobs", str(jobs)]
+        if args.nproc_per_trial > 1:
+            again += ["--nproc-per-trial", str(args.nproc_per_trial)]
+        if args.launcher:
+            again += ["--launcher", args.launcher]
         command = shlex.join(again)
         return CommandOutput(
             code=130,
@@ -239,6 +245,19 @@ def run_sweep(args: argparse.Namespace) -> CommandOutput:
             stderr=f"torchstyle sweep: interrupted; continue with: {command}\n",
         )
     return CommandOutput(stdout=text)
+
+
+def _saved_study(sweep_dir: Path) -> str | None:
+    import json
+
+    from torchstyle.experiments.trial import SPEC_FILE
+
+    try:
+        saved = json.loads((sweep_dir / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    name = saved.get("study") if isinstance(saved, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def launcher_check(workers: Any) -> None:
