@@ -136,6 +136,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--status", action="store_true", help="print the whole study's trials and exit"
     )
+    _add_worker_arguments(parser)
+
+
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of workers sharing a study: retries, heartbeats and multi-process trials."""
     parser.add_argument(
         "--max-retries",
         type=int,
