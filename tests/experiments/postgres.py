@@ -93,7 +93,7 @@ def server() -> Iterator[Server]:
     port = _free_port()
 
     def run(*cmd: str) -> None:
-        subprocess.run([*prefix, *cmd], check=True, capture_output=True, cwd=root, timeout=300)
+        subprocess.run([*prefix, *cmd], check=True, capture_output=True, cwd=root, timeout=1800)
 
     data = root / "data"
     run(str(bins / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(root / "pw"),

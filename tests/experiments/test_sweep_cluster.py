@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.experiments import postgres
 
 TINY = """
@@ -102,7 +102,7 @@ def test_three_workers_end_exactly_nine_trials_none_twice(tmp_path, pg):
     # The password is given in the environment: no worker's or trial's command line holds it.
     for p in procs:
         assert pg.password not in Path(f"/proc/{p.pid}/cmdline").read_text()
-    results = [p.communicate(timeout=1800) for p in procs]
+    results = [p.communicate(timeout=HANG_TIMEOUT) for p in procs]
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
 
@@ -129,7 +129,7 @@ def test_three_workers_end_exactly_nine_trials_none_twice(tmp_path, pg):
     assert all(r[1] == "complete" for r in rows) and "trials: 9 complete" in status.stdout
 
 
-def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 600) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = HANG_TIMEOUT) -> None:
     deadline = time.monotonic() + limit
     while not predicate():
         assert proc.poll() is None, proc.communicate()[1]
@@ -163,7 +163,7 @@ def test_a_worker_killed_mid_trial_is_taken_over_and_ends_once(tmp_path, pg):
     first.send_signal(signal.SIGKILL)
     folder = _running_past_epoch(tmp_path / "a") or next((tmp_path / "a" / "trials").iterdir())
     first.communicate()
-    out, err = second.communicate(timeout=1800)
+    out, err = second.communicate(timeout=HANG_TIMEOUT)
     assert second.returncode == 0, err
 
     trials = [t for t in _study(pg, "kill").trials if not superseded(t)]
@@ -264,13 +264,13 @@ def test_signals_at_start_up_and_mid_training_are_never_failures(tmp_path, stora
     # The trial process exists and is still importing: no checkpoint, no signal handler yet.
     _wait_for(lambda: _children(sweep.pid), sweep, "the trial never started")
     sweep.send_signal(signal.SIGINT)
-    _, err = sweep.communicate(timeout=600)
+    _, err = sweep.communicate(timeout=HANG_TIMEOUT)
     assert sweep.returncode == 130 and "fail" not in err, err
 
     sweep = _worker(tmp_path, *args, env=env)
     _wait_for(lambda: _running_past_epoch(tmp_path / "sw"), sweep, "no epoch ended")
     sweep.send_signal(signal.SIGTERM)
-    _, err = sweep.communicate(timeout=600)
+    _, err = sweep.communicate(timeout=HANG_TIMEOUT)
     assert sweep.returncode == 130 and "fail" not in err, err
 
     proc = run_cli("sweep", *args, cwd=tmp_path, env=env)
