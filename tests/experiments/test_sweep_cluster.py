@@ -346,3 +346,39 @@ def test_a_trial_of_two_processes_reports_from_rank_zero(tmp_path):
     assert "torch.distributed.run" in first and "--nproc-per-node 2" in first
     status = json.loads((tmp_path / "sw/trials/trial-0000/status.json").read_text())
     assert status["state"] == "finished"
+
+
+def test_storage_urls_passwords_and_masking(tmp_path, monkeypatch):
+    from torchstyle.errors import UserError
+    from torchstyle.experiments.study import ENV_PASSWORD, ENV_PASSWORD_FILE, mask, resolve_url
+
+    monkeypatch.delenv(ENV_PASSWORD, raising=False)
+    secret = tmp_path / "pw"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv(ENV_PASSWORD_FILE, str(secret))
+    url = resolve_url("postgresql://me@db:5432/sweeps")
+    assert url == "postgresql://me:from-a-file@db:5432/sweeps"
+    assert mask(url) == "postgresql://me:***@db:5432/sweeps"
+    monkeypatch.setenv(ENV_PASSWORD, "from-env")
+    assert resolve_url("postgresql://me@db/sweeps") == "postgresql://me:from-env@db/sweeps"
+    # A password already in the URL wins; SQLite paths and journal files become absolute.
+    assert resolve_url("mysql://me:given@db/s") == "mysql://me:given@db/s"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_url("sqlite:///s.db") == f"sqlite:///{tmp_path / 's.db'}"
+    assert resolve_url("journal:j/s.log") == f"journal:{tmp_path / 'j' / 's.log'}"
+    with pytest.raises(UserError, match="give a database URL"):
+        resolve_url("redis://me:pw@host/0")
+    monkeypatch.delenv(ENV_PASSWORD)
+    monkeypatch.setenv(ENV_PASSWORD_FILE, str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="cannot read it"):
+        resolve_url("postgresql://me@db/sweeps")
+
+
+def test_the_first_difference_between_two_searches():
+    from torchstyle.experiments.study import first_difference
+
+    saved = {"space": {"lr": {"low": 0.1, "high": 1.0}}, "metric": "accuracy"}
+    assert first_difference(saved, saved) is None
+    changed = {"space": {"lr": {"low": 0.2, "high": 1.0}}, "metric": "accuracy"}
+    assert first_difference(saved, changed) == "space.lr.low is 0.1 there, 0.2 here"
+    assert first_difference(saved, {**saved, "seed": 1}) == "seed is new here"
