@@ -1,11 +1,14 @@
 """The trial side of a sweep: a ``torchstyle train`` process reporting to the sweep's study.
 
-The sweep starts each trial as an ordinary ``torchstyle train`` subprocess with two
-environment variables: ``TORCHSTYLE_SWEEP_DIR`` (the sweep folder, whose ``sweep.json`` names
-the SQLite study, the metric and the pruner) and ``TORCHSTYLE_SWEEP_TRIAL`` (the trial number).
-:class:`SweepReporter` reports the validation metric after every evaluation, stops the run
-when the pruner says so, and keeps ``sweep_trial.json`` in the run folder: the best value so
-far and whether the trial was pruned. The sweep reads that file when the process ends.
+The sweep starts each trial as an ordinary ``torchstyle train`` subprocess (or a torchrun job)
+with environment variables: ``TORCHSTYLE_SWEEP_DIR`` (the worker's run root, whose
+``sweep.json`` names the study, the metric and the pruner), ``TORCHSTYLE_SWEEP_TRIAL`` (the
+trial number) and ``TORCHSTYLE_SWEEP_STORAGE`` (the study's URL: the environment, since a
+password must not show in ``ps``). :class:`SweepReporter` reports the validation metric after
+every evaluation, stops the run when the pruner says so, and keeps ``sweep_trial.json`` in the
+run folder: the best value so far and whether the trial was pruned. Under torchrun only rank 0
+talks to the study; it hands the pruner's answer to the other ranks. The sweep reads that file
+when the process ends.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 ENV_DIR = "TORCHSTYLE_SWEEP_DIR"
 ENV_TRIAL = "TORCHSTYLE_SWEEP_TRIAL"
 ENV_PARENT = "TORCHSTYLE_SWEEP_PARENT"
+ENV_STORAGE = "TORCHSTYLE_SWEEP_STORAGE"
 SPEC_FILE = "sweep.json"
 TRIAL_FILE = "sweep_trial.json"
 PRUNED = "pruned by the sweep"
@@ -66,10 +70,10 @@ def study_url(sweep_dir: Path) -> str:
 
 
 def storage(url: str) -> Any:
-    """Optuna's RDB storage, waiting (not failing) while another process writes the SQLite file."""
-    import optuna
+    """Optuna's storage for ``url`` (a SQLite file waits for a busy writer, not fails)."""
+    from torchstyle.experiments.study import open_storage
 
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    return open_storage(url)
 
 
 def build_pruner(spec: dict[str, Any]) -> Any:
@@ -91,11 +95,12 @@ def build_pruner(spec: dict[str, Any]) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ends this process when the sweep that started it dies, even by SIGKILL (Linux).
+def _die_with_parent() -> None:
+    """Ends this process when its parent (the sweep, or torchrun) dies, even by SIGKILL (Linux).
 
     Without it a killed sweep leaves trials training, and the rerun would resume them twice.
     """
+    parent = os.getppid()
     try:
         import ctypes
 
@@ -131,22 +136,19 @@ class SweepReporter(Callback):
         self.reported: set[int] = set()
         self.state: dict[str, Any] = {"number": number, "value": None, "epoch": None}
         if os.environ.get(ENV_PARENT):
-            _die_with_parent(int(os.environ[ENV_PARENT]))
+            _die_with_parent()
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Connects to the study; a resumed trial keeps its best value and reported epochs."""
         import optuna
 
-        from torchstyle.experiments.status import world_size
-
-        if world_size(trainer) > 1:
-            raise UserError(
-                "a sweep trial trains in one process; drop --strategy ddp (or torchrun) from the sweep"
-            )
+        if not trainer.strategy.is_main:
+            return
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        url = os.environ.get(ENV_STORAGE) or study_url(self.sweep_dir)
         study = optuna.load_study(
             study_name=self.spec["study"],
-            storage=storage(study_url(self.sweep_dir)),
+            storage=storage(url),
             pruner=build_pruner(self.spec.get("pruner", {})),
         )
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(
@@ -168,9 +170,17 @@ class SweepReporter(Callback):
                 "set metric in the sweep config to one of them"
             )
         key, value = found
-        step = epoch + 1
+        pruned = self.trial is not None and self._report(trainer, key, value, epoch + 1)
+        if _agreed(trainer, pruned):
+            self.state["pruned"] = True
+            trainer.request_stop(f"{PRUNED} at epoch {epoch + 1}")
+        if self.trial is not None:
+            self._save(trainer)
+
+    def _report(self, trainer: Trainer, key: str, value: float, step: int) -> bool:
+        """Rank 0: records and reports the value; whether the pruner stops the trial."""
         if not math.isfinite(value):
-            return
+            return False
         best = self.state.get("value")
         if best is None or (value > best if self.maximize else value < best):
             self.state.update(value=value, epoch=step)
@@ -178,16 +188,26 @@ class SweepReporter(Callback):
         if step not in self.reported:
             self.trial.report(value, step)
             self.reported.add(step)
-        if self.trial.should_prune():
-            self.state["pruned"] = True
-            trainer.request_stop(f"{PRUNED} at epoch {step}")
-        self._save(trainer)
+        return bool(self.trial.should_prune())
 
     def _save(self, trainer: Trainer) -> None:
         path = trainer.run_dir / TRIAL_FILE
         tmp = path.with_name(f".{TRIAL_FILE}.tmp")
         tmp.write_text(json.dumps(self.state, indent=1) + "\n")
         os.replace(tmp, path)
+
+
+def _agreed(trainer: Trainer, pruned: bool) -> bool:
+    """Rank 0's answer, given to every rank of a multi-process trial (all stop together)."""
+    from torchstyle.experiments.status import world_size
+
+    if world_size(trainer) == 1:
+        return pruned
+    import torch.distributed as dist
+
+    answer = [pruned]
+    dist.broadcast_object_list(answer, src=0)
+    return bool(answer[0])
 
 
 def reporter_from_env() -> SweepReporter | None:
