@@ -77,7 +77,10 @@ def wall_clock_verdicts(source: str) -> list[tuple[int, str]]:
             and value < HANG_TIMEOUT
         ):
             found.append((node.lineno, f"a timeout constant of {value:g} s: use HANG_TIMEOUT"))
-        elif isinstance(node, ast.BinOp) and _reads_clock(node.left):
+        # now + N is a deadline (now - N, a moment in the past, is not)
+        elif (
+            isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and _reads_clock(node.left)
+        ):
             value = _number(node.right)
             if value is not None and value < HANG_TIMEOUT:
                 found.append((node.lineno, f"a deadline of {value:g} s: use HANG_TIMEOUT"))
@@ -130,6 +133,10 @@ def test_the_scan_passes_a_wait_with_a_hang_guard():
         "subprocess.run(cmd, timeout=HANG_TIMEOUT)\n"
     )
     assert wall_clock_verdicts(source) == []
+
+
+def test_the_scan_passes_a_moment_in_the_past():
+    assert wall_clock_verdicts("set_heartbeat(time.time() - 60)") == []
 
 
 def test_property_tests_have_no_deadline():
