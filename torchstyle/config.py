@@ -136,6 +136,10 @@ class TrainConfig:
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
     )
+    channels: int | None = _opt(
+        None,
+        "convert every image to 1 (grayscale) or 3 (RGB) channels (default: decided from the images)",
+    )
     download: bool = _opt(False, "allow downloading a missing named dataset (cifar10)")
     skip_bad_images: bool = _opt(False, "skip unreadable images (counted) instead of stopping")
 
@@ -247,6 +251,8 @@ class TrainConfig:
                 not isinstance(value, int) or value < (0 if name == "workers" else 1)
             ):
                 raise UserError(f"--{_flag(name)} is out of range: {value!r}")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
         if not 0 <= self.save_every_minutes < float("inf"):
             raise UserError(
                 f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"

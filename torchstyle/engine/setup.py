@@ -60,6 +60,7 @@ def build_data_and_model(
             name=cfg.data or building.default_data(cfg, model),
             data_dir=cfg.data_dir,
             image_size=cfg.image_size or model_size,
+            channels=cfg.channels,
             skip_bad_images=cfg.skip_bad_images,
             download=cfg.download,
             seed=cfg.seed,
