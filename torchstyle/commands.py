@@ -45,19 +45,15 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     cfg = config_from_args(args, _resume_base(args))
     _setup_logging()
     from torchstyle.engine.trainer import Trainer
-    from torchstyle.experiments.callbacks import record_exit, train_callbacks
+    from torchstyle.experiments.callbacks import train_callbacks
 
     trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
     strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
-    try:
+    try:  # how the run ended reaches status.json through the engine's on_exception
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
-        record_exit(trainer, e)
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
-    except BaseException as e:  # status.json records how the run ended, then the error goes on
-        record_exit(trainer, e)
-        raise
     # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
     strategy.teardown()

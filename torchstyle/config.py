@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from torchstyle.choices import AMP_MODES, OPTIMIZERS, SCHEDULERS, STRATEGIES
 from torchstyle.errors import UserError
 
 NAN_POLICIES = ("stop", "skip")
@@ -23,29 +24,22 @@ DECODERS = ("cpu", "gpu")
 TRACKERS = ("none", "mlflow")  # torchstyle.experiments.tracking.TRACKERS
 
 
-# Choices that are the keys of a registry are read from it when asked for (imported then,
-# so that building the `lint` and `new` commands never imports torch).
+# Choices of the engine's tables are plain names (``choices.py``); the ones that are the keys
+# of a registry are read from it when asked for (imported then, so that building the `lint`
+# and `new` commands never imports torch).
 def _optimizers() -> list[str]:
-    from torchstyle.models.base import OPTIMIZERS
-
     return list(OPTIMIZERS)
 
 
 def _schedulers() -> list[str]:
-    from torchstyle.engine.schedulers import SCHEDULERS
-
     return ["none", *SCHEDULERS]
 
 
 def _amp_modes() -> list[str]:
-    from torchstyle.engine.strategies import AMP_DTYPES
-
-    return list(AMP_DTYPES)
+    return list(AMP_MODES)
 
 
 def _strategies() -> list[str]:
-    from torchstyle.engine.strategies import STRATEGIES
-
     return ["auto", *STRATEGIES]
 
 

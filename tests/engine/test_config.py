@@ -44,6 +44,15 @@ def test_flag_choices_are_the_registry(dest, registry):
         bad.validate()
 
 
+def test_the_engine_tables_are_keyed_by_the_choices():
+    import torchstyle.choices as choices
+
+    assert tuple(OPTIMIZERS) == choices.OPTIMIZERS
+    assert tuple(SCHEDULERS) == choices.SCHEDULERS
+    assert tuple(STRATEGIES) == choices.STRATEGIES
+    assert tuple(AMP_DTYPES) == choices.AMP_MODES
+
+
 def test_model_help_lists_every_registered_model():
     help_text = _train_actions()["model"].help
     for name in list_models():

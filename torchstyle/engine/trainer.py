@@ -31,13 +31,7 @@ from torch import Tensor
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
 from torchstyle.engine import building, resume_policy, runs, setup
-from torchstyle.engine.callbacks import (
-    Callback,
-    Checkpointing,
-    EarlyStopping,
-    Hooks,
-    LearningRateLogger,
-)
+from torchstyle.engine.callbacks import Callback, EarlyStopping, Hooks, LearningRateLogger
 from torchstyle.engine.checkpoint import (
     CheckpointManager,
     SaveSchedule,
@@ -126,7 +120,7 @@ class Trainer:
         self._build(model, data, model_record, resume_state)
 
         early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
-        self.hooks = Hooks([LearningRateLogger(), Checkpointing(), *early, *callbacks])
+        self.hooks = Hooks([LearningRateLogger(), *early, *callbacks])
         self.position = Position()
         self.metrics: dict[str, float] = {}  # the latest evaluation's
         self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
@@ -141,7 +135,6 @@ class Trainer:
         )
         self._lock: RunLock | None = None
         self._interrupt: int | None = None
-        self._is_best = False
         self._pbar: Any = None
         self._last_train_loss: float | None = None
 
@@ -217,49 +210,63 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Runs the remaining epochs; returns the summary of the run."""
-        cfg, pos = self.cfg, self.position
-        self._start()  # joins the processes, wraps the step, opens the run folder
-        with self._run_folder_held(), self._signals_handled():
-            self.hooks.on_train_start(self)
-            while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
-                self.model.train()
-                self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
-                self.hooks.on_epoch_start(self, pos.epoch)
-                for micro_batches in self._batch_groups(self._progress(pos.epoch)):
-                    self._train_step(micro_batches)  # forward, backward, step: every phase
-                    pos.n_iter += 1
-                    pos.batch += len(micro_batches)
-                    self.hooks.on_step_end(self, pos.n_iter)
-                    log_step = pos.n_iter % cfg.log_every == 0
-                    if log_step:
-                        self._log_training()
-                    self._stop_if_signalled(at_sync_point=log_step, save=True)
-                    self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
-                    if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
-                        self.request_stop(f"reached --max-steps {cfg.max_steps}")
-                    if self.should_stop:  # --max-steps, or a callback asked
-                        break
-                self._log_training()  # the epoch's tail, and a NaN check before saving
-                if pos.batch < self.train_sampler.batches_per_epoch():
-                    self.save_checkpoint(epoch_end=None)  # stopped mid-epoch: resumable here
-                    break
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-                if (cfg.eval_every and pos.epoch % cfg.eval_every == 0) or pos.epoch == cfg.epochs:
-                    self._evaluate_and_log(pos.epoch - 1)
-                self.hooks.on_epoch_end(self, pos.epoch - 1)  # writes the epoch's checkpoint
-                self._stop_if_signalled(at_sync_point=True, save=False)
-                if self.should_stop:  # early stopping, or a callback asked
-                    break
-            if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
-                self._evaluate_and_log(max(pos.epoch - 1, 0))
-                if self._is_best and pos.n_iter:  # the summary's best must exist on disk
-                    self.save_checkpoint(epoch_end=None)
-            if self.eval_split == "val" and self.data.test is not None:
-                self._final_test()  # once, on best.pt: the figure to report
-            self.hooks.on_train_end(self)
+        """Runs the remaining epochs; returns the summary of the run.
+
+        However training ends, the callbacks hear it: ``on_train_end``, or ``on_exception``
+        (``status.json``, trackers) before the error goes on to the caller.
+        """
+        try:
+            self._start()  # joins the processes, wraps the step, opens the run folder
+            with self._run_folder_held(), self._signals_handled():
+                self._loop()
+        except BaseException as e:
+            self.hooks.on_exception(self, e)
+            raise
         self.logger.close()
         return self._result()
+
+    def _loop(self) -> None:
+        """The epochs, their steps, evaluations and checkpoints."""
+        cfg, pos = self.cfg, self.position
+        self.hooks.on_train_start(self)
+        while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
+            self.model.train()
+            self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
+            self.hooks.on_epoch_start(self, pos.epoch)
+            for micro_batches in self._batch_groups(self._progress(pos.epoch)):
+                self._train_step(micro_batches)  # forward, backward, step: every phase
+                pos.n_iter += 1
+                pos.batch += len(micro_batches)
+                self.hooks.on_step_end(self, pos.n_iter)
+                log_step = pos.n_iter % cfg.log_every == 0
+                if log_step:
+                    self._log_training()
+                self._stop_if_signalled(at_sync_point=log_step, save=True)
+                self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
+                if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
+                    self.request_stop(f"reached --max-steps {cfg.max_steps}")
+                if self.should_stop:  # --max-steps, or a callback asked
+                    break
+            self._log_training()  # the epoch's tail, and a NaN check before saving
+            if pos.batch < self.train_sampler.batches_per_epoch():
+                self.save_checkpoint(epoch_end=None)  # stopped mid-epoch: resumable here
+                break
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+            best = False
+            if (cfg.eval_every and pos.epoch % cfg.eval_every == 0) or pos.epoch == cfg.epochs:
+                best = self._evaluate_and_log(pos.epoch - 1)
+            self.save_checkpoint(epoch_end=pos.epoch, is_best=best)  # latest, epoch, best
+            self.hooks.on_epoch_end(self, pos.epoch - 1)
+            self._stop_if_signalled(at_sync_point=True, save=False)
+            if self.should_stop:  # early stopping, or a callback asked
+                break
+        if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
+            best = self._evaluate_and_log(max(pos.epoch - 1, 0))
+            if best and pos.n_iter:  # the summary's best must exist on disk
+                self.save_checkpoint(epoch_end=None, is_best=True)
+        if self.eval_split == "val" and self.data.test is not None:
+            self._final_test()  # once, on best.pt: the figure to report
+        self.hooks.on_train_end(self)
 
     def _train_step(self, micro_batches: list[Any]) -> None:
         """One optimizer step per phase over ``micro_batches`` (gradient accumulation).
@@ -378,7 +385,8 @@ class Trainer:
                 self.position.n_iter, f"{split}/{name}", image[None] * 2 - 1, path
             )
 
-    def _evaluate_and_log(self, epoch: int) -> None:
+    def _evaluate_and_log(self, epoch: int) -> bool:
+        """Evaluates, logs, steps a plateau schedule; returns whether this is the best yet."""
         self.hooks.on_evaluation_start(self, epoch)
         with self.strategy.full_weights():  # each process runs its share on its own
             metrics = self.evaluate()
@@ -401,9 +409,10 @@ class Trainer:
             ", ".join(f"{self.eval_split} {k} {v:.4f}" for k, v in overall.items()),
         )
         value, mode = self._monitored(metrics)
-        self._is_best = self.position.record_evaluation(epoch + 1, value, mode)
+        is_best = self.position.record_evaluation(epoch + 1, value, mode)
         step_on_metric(self.schedulers, value, mode)
         self.hooks.on_evaluation_end(self, epoch, metrics)
+        return is_best
 
     def _monitored(self, metrics: dict[str, float]) -> tuple[float | None, str | None]:
         """The monitored metric's value and mode (None, None when the model monitors none)."""
@@ -531,8 +540,13 @@ class Trainer:
             "callbacks": self.hooks.state_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
-        """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
+    def save_checkpoint(
+        self, *, epoch_end: int | None, is_best: bool = False, background: bool = False
+    ) -> None:
+        """Saves the current state; the trainer is the one place that writes checkpoints.
+
+        ``epoch_end``: the epoch just finished, or None mid-epoch. ``is_best``: the evaluation
+        just before this save was the best so far (the state is also ``best.pt``).
 
         Every process calls it (their RNG states are gathered); only the main one writes. With
         ``background`` (the periodic mid-epoch saves) the state is copied to host memory and
@@ -545,7 +559,6 @@ class Trainer:
         self._save_schedule.saved()
         if not self.strategy.is_main:
             return
-        is_best = self._is_best  # set by the evaluation just before this save
         state = self.state_dict(rng_states, weights)
         if self._lock is not None and self._lock.folder_lost():
             runs.recover_lost_folder(self.cfg, self.run_dir, self.checkpoints, state)
@@ -557,7 +570,6 @@ class Trainer:
         )
         if sharded:
             self.strategy.checkpoint_saved(self.checkpoints.directory)
-        self._is_best = False
 
     def _check_run_folder(self) -> None:
         """A run folder deleted or moved away under the run: it is recreated with its config
