@@ -133,29 +133,10 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def format_summary(result: Any) -> str:
-    """The few lines printed at the end of training."""
-    lines = [
-        f"done: {result.epochs} epochs, {result.steps} steps"
-        + (f" ({result.stop_reason})" if result.stop_reason else "")
-    ]
-    for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
-        overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
-        if overall:
-            lines.append(
-                f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
-            )
-    # A best is named only with its checkpoint on disk (an untrained model has none).
-    if result.best_metric and result.best_value is not None and result.best_checkpoint:
-        lines.append(
-            f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
-        )
-    lines.append(f"run folder:      {result.run_dir}")
-    if result.best_checkpoint is not None:
-        lines.append(f"best checkpoint: {result.best_checkpoint}")
-    quoted = shlex.quote(str(result.run_dir))
-    lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
-    lines.append(f"evaluate again:  torchstyle test {quoted}")
-    return "\n".join(lines)
+    """The few lines printed at the end of training (as ``torchstyle.fit`` shows them)."""
+    from torchstyle.engine.summary import result_lines
+
+    return "\n".join(result_lines(result))
 
 
 # ---------------------------------------------------------------------------------- test

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstyle.config import TrainConfig
+from torchstyle.engine.programs import replayable, resume_refusal
 from torchstyle.engine.weights import freeze, load_weights
 from torchstyle.models.base import TorchstyleModel
 from torchstyle.models.loading import (
@@ -79,6 +80,8 @@ def prepare_model(
         build = ModelBuild(model, rec)
     elif resume_state is not None and isinstance(resume_state.get("model", {}).get("source"), dict):
         rec = resume_state["model"]["source"]
+        if not replayable(rec):
+            raise resume_refusal(rec, run_dir)
         build = ModelBuild(rebuild_for_run(resume_state["model"], spec, run_dir), rec)
     else:
         build = build_for_data(cfg.model, cfg.model_args, spec)

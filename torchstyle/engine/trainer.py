@@ -43,6 +43,7 @@ from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
 from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.position import Position
+from torchstyle.engine.programs import keep_program, replayable, resume_refusal
 from torchstyle.engine.reproducibility import (
     capture_rng_state,
     configure_backends,
@@ -148,6 +149,9 @@ class Trainer:
         self.run_dir = self.plan.run_dir
         resume_state = runs.load_resume_state(self.plan, self.strategy.device)
         self._changes = None
+        record = (resume_state or {}).get("model", {}).get("source")
+        if model is None and isinstance(record, dict) and not replayable(record):
+            raise resume_refusal(record, self.run_dir)  # before the name is read as a --model
         if resume_state is not None:
             model_cls = type(model) if model is not None else building.model_class(cfg.model)
             self._changes = runs.check_resume(
@@ -700,6 +704,9 @@ class Trainer:
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
             for line in startup_lines(self._describe()):
                 log.info("%s", line)
+            self.model_record = keep_program(
+                self.model, self.model_record, self.data.train, self.run_dir
+            )
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
         self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
