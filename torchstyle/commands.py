@@ -161,24 +161,28 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_test(args: argparse.Namespace) -> CommandOutput:
-    """Evaluates a run's checkpoint on the test split and prints the metrics."""
-    from torchstyle.data import (
-        DataOptions,
-        DevicePrefetcher,
-        EpochBatchSampler,
-        build_data,
-        make_loader,
-    )
+    """Evaluates a run's checkpoint on the test split and prints the metrics.
+
+    The split is batched and evaluated by the engine's own code (``setup.build_batches``,
+    ``evaluation.evaluate_split``, the model's metrics), as training evaluated it.
+    """
+    from torchstyle.data import DataOptions, build_data
     from torchstyle.data.checks import check_data_fits_run
-    from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
+    from torchstyle.engine.evaluation import (
+        checkpoint_path,
+        evaluate_split,
+        load_run_model,
+        run_spec,
+    )
     from torchstyle.engine.metrics import EvaluationMetrics, format_table
-    from torchstyle.engine.strategies import resolve_device
+    from torchstyle.engine.setup import BatchSettings, build_batches
+    from torchstyle.engine.strategies import SingleDeviceStrategy
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    device = resolve_device(args.device)
+    strategy = SingleDeviceStrategy.create(args.device, amp="off")
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device, run_dir=Path(args.run))
+    model, state = load_run_model(path, strategy.device, run_dir=Path(args.run))
     cfg = state["config"]
     spec = run_spec(state)
     if cfg["data"] == "python" and not args.data:
@@ -201,11 +205,13 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         )
     )
     check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
+    settings = BatchSettings(data=args.data or cfg["data"], batch_size=args.batch_size, workers=0)
+    sampler, batches = build_batches(data.test, settings, strategy, train=False)
+    sampler.set_epoch(0)
+    metrics = evaluate_split(
+        strategy, model, batches, EvaluationMetrics.for_model(model, spec, strategy.device)
+    )
     n_test = _num_samples(data.test)
-    sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
-    loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    extra = EvaluationMetrics.for_model(model, spec, device)
-    metrics = evaluate(model, loader, device, metrics=extra)
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"

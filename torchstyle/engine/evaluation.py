@@ -13,6 +13,7 @@ from torch import Tensor
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
 from torchstyle.engine.programs import load_program, replayable
+from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
 from torchstyle.models.loading import rebuild_for_run
@@ -77,6 +78,26 @@ def evaluate(
         for name, value in metrics.compute().items():
             averages.setdefault(name, value)  # the float64 averages are exact; keep them
     return averages
+
+
+def evaluate_split(
+    strategy: Strategy,
+    model: TorchstyleModel,
+    batches: Iterable[Any],
+    metrics: EvaluationMetrics | None,
+) -> dict[str, float]:
+    """A split's metrics as the engine computes them, under ``strategy`` (every process its
+    shard, reduced across them); ``Trainer`` and ``torchstyle test`` both call it."""
+    strategy.agree_buffers(model)
+    return evaluate(
+        model,
+        batches,
+        strategy.device,
+        autocast=strategy.autocast,
+        reduce_sum=strategy.all_reduce,
+        gather_objects=strategy.gather_objects,
+        metrics=metrics,
+    )
 
 
 def _global_means(
