@@ -72,6 +72,22 @@ def test_fit_shows_what_train_shows_and_writes_the_same_run_folder(tmp_path, cap
     assert capsys.readouterr().out == ""  # verbose=False: nothing but warnings
 
 
+def _sequential() -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+
+def test_a_fit_run_of_a_module_instance_resumes_from_python(tmp_path):
+    """As docs/training.md says: fit again with a fresh module and resume=RUN."""
+    run = str(tmp_path / "run")
+    common = {"batch_size": 16, "verbose": False}
+    first = torchstyle.fit(_sequential(), _data(), _data(24), epochs=1, run_dir=run, **common)
+    assert first.epochs == 1 and (tmp_path / "run" / "model.pt2").is_file()
+    again = torchstyle.fit(_sequential(), _data(), _data(24), epochs=2, resume=run, **common)
+    assert again.epochs == 2 and again.steps == 2 * first.steps
+    history = (tmp_path / "run" / "resume_history.jsonl").read_text()
+    assert history.strip()
+
+
 def test_fit_names_the_cause_of_inputs_it_cannot_take(tmp_path):
     data = _data()
     with pytest.raises(UserError, match=r"train_data is a DataLoader; .*\(train_data.dataset\)"):
