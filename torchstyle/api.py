@@ -52,9 +52,8 @@ def fit(
             the labels).
         class_names: Class names in label order (default: ``train_data.classes``).
         callbacks: Extra engine callbacks.
-        verbose: Show the start-up summary, one line per epoch and the final summary (on
-            stdout, with no ``logging`` set-up needed); False shows warnings only and no
-            progress bar.
+        verbose: Show the start-up summary, epoch lines and final summary on stdout (no
+            ``logging`` set-up needed); False: warnings only, no progress bar.
         **settings: Any ``torchstyle train`` setting by its field name (``epochs=3``,
             ``batch_size=32``, ``lr=1e-3``, ``run_dir="runs/a"``, ``resume="runs/a"``,
             ``overwrite=True``).

@@ -161,11 +161,8 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_test(args: argparse.Namespace) -> CommandOutput:
-    """Evaluates a run's checkpoint on the test split and prints the metrics.
-
-    The split is batched and evaluated by the engine's own code (``setup.build_batches``,
-    ``evaluation.evaluate_split``, the model's metrics), as training evaluated it.
-    """
+    """Evaluates a run's checkpoint on the test split with the engine's own batches and
+    evaluation (``setup.build_batches``, ``evaluation.evaluate_split``); prints the metrics."""
     from torchstyle.data import DataOptions, build_data
     from torchstyle.data.checks import check_data_fits_run
     from torchstyle.engine.evaluation import (
@@ -211,7 +208,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     metrics = evaluate_split(
         strategy, model, batches, EvaluationMetrics.for_model(model, spec, strategy.device)
     )
-    n_test = _num_samples(data.test)
+    n_test = len(data.test)  # type: ignore[arg-type]  # every data source gives a sized split
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"
@@ -221,11 +218,6 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     ]
     lines.append(format_table(metrics, prefix="test "))
     return CommandOutput(stdout="\n".join(lines) + "\n")
-
-
-def _num_samples(dataset: Any) -> int:
-    """Samples in a split (every data source gives a sized dataset)."""
-    return len(dataset)
 
 
 # ---------------------------------------------------------------------------------- predict

@@ -34,7 +34,7 @@ from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
 from torchstyle.models.loading import ModelBuild, build_for_data
-from torchstyle.models.sources import ModelSource, parse_model_spec
+from torchstyle.models.sources import ModelSource
 
 
 def build_data_and_model(
@@ -54,10 +54,9 @@ def build_data_and_model(
     and folder layout it wants. The model then takes ``--weights`` and ``--freeze``; a
     resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
     ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
-    ``source`` is ``--model`` as the run's builder parsed it (None for a given model).
+    ``source`` is ``--model`` as the run's builder parsed it (None for a given model): this
+    module never parses ``--model`` itself.
     """
-    if model is None and source is None:
-        source = parse_model_spec(cfg.model)
     model_size, layout = building.model_preferences(source, model)
     if device is not None and cfg.image_size:
         memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
