@@ -283,10 +283,13 @@ class TrainConfig:
 
     def save(self, run_dir: Path) -> None:
         """Writes the guide's ``config.txt`` (the parsed namespace) and ``config.json``."""
-        (run_dir / "config.txt").write_text(str(argparse.Namespace(**self.to_dict())) + "\n")
-        (run_dir / "config.json").write_text(
-            json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        )
+        from torchstyle import writes
+
+        fix = "or pass another --run-dir"
+        namespace = str(argparse.Namespace(**self.to_dict())) + "\n"
+        writes.atomic_write_text(run_dir / "config.txt", namespace, fix=fix)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        writes.atomic_write_text(run_dir / "config.json", text, fix=fix)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -13,8 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.output import CommandOutput
+
+_FIX = "or pass --output PATH on a writable disk"
 
 FORMATS = ("safetensors", "pt2")
 # Marks a safetensors file written by this command.
@@ -85,7 +88,7 @@ def export_run(
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     net = unwrap(model).eval()
     spec = run_spec(state)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    writes.make_dirs(output.parent, fix=_FIX)
     if fmt == "safetensors":
         _save_safetensors(net, output, state, spec.to_dict())
     else:
@@ -94,7 +97,7 @@ def export_run(
 
 
 def _save_safetensors(net: Any, output: Path, state: dict[str, Any], spec: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     # Clones: tensors that share storage (tied weights) must be separate in the file.
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
@@ -106,9 +109,8 @@ def _save_safetensors(net: Any, output: Path, state: dict[str, Any], spec: dict[
         "spec": json.dumps(spec),
         "epoch": str(state.get("epoch", "")),
     }
-    tmp = output.with_name(f".{output.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(output)
+    data = save(tensors, metadata=metadata)
+    writes.atomic_write(output, lambda f: f.write(data), fix=_FIX)
 
 
 def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -> None:
@@ -123,9 +125,7 @@ def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -
             f"torch.export cannot trace {name}.forward on ({channels}, {size}, {size}) images: "
             f"{first}; export --format safetensors instead"
         ) from None
-    tmp = output.with_name(f".{output.name}.tmp")
-    torch.export.save(program, str(tmp))
-    tmp.replace(output)
+    writes.atomic_write(output, lambda f: torch.export.save(program, f), fix=_FIX)
 
 
 def read_export_metadata(path: Path) -> dict[str, Any]:

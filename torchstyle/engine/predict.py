@@ -26,10 +26,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
 from torchstyle.output import CommandOutput
 from torchstyle.spec import DataSpec
+
+_FIX = "or pass --output DIR on a writable disk"
 
 # Images the sample grid of `generate` puts in one row.
 GRID_ROW = 8
@@ -182,7 +185,11 @@ def save_images(images: Tensor, paths: list[Path]) -> None:
     from torchvision.utils import save_image
 
     for img, path in zip(images, paths, strict=True):
-        save_image(((img.float().cpu() + 1) / 2).clamp(0, 1), path)
+        _save_png(save_image, ((img.float().cpu() + 1) / 2).clamp(0, 1), path)
+
+
+def _save_png(save_image: Any, pixels: Tensor, path: Path) -> None:
+    writes.atomic_write(path, lambda f: save_image(pixels, f, format="png"), fix=_FIX)
 
 
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -262,13 +269,13 @@ class Generate(Predictor):
             for c in _batches(list(range(num)), args.batch_size)
         ]
         images = torch.cat(chunks).float().cpu()  # (N, C, H, W) in [-1, 1]
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(folder, fix=_FIX)
         if files:
             save_images(images, files)
         lines = [f"{num} samples (seed {seed}) in {folder}"]
         if save != "files":
             grid = make_grid(images, nrow=GRID_ROW, normalize=True, value_range=(-1, 1))
-            save_image(grid, grid_path)
+            writes.atomic_write(grid_path, lambda f: save_image(grid, f, format="png"), fix=_FIX)
             lines.append(f"grid: {grid_path}")
         return CommandOutput(stdout="\n".join(lines) + "\n")
 
@@ -295,7 +302,7 @@ class Translate(Predictor):
         with torch.no_grad():
             for chunk in _batches(list(inputs), args.batch_size):
                 outputs.append(model.translate(torch.stack(chunk).to(device)).cpu())
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(folder, fix=_FIX)
         save_images(torch.cat(outputs), targets)
         lines = [f"{src}\t{dst}" for src, dst in zip(files, targets, strict=True)]
         if any(pairs):

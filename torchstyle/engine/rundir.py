@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 
 MARKER = ".torchstyle-run"
@@ -193,18 +193,12 @@ def write_marker(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half a file.
+
+    Raises:
+        WriteError: The write failed; ``path`` is untouched.
+    """
+    writes.atomic_write_text(path, text)
 
 
 def _now() -> str:
@@ -231,7 +225,7 @@ class RunLock:
         """
         import fcntl
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(self.run_dir, fix="or pass another --run-dir")
         path = self.run_dir / LOCK
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
@@ -292,10 +286,7 @@ def read_holder(run_dir: Path) -> str:
 def append_history(run_dir: Path, record: dict[str, Any]) -> None:
     """Appends one resume to ``resume_history.jsonl`` (fsynced: it is the run's record)."""
     line = json.dumps({"time": _now(), **record}, sort_keys=True, default=str) + "\n"
-    with open(run_dir / HISTORY, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    writes.append_text(run_dir / HISTORY, line, sync=True)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchstyle import writes
 from torchstyle.config import TrainConfig
 from torchstyle.data import (
     DataBundle,
@@ -181,4 +182,6 @@ def write_data_info(run_dir: Path, info: dict[str, Any] | None) -> None:
     split's origin, channels and size decisions, a corpus's split by file)."""
     if info:
         text = json.dumps(info, indent=2, sort_keys=True, default=str)
-        (run_dir / "data.json").write_text(text + "\n")
+        writes.atomic_write_text(
+            run_dir / "data.json", text + "\n", fix="or pass another --run-dir"
+        )

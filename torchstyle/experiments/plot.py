@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 
 
@@ -94,8 +95,8 @@ def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="best")
         fig.tight_layout()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(output, dpi=100)
+        fmt = output.suffix.lstrip(".").lower() or "png"
+        writes.atomic_write(output, lambda f: fig.savefig(f, dpi=100, format=fmt))
     finally:
         plt.close(fig)
     return output, len(curves)

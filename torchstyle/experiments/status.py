@@ -89,10 +89,12 @@ def _proc_start(pid: int) -> str | None:
 
 def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     """Atomically replaces ``run_dir/status.json`` with ``status``."""
+    from torchstyle import writes
+
     path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    writes.atomic_write_text(
+        path, json.dumps(status, indent=1, sort_keys=True) + "\n", fix="or pass another --run-dir"
+    )
 
 
 def load_status(run_dir: Path) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import final_test_metrics, is_main, progress
@@ -113,7 +114,7 @@ def mlflow_tracking_uri() -> str:
     if uri:
         return uri
     root = Path("mlruns").resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    writes.make_dirs(root, fix="or set MLFLOW_TRACKING_URI")
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
@@ -232,4 +233,4 @@ class MlflowTracker(Callback):
         state.update(run_id=self.run_id, offset=self.offset)
         if uri is not None:
             state["tracking_uri"] = uri
-        path.write_text(json.dumps(state, indent=1) + "\n")
+        writes.atomic_write_text(path, json.dumps(state, indent=1) + "\n")

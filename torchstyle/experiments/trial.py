@@ -18,6 +18,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import eval_split
@@ -185,9 +186,7 @@ class SweepReporter(Callback):
 
     def _save(self, trainer: Trainer) -> None:
         path = trainer.run_dir / TRIAL_FILE
-        tmp = path.with_name(f".{TRIAL_FILE}.tmp")
-        tmp.write_text(json.dumps(self.state, indent=1) + "\n")
-        os.replace(tmp, path)
+        writes.atomic_write_text(path, json.dumps(self.state, indent=1) + "\n")
 
 
 def reporter_from_env() -> SweepReporter | None:

@@ -16,10 +16,12 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from torchstyle import writes
 from torchstyle.lint import files, registry
 from torchstyle.lint.base import Finding
 from torchstyle.lint.config import ConfigFinder, LintConfig
 from torchstyle.lint.runner import Linter, decode_source
+from torchstyle.writes import WriteError
 
 #: Below this many files the run stays in one process: starting workers would cost more.
 MIN_FILES_PER_POOL = 16
@@ -139,12 +141,12 @@ class FileChecker:
         elif options.diff:
             result.diff = unified_diff(source.text, new_text, shown)
         else:
+            data = source.encode(new_text)
             try:
-                with open(path, "wb") as f:
-                    f.write(source.encode(new_text))
-            except OSError as e:
+                writes.atomic_write(path, lambda f: f.write(data))
+            except WriteError as e:
                 result.fixed = 0
-                result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
+                result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.cause}")
         return result
 
 

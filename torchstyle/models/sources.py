@@ -22,7 +22,6 @@ import importlib.util
 import inspect
 import logging
 import re
-import shutil
 import sys
 import types
 import typing
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.models.arguments import matches, type_name
 from torchstyle.spec import DataSpec
@@ -518,8 +518,7 @@ def save_copy(rec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     dest_dir = run_dir / COPY_DIR
     dest = dest_dir / Path(origin).name
     if not dest.exists():
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, dest)
+        writes.copy_file(Path(origin), dest, fix="or pass another --run-dir")
     return {**rec, "copy": f"{COPY_DIR}/{dest.name}", "sha256": _sha256(dest)}
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.scaffold.project import (
     RECORD,
@@ -134,7 +135,7 @@ def merge_file(mine: str, base: str, theirs: str, labels: tuple[str, str, str]) 
         paths = []
         for name, text in (("mine", mine), ("base", base), ("theirs", theirs)):
             path = Path(tmp) / name
-            path.write_text(text, encoding="utf-8")
+            writes.atomic_write_text(path, text)
             paths.append(str(path))
         label_args = [arg for label in labels for arg in ("-L", label)]
         result = _git(Path(tmp), "merge-file", "-p", *label_args, *paths)
@@ -214,7 +215,7 @@ def update_project(
     for path in sorted(set(base) | set(new)):
         _update_file(root, path, base.get(path), new.get(path), labels, report)
     record_path = root.joinpath(*RECORD.parts)
-    record_path.write_text(template_record(name, template, requirement, new), encoding="utf-8")
+    writes.atomic_write_text(record_path, template_record(name, template, requirement, new))
     return report
 
 
@@ -239,12 +240,11 @@ def _update_file(
         return
     if mine is None:
         if old is None:  # a new file of the template
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(new, encoding="utf-8")
+            writes.atomic_write_text(target, new)
             report.added.append(str(path))
         return  # the user deleted a file the template changed: it stays deleted
     merged, conflicts = merge_file(mine, old or "", new, labels)
-    target.write_text(merged, encoding="utf-8")
+    writes.atomic_write_text(target, merged)
     if conflicts:
         report.conflicts[str(path)] = conflicts
     else:
