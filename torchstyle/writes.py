@@ -276,8 +276,10 @@ def atomic_write_dir(
         _make_dir(tmp)
         fill(tmp)
         os.replace(tmp, path)
-    except Exception as e:
+    except BaseException as e:  # torch.distributed.checkpoint raises a BaseException
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
         raise (explain(e, path, fix=fix, kind=kind) or e) from None
     _fsync_dir(path.parent)
 

@@ -298,8 +298,11 @@ def save_shards(
             writes.atomic_write_dir(final, fill, fix=WRITE_FIX, kind=CheckpointWriteError)
         else:
             fill(tmp)
-    except Exception as e:
-        raise writes.explain(e, tmp, fix=WRITE_FIX, kind=CheckpointWriteError) or e from None
+    except BaseException as e:  # torch.distributed.checkpoint raises a BaseException
+        found = writes.explain(e, tmp, fix=WRITE_FIX, kind=CheckpointWriteError)
+        if found is None or isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise found from None
     barrier()
     return final
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,25 @@ import torch
 from torchstyle import writes
 
 _FIX = "or pass another --run-dir"
+_hook_installed = False
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises a failed write, and Python prints its traceback;
+    the same error is raised again in the training thread at its next log, as one line."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        from_writer = type(args.thread).__name__ == "_AsyncWriterThread"
+        if from_writer and args.exc_value is not None and writes.explain(args.exc_value, ""):
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 class RunLogger:
@@ -44,6 +64,7 @@ class RunLogger:
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from torch.utils.tensorboard.writer import FileWriter
 
+        _quiet_writer_threads()
         with writes.guarded(self.run_dir, fix=_FIX):
             self._writer = FileWriter(str(self.run_dir))
         if self._purge_step is not None:
@@ -118,4 +139,6 @@ class RunLogger:
                 with writes.guarded(self.run_dir, fix=_FIX):
                     writer.close()
             finally:
-                self._jsonl.close()
+                if self._jsonl is not None:
+                    self._jsonl.close()
+                    self._jsonl = None

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import writes
 from torchstyle.engine.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -89,8 +90,6 @@ def _proc_start(pid: int) -> str | None:
 
 def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     """Atomically replaces ``run_dir/status.json`` with ``status``."""
-    from torchstyle import writes
-
     path = Path(run_dir) / STATUS_FILE
     writes.atomic_write_text(
         path, json.dumps(status, indent=1, sort_keys=True) + "\n", fix="or pass another --run-dir"
@@ -269,9 +268,9 @@ class RunStatus(Callback):
             self.status["state"] = "failed"
             lines = str(error).strip().splitlines()
             self.status["error"] = f"{type(error).__name__}: {lines[-1] if lines else ''}"
-        self._write(trainer)
+        self._write(trainer, fatal=False)
 
-    def _write(self, trainer: Trainer) -> None:
+    def _write(self, trainer: Trainer, *, fatal: bool = True) -> None:
         if not self._enabled or not self.status:
             return
         now = time.time()
@@ -282,10 +281,13 @@ class RunStatus(Callback):
             step=step,
             epoch=epoch,
         )
+        if fatal:
+            write_status(trainer.run_dir, self.status)  # a WriteError stops the run in one line
+            return
         try:
             write_status(trainer.run_dir, self.status)
-        except OSError as e:  # a full disk must not kill a run that could still checkpoint
-            log.warning("could not write %s: %s", trainer.run_dir / STATUS_FILE, e)
+        except writes.WriteError as e:  # recording a failure must not hide it
+            log.warning("%s", e)
 
 
 def record_exit(trainer: Trainer, error: BaseException) -> None:

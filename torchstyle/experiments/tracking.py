@@ -100,12 +100,13 @@ class HParamsLogger(Callback):
             return
         from torch.utils.tensorboard.writer import FileWriter
 
-        writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
-        try:
-            for summary in summaries:
-                writer.add_summary(summary, step)
-        finally:
-            writer.close()
+        with writes.guarded(trainer.run_dir, fix="or pass another --run-dir"):
+            writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
+            try:
+                for summary in summaries:
+                    writer.add_summary(summary, step)
+            finally:
+                writer.close()
 
 
 def mlflow_tracking_uri() -> str:
