@@ -138,7 +138,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     except Exception as e:
         # A write that failed outside torchstyle.writes (a library's own files, a database).
-        found = writes.explain(e, getattr(e, "filename", None) or "a file")
+        folder = next(
+            (getattr(args, a) for a in ("dir", "run_dir", "output") if getattr(args, a, None)), None
+        )
+        found = writes.explain(e, getattr(e, "filename", None) or folder or "a file")
         if found is None:
             raise
         if _rank() == 0:

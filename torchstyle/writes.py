@@ -60,8 +60,11 @@ _TEXT_FAULTS = (
 class WriteError(UserError):
     """A file could not be written; what was there before is intact."""
 
+    #: What the failed write left as it was (ends the message).
+    kept = "nothing was replaced"
+
     def __init__(self, path: Path | str, cause: str, fix: str) -> None:
-        super().__init__(f"could not write {path}: {cause}; {fix}")
+        super().__init__(f"could not write {path}: {cause}; {fix}; {self.kept}")
         self.path = Path(path)
         self.cause = cause
 
@@ -92,7 +95,7 @@ def explain(
 
 def _fix(generic: str, extra: str) -> str:
     parts = [p for p in (generic or "free disk space or fix permissions", extra) if p]
-    return ", ".join(parts) + "; nothing was replaced"
+    return ", ".join(parts)
 
 
 def _errno_of(error: BaseException) -> int | None:

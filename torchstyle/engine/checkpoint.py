@@ -37,9 +37,11 @@ _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")
 class CheckpointWriteError(WriteError):
     """A checkpoint could not be written; the previous one is intact."""
 
+    kept = "the previous checkpoint is intact"
+
 
 #: Added to the fix of every failed checkpoint write.
-WRITE_FIX = "or pass another --run-dir; the previous checkpoint is intact"
+WRITE_FIX = "or pass another --run-dir"
 
 
 class CheckpointLoadError(UserError):
