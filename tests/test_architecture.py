@@ -13,9 +13,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "torchstyle"
 
-# Leaves that anything may import: errors, printed output, the data spec and the one write
-# path import nothing of ours but errors.
-LEAVES = {"errors", "output", "spec", "writes"}
+# Leaves that anything may import: errors, printed output, the data spec, the one write path
+# and the optional extras' check import nothing of ours but errors.
+LEAVES = {"errors", "output", "spec", "writes", "extras"}
 # part -> the parts it may import (besides itself and the leaves).
 ALLOWED: dict[str, set[str]] = {
     "nn": set(),

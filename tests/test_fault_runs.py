@@ -102,7 +102,17 @@ lr = {type = "float", low = 1e-3, high = 0.05, log = true}
 """
 
 
-def test_sweep_storage_fault_is_one_line(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def root_handlers():
+    """Drops the logging handlers an in-process command adds (they hold a captured stream)."""
+    import logging
+
+    before = list(logging.root.handlers)
+    yield
+    logging.root.handlers[:] = before
+
+
+def test_sweep_storage_fault_is_one_line(tmp_path, monkeypatch, capsys, root_handlers):
     import sqlalchemy.exc
 
     from torchstyle.cli import main

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from torchstyle import extras
 from torchstyle.errors import UserError
 
 NAN_POLICIES = ("stop", "skip")
@@ -251,6 +252,9 @@ class TrainConfig:
             raise UserError(
                 f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"
             )
+        for extra in ("timm",):  # checked before the data is built, so before any output
+            if str(self.model or "").startswith(f"{extra}:"):
+                extras.require(extra, f"--model {extra}:...")
         if self.resume == "auto" and not self.run_dir:
             raise UserError("--resume auto needs --run-dir: the folder the job writes to")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:

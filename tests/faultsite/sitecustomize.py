@@ -8,3 +8,9 @@ if os.environ.get("TORCHSTYLE_TEST_FAULT"):
     from tests.faults import install_from_env
 
     install_from_env()
+
+if os.environ.get("TORCHSTYLE_TEST_HIDE"):
+    sys.path.insert(0, os.path.dirname(__file__))
+    import hide
+
+    hide.install()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torchstyle import writes
+from torchstyle import extras, writes
 from torchstyle.errors import UserError
 
 
@@ -77,10 +77,9 @@ def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Pa
         raise UserError(
             f"no listed run logged {metric!r}; pass a metrics.jsonl name such as val/accuracy or train/loss"
         )
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'torchstyle[experiments]'") from None
+    extras.require("experiments", "--plot", ("matplotlib",))
+    import matplotlib
+
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 

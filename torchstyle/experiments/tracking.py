@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchstyle import writes
+from torchstyle import extras, writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import final_test_metrics, is_main, progress
@@ -140,6 +140,8 @@ class MlflowTracker(Callback):
     """
 
     def __init__(self) -> None:
+        # Built with the trainer, before the run folder is written.
+        extras.require("mlflow", "--tracker mlflow")
         self.client: Any = None
         self.run_id: str | None = None
         self.offset = 0

@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torchstyle import writes
+from torchstyle import extras, writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import eval_split
@@ -53,12 +53,7 @@ def require_optuna() -> None:
     Raises:
         UserError: Optuna is not installed.
     """
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise UserError(
-            "torchstyle sweep needs Optuna: pip install 'torchstyle[experiments]'"
-        ) from None
+    extras.require("experiments", "torchstyle sweep", ("optuna",))
 
 
 def study_url(sweep_dir: Path) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchstyle import writes
+from torchstyle import extras, writes
 from torchstyle.errors import UserError
 from torchstyle.models.arguments import matches, type_name
 from torchstyle.spec import DataSpec
@@ -169,14 +169,9 @@ def optional_import(lib: str) -> types.ModuleType:
     Raises:
         UserError: It is not installed; the message names the extra that installs it.
     """
-    try:
-        return importlib.import_module(lib)
-    except ModuleNotFoundError as e:
-        if e.name != lib:
-            raise
-        raise UserError(
-            f"--model {lib}:...: {lib} is not installed; pip install 'torchstyle[{lib}]'"
-        ) from None
+    if lib in extras.EXTRAS:
+        extras.require(lib, f"--model {lib}:...")
+    return importlib.import_module(lib)
 
 
 def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
