@@ -133,6 +133,7 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
         raise UserError(
             f"{path} must hold an object of settings; fix it or pass every setting as flags"
         )
+    saved.pop("environment", None)  # recorded by the run, not a setting
     return saved
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
@@ -28,6 +29,8 @@ from typing import Any
 
 from torchstyle import writes
 from torchstyle.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MARKER = ".torchstyle-run"
 LOCK = ".lock"
@@ -297,12 +300,42 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def save_config(config: dict[str, Any], run_dir: Path) -> None:
-    """Writes the guide's ``config.txt`` and ``config.json``, each atomically."""
+def save_config(
+    config: dict[str, Any], run_dir: Path, *, before: dict[str, Any] | None = None
+) -> None:
+    """Writes the guide's ``config.txt`` and ``config.json``, each atomically.
+
+    ``config.json`` also records the ``environment`` (CPU threads, device, library versions);
+    a resume, or a rerun with the same ``--seed``, in another one is warned about, since its
+    numbers will not be bit-identical. ``before`` is the folder's earlier ``config.json``
+    (read here when None; a caller that empties the folder first reads it before).
+    """
     import argparse
 
+    from torchstyle.engine import reproducibility
+
+    now = reproducibility.environment(config.get("device"))
+    before = read_config(run_dir) if before is None else before
+    if before.get("seed") == config.get("seed"):
+        changed = reproducibility.environment_changes(before.get("environment"), now)
+        if changed:
+            log.warning(
+                "this run's environment differs from its earlier one (%s): results will not "
+                "be bit-identical (see docs/training.md, Reproducibility)",
+                ", ".join(changed),
+            )
+    config = {**config, "environment": now}
     atomic_write_text(run_dir / "config.txt", str(argparse.Namespace(**config)) + "\n")
     atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``config.json`` as written (empty when missing or unreadable)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def check_output_file(path: Path, flag: str = "--output") -> None:

@@ -202,6 +202,7 @@ def _open_on_main(
 ) -> rundir.RunLock:
     lock = rundir.RunLock(plan.run_dir)
     lock.acquire()
+    before = rundir.read_config(plan.run_dir)  # read before --overwrite empties the folder
     try:
         if plan.replace:
             rundir.clear_run_folder(plan.run_dir)
@@ -210,7 +211,7 @@ def _open_on_main(
                 f"run folder {plan.run_dir} already exists; pass --resume {_q(plan.run_dir)}"
             )
         rundir.write_marker(plan.run_dir)
-        rundir.save_config(cfg.to_dict(), plan.run_dir)  # after the state was restored
+        rundir.save_config(cfg.to_dict(), plan.run_dir, before=before)  # after the restore
         if plan.resume and changes is not None:
             changed = {k: list(v) for k, v in changes.changed.items()}
             rundir.append_history(
