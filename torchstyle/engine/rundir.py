@@ -237,10 +237,7 @@ class RunLock:
             os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunLockedError(
-                f"run folder {self.run_dir} is in use by {read_holder(self.run_dir)}; wait for "
-                "it to finish, stop it, or pass another --run-dir"
-            ) from None
+            raise RunLockedError(_in_use(self.run_dir)) from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
@@ -275,6 +272,36 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def refuse_if_in_use(run_dir: Path) -> None:
+    """Refuses a run folder another process holds, taking and dropping its lock at once.
+
+    Checked first, so that a busy run is called busy, not "already exists" or "resumed".
+
+    Raises:
+        RunLockedError: Another process holds the folder's lock.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no lock file (a new folder) or none we may read: the acquire will tell
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunLockedError(_in_use(run_dir)) from None
+    finally:
+        os.close(fd)
+
+
+def _in_use(run_dir: Path) -> str:
+    return (
+        f"run folder {run_dir} is in use by {read_holder(run_dir)}; wait for it to finish, "
+        "stop it, or pass another --run-dir"
+    )
 
 
 def read_holder(run_dir: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import sys
 import time
@@ -83,6 +84,8 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
         data = Path(source.split(":")[0]).stem if ":" in source else Path(source).name
         run_dir = Path("runs") / f"{model}-{data}-{stamp}"
     rundir.check_run_dir_path(run_dir)
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # other ranks would see rank 0's own lock
+        rundir.refuse_if_in_use(run_dir)  # before any other answer about the folder
     has_checkpoint = (run_dir / "checkpoints" / LATEST).is_file()
     if cfg.resume and cfg.overwrite:
         raise UserError(
