@@ -572,3 +572,15 @@ def test_the_scan_finds_a_new_write(tmp_path: Path):
         "        pass\n    open(p).read()\n"
     )
     assert write_calls(new) == ["torch.save", "write_text", "open('w')", "open('ab')"]
+
+
+def test_a_pt2_export_raises_no_torch_warning(tmp_path: Path):
+    import warnings
+
+    from torchstyle import export
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export._save_program(_Net(), tmp_path / "model.pt2", 1, 8, "Net")
+    assert not [w for w in caught if ".pt2" in str(w.message)], [str(w.message) for w in caught]
+    assert (tmp_path / "model.pt2").stat().st_size > 0 and leftovers(tmp_path) == []
