@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchstyle import writes
 from torchstyle.engine.callbacks import Callback
+from torchstyle.errors import UserError
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -267,7 +268,11 @@ class RunStatus(Callback):
         else:
             self.status["state"] = "failed"
             lines = str(error).strip().splitlines()
-            self.status["error"] = f"{type(error).__name__}: {lines[-1] if lines else ''}"
+            last = lines[-1] if lines else ""
+            # A user error's message is the whole story; another error needs its class.
+            self.status["error"] = (
+                last if isinstance(error, UserError) else (f"{type(error).__name__}: {last}")
+            )
         self._write(trainer, fatal=False)
 
     def _write(self, trainer: Trainer, *, fatal: bool = True) -> None:
