@@ -67,8 +67,23 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_files(root: Path) -> list[Path]:
-    """Every visible file under ``root``, recursively, sorted; hidden files and folders skipped."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and not is_hidden(p, root))
+    """Every visible file under ``root``, recursively, sorted; hidden files and folders skipped.
+
+    Symlinked folders are followed, as training follows a symlinked class folder (a link
+    back to a folder already walked is not walked again).
+    """
+    import os
+
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [Path(folder) / n for n in names if not n.startswith(".")]
+    return sorted(p for p in found if p.is_file() and not is_hidden(p, root))
 
 
 @dataclass(frozen=True)

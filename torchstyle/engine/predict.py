@@ -79,7 +79,10 @@ KIND_FLAGS: dict[str, Any] = {
     "max_new_tokens": None,
     "temperature": None,
     "top_k": None,
+    "skip_bad_images": False,
 }
+# The fix a bad input image's message names.
+_INPUT_HINT = "fix or delete the file, or pass --skip-bad-images to predict the others"
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +116,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--top-k", type=int, help="text: sample among the k likeliest; 0 for all (default: 40)"
     )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="classify, translate: leave unreadable images out (listed on stderr) and predict "
+        "the others",
+    )
     kinds = "\n".join(f"  {k:<10} {p.summary}" for k, p in sorted(PREDICTORS.items()))
     parser.epilog = f"What a run predicts depends on its model:\n{kinds}"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -130,7 +139,7 @@ def predictor_for(model: TorchstyleModel, args: argparse.Namespace) -> Predictor
     given = [
         name
         for name, default in KIND_FLAGS.items()
-        if getattr(args, name, default) not in (None, [])
+        if getattr(args, name, default) not in (None, [], False)
     ]
     foreign = [name for name in given if name not in predictor.flags]
     if foreign:
@@ -154,6 +163,40 @@ def collect_images(inputs: list[str]) -> list[Path]:
     if not inputs:
         raise UserError("no inputs: pass image files or folders after the run folder")
     return expand_image_paths(list(inputs))
+
+
+def read_inputs(
+    files: list[Path], read: Any, *, skip: bool
+) -> tuple[list[Path], list[Any], list[str]]:
+    """Reads every input with ``read``: the files read, what was read, and the messages of the
+    unreadable ones (left out with ``skip``; without it the first one raises).
+
+    Raises:
+        UserError: An input is unreadable and ``skip`` is off, or every input is.
+    """
+    from torchstyle.data.images import BadImageError
+
+    kept, read_ones, skipped = [], [], []
+    for path in files:
+        try:
+            read_ones.append(read(path))
+        except BadImageError as e:
+            if not skip:
+                raise
+            skipped.append(str(e).split("; fix or delete", 1)[0])
+            continue
+        kept.append(path)
+    if not kept:
+        raise UserError(f"every input image is unreadable ({skipped[0]}); nothing to predict")
+    return kept, read_ones, skipped
+
+
+def skipped_report(skipped: list[str]) -> str:
+    """The stderr lines that say which unreadable inputs ``--skip-bad-images`` left out."""
+    if not skipped:
+        return ""
+    lines = [f"skipped {len(skipped)} unreadable image(s) (--skip-bad-images):"]
+    return "\n".join([*lines, *(f"  {s}" for s in skipped)]) + "\n"
 
 
 def output_folder(run: Path, output: str | None) -> Path:
@@ -204,7 +247,7 @@ class Classify(Predictor):
 
     kind = "classify"
     summary = "INPUT images or folders -> class and probability per image (--output FILE.csv)"
-    flags = frozenset({"inputs", "output"})
+    flags = frozenset({"inputs", "output", "skip_bad_images"})
 
     def run(
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
@@ -216,9 +259,11 @@ class Classify(Predictor):
         output = Path(args.output) if args.output else None
         if output is not None:  # checked first: the predictions must have somewhere to go
             check_output_file(output)
-        files = collect_images(args.inputs)
-        hint = "pass image files only"
-        images = [load_image(p, spec.channels, spec.image_size, hint) for p in files]
+        files, images, skipped = read_inputs(
+            collect_images(args.inputs),
+            lambda p: load_image(p, spec.channels, spec.image_size, _INPUT_HINT),
+            skip=bool(getattr(args, "skip_bad_images", False)),
+        )
         device = next(model.parameters()).device
         rows: list[tuple[str, str, float]] = []
         with torch.no_grad():
@@ -236,7 +281,8 @@ class Classify(Predictor):
             writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
             atomic_write_text(output, text.getvalue())  # never half a file
         return CommandOutput(
-            stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
+            stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows),
+            stderr=skipped_report(skipped),
         )
 
 
@@ -286,17 +332,21 @@ class Translate(Predictor):
 
     kind = "translate"
     summary = "INPUT images or folders -> translated PNGs in --output DIR (A|B pairs: A is used)"
-    flags = frozenset({"inputs", "output"})
+    flags = frozenset({"inputs", "output", "skip_bad_images"})
 
     def run(
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
     ) -> CommandOutput:
         """Translates every input; an A|B pair image (twice as wide as high) gives its A half."""
-        files = collect_images(args.inputs)
+        files, read, skipped = read_inputs(
+            collect_images(args.inputs),
+            lambda p: _read_input(p, spec),
+            skip=bool(getattr(args, "skip_bad_images", False)),
+        )
         folder = output_folder(Path(args.run), args.output)
         targets = _target_names(files, folder)
         refuse_overwrite(targets)
-        inputs, pairs = zip(*(_read_input(p, spec) for p in files), strict=True)
+        inputs, pairs = zip(*read, strict=True)
         device = next(model.parameters()).device
         outputs = []
         with torch.no_grad():
@@ -311,7 +361,7 @@ class Translate(Predictor):
                 "left half, A"
             )
         lines.append(f"{len(files)} images translated into {folder}")
-        return CommandOutput(stdout="\n".join(lines) + "\n")
+        return CommandOutput(stdout="\n".join(lines) + "\n", stderr=skipped_report(skipped))
 
 
 def _target_names(files: list[Path], folder: Path) -> list[Path]:
@@ -330,14 +380,14 @@ def _read_input(path: Path, spec: DataSpec) -> tuple[Tensor, bool]:
     from torchstyle.data.folder import read_image
     from torchstyle.data.paired import load_pair
 
-    img = read_image(path, spec.channels, "pass image files only")
+    img = read_image(path, spec.channels, _INPUT_HINT)
     _, height, width = img.shape
     if width == 2 * height:
         a, _ = load_pair(path, spec.channels, spec.image_size)
         return a, True
     from torchstyle.data.folder import load_image
 
-    return load_image(path, spec.channels, spec.image_size, "pass image files only"), False
+    return load_image(path, spec.channels, spec.image_size, _INPUT_HINT), False
 
 
 @register_predictor
