@@ -291,15 +291,31 @@ def _scan(
     return classes, splits
 
 
+#: Up to this many training images are decoded before the first step (all of val and test are).
+DECODE_UP_FRONT = 20_000
+
+
 def _decide(
     splits: dict[str, list[tuple[Path, int]]], options: DataOptions
 ) -> tuple[int, int, dict[str, str]]:
-    """Channels and image size, and the records of why; drops bad images if asked."""
-    need = options.skip_bad_images or options.channels is None or options.image_size is None
-    if not need:
-        return options.channels or 3, options.image_size or 1, {}
+    """Channels and image size, and the records of why; drops bad images if asked.
+
+    Every image of val and test, and of train up to :data:`DECODE_UP_FRONT` images, is
+    decoded here, before the first step: a truncated file fails now, named, not during
+    training or at the final test.
+    """
     everything = [p for samples in splits.values() for p, _ in samples]
-    headers = inspect_images(everything, skip_bad=options.skip_bad_images)
+    decode = [p for name in ("val", "test") for p, _ in splits.get(name, [])]
+    if len(splits["train"]) <= DECODE_UP_FRONT:
+        decode += [p for p, _ in splits["train"]]
+    else:
+        log.info(
+            "data: train has %d images, more than are decoded up front (%d); their headers "
+            "were checked, and a damaged one is named when it is read",
+            len(splits["train"]),
+            DECODE_UP_FRONT,
+        )
+    headers = inspect_images(everything, skip_bad=options.skip_bad_images, decode=decode)
     for name, samples in splits.items():
         kept = [(p, label) for p, label in samples if p in headers]
         warn_skipped(name, len(samples) - len(kept))

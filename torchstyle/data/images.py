@@ -21,7 +21,7 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,7 +273,11 @@ def inspect_image(path: Path, *, decode: bool, hint: str = DATASET_HINT) -> Imag
 
 
 def inspect_images(
-    paths: list[Path], *, skip_bad: bool, hint: str = DATASET_HINT
+    paths: list[Path],
+    *,
+    skip_bad: bool,
+    hint: str = DATASET_HINT,
+    decode: Collection[Path] = (),
 ) -> dict[Path, ImageHeader]:
     """Headers of many images, read by a few threads (file reads wait on the disk).
 
@@ -282,6 +286,8 @@ def inspect_images(
         skip_bad: Decode each file fully and leave the unreadable ones out (each logged);
             without it the first unreadable file raises.
         hint: The fix a message suggests.
+        decode: Files to decode fully (a truncated file has a good header), besides all of
+            them under ``skip_bad``.
 
     Returns:
         Path to header, for the readable files.
@@ -291,9 +297,13 @@ def inspect_images(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    decoded = set(decode)
+    if skip_bad:  # the user passed the flag: no advice to pass it
+        hint = "left out (--skip-bad-images)"
+
     def one(path: Path) -> ImageHeader | BadImageError:
         try:
-            return inspect_image(path, decode=skip_bad, hint=hint)
+            return inspect_image(path, decode=skip_bad or path in decoded, hint=hint)
         except BadImageError as e:
             if not skip_bad:
                 raise
@@ -304,7 +314,7 @@ def inspect_images(
     headers = {}
     for path, result in zip(paths, results, strict=True):
         if isinstance(result, BadImageError):
-            log.warning("skipping %s", result)
+            log.warning("%s", result)
         else:
             headers[path] = result
     return headers
