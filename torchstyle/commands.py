@@ -139,10 +139,11 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
 
 def format_summary(result: Any) -> str:
     """The few lines printed at the end of training."""
-    lines = [
-        f"done: {result.epochs} epochs, {result.steps} steps"
-        + (f" ({result.stop_reason})" if result.stop_reason else "")
-    ]
+    done = f"done: {result.epochs} epochs, {result.steps} steps"
+    if result.stop_reason and "--max-steps" in result.stop_reason:  # it may end mid-epoch
+        whole = f"{result.epochs} whole epoch{'' if result.epochs == 1 else 's'}"
+        done = f"done: {result.steps} steps ({whole})"
+    lines = [done + (f" ({result.stop_reason})" if result.stop_reason else "")]
     for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
         overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
         if overall:
