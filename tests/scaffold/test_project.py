@@ -433,3 +433,25 @@ def test_a_folder_that_cannot_hold_the_project_is_one_line_and_exit_2(
     assert code == 2 and err.count("\n") == 1, err
     assert f"cannot create the project in {target}" in err and "pass another --dir" in err
     assert not Path(target).exists()
+
+
+def test_force_commits_only_the_generated_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    target = tmp_path / "existing"
+    (target / "data").mkdir(parents=True)
+    (target / "secret.env").write_text("TOKEN=1\n")
+    (target / "data" / "big.csv").write_text("a,b\n")
+    assert cli_main(["new", "digit_net", "--dir", str(target), "--force", "--git"]) == 0
+    out = capsys.readouterr().out
+    assert "not what else is here: data/, secret.env" in out, out
+    committed = subprocess.run(
+        ["git", "ls-files"], cwd=target, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "train.py" in committed and "secret.env" not in committed
+    assert not [f for f in committed if f.startswith("data/")]

@@ -54,8 +54,8 @@ def in_work_tree(root: Path) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 
-def init_repository(root: Path, message: str) -> str:
-    """Makes ``root`` a git repository with every file in a first commit.
+def init_repository(root: Path, message: str, files: list[Path] | None = None) -> str:
+    """Makes ``root`` a git repository with ``files`` (default: every file) in a first commit.
 
     Where git knows no author (a CI machine), the repository gets a local one, so that the
     commit works; the user can change it with ``git config user.name``.
@@ -63,6 +63,8 @@ def init_repository(root: Path, message: str) -> str:
     Args:
         root: The new project.
         message: The first commit's message.
+        files: The files to commit (those ``torchstyle new`` wrote); anything else the folder
+            holds stays out of the commit, and the returned line names it.
 
     Returns:
         One line for the user saying what was done.
@@ -77,7 +79,8 @@ def init_repository(root: Path, message: str) -> str:
         steps.append(["config", "user.email", f"{getpass.getuser()}@localhost"])
     if _git(root, "config", "user.name").returncode != 0:
         steps.append(["config", "user.name", getpass.getuser()])
-    steps += [["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", message]]
+    added = ["-A"] if files is None else ["--", *(str(p.relative_to(root)) for p in files)]
+    steps += [["add", *added], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", message]]
     for step in steps:
         result = _git(root, *step)
         if result.returncode != 0:
@@ -86,7 +89,24 @@ def init_repository(root: Path, message: str) -> str:
                 f"git {step[0]} in {root} failed: {problem[-1] if problem else 'no output'}; "
                 "pass --no-git to skip the repository"
             )
-    return "git: a new repository with a first commit (pre-commit install works now)"
+    line = "git: a new repository with a first commit (pre-commit install works now)"
+    others = _not_committed(root, files)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        line += f"; the commit holds the generated files only, not what else is here: {shown}"
+    return line
+
+
+def _not_committed(root: Path, files: list[Path] | None) -> list[str]:
+    """The top-level entries of ``root`` that none of ``files`` is (nor is inside)."""
+    if files is None:
+        return []
+    tops = {p.relative_to(root).parts[0] for p in files}
+    return sorted(
+        e.name + ("/" if e.is_dir() else "")
+        for e in root.iterdir()
+        if e.name not in tops and e.name != ".git"
+    )
 
 
 @dataclass
