@@ -455,3 +455,27 @@ def test_force_commits_only_the_generated_files(
     ).stdout.split()
     assert "train.py" in committed and "secret.env" not in committed
     assert not [f for f in committed if f.startswith("data/")]
+
+
+def test_the_generated_project_holds_out_one_true_validation_split(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import sys
+
+    root, _ = write_project("digit_net", "classifier", tmp_path / "proj")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "data", raising=False)
+    import data  # the generated project's data.py
+
+    with caplog.at_level(logging.INFO):
+        loaders = data.build_loaders(
+            data="digits", data_dir=None, download=False, image_size=None, batch_size=64,
+            val_fraction=0.1, skip_bad_images=False, workers=0, seed=0, pin_memory=False,
+        )  # fmt: skip
+    train, val = len(loaders.train.dataset), len(loaders.val.dataset)
+    assert train + val == 1437  # digits' whole training split: nothing discarded
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{val} of the 1437 training images held out" in said, said
+    assert "held out of" not in said  # torchstyle held out nothing of its own
+    monkeypatch.delitem(sys.modules, "data", raising=False)
