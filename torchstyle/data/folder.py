@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+import unicodedata
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -106,8 +107,13 @@ def scan_split(
         raise UserError(
             f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/"
         )
-    if classes is not None:
-        extra = [c for c in found if c not in classes]
+    # Names are compared in NFC: macOS writes "café" decomposed (NFD), Linux keeps either.
+    wanted = {_nfc(c): i for i, c in enumerate(classes if classes is not None else found)}
+    if classes is None:
+        _refuse_twins(split_dir, found)
+        _refuse_one_level_too_deep(split_dir, found)
+    else:
+        extra = [c for c in found if _nfc(c) not in wanted]
         if extra:
             raise UserError(
                 f"{split_dir} has different classes from the training split: "
@@ -125,8 +131,16 @@ def scan_split(
                 f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
             )
         if images:
-            present.append(name)
-            label = found.index(name) if classes is None else classes.index(name)
+            label = wanted[_nfc(name)]
+            present.append(name if classes is None else classes[label])
+            if classes is not None and name != classes[label]:
+                log.info(
+                    "%s: class folder %a is train's %a in another Unicode normalisation "
+                    "(NFD/NFC); taken as the same class",
+                    split_dir,
+                    name,
+                    classes[label],
+                )
             samples.extend((p, label) for p in images)
     if ignored:
         log.warning("%s: ignored %d non-image files", split_dir, ignored)
@@ -136,6 +150,36 @@ def scan_split(
 
 
 _DATASET_HINT = DATASET_HINT
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _refuse_twins(split_dir: Path, found: list[str]) -> None:
+    """Refuses two class folders whose names differ only in Unicode normalisation."""
+    seen: dict[str, str] = {}
+    for name in found:
+        twin = seen.setdefault(_nfc(name), name)
+        if twin != name:
+            raise UserError(
+                f"{split_dir} has two class folders named {name!r} that differ only in Unicode "
+                f"normalisation ({twin!a} and {name!a}, NFC and NFD); merge them "
+                "into one folder"
+            )
+
+
+def _refuse_one_level_too_deep(split_dir: Path, found: list[str]) -> None:
+    """One class folder whose subfolders hold the images: the classes sit one level down."""
+    if len(found) != 1:
+        return
+    inner = class_folders(split_dir / found[0])
+    if len(inner) >= 2:
+        shown = ", ".join(inner[:4]) + (", ..." if len(inner) > 4 else "")
+        raise UserError(
+            f"{split_dir} has one class folder, {found[0]}/, whose subfolders ({shown}) look "
+            f"like the classes: they sit one level too deep; move them up into {split_dir}/"
+        )
 
 
 def load_image(path: Path, channels: int, image_size: int, hint: str = DATASET_HINT) -> Tensor:
