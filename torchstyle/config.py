@@ -134,6 +134,11 @@ class TrainConfig:
         "hold out this fraction of train for validation (stratified, fixed by --seed); "
         "default: the source's (digits, cifar10: 0.1; folders: their val/ folder)",
     )
+    test_split: float | None = _opt(
+        None,
+        "for a folder with train/ but no test/: hold out this fraction of train as the test "
+        "split (stratified by class, fixed by --seed, recorded in data.json)",
+    )
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
     )

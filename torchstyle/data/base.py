@@ -49,6 +49,9 @@ class DataOptions:
     augment: str | None = None
     channels: int | None = None
     val_split: float | None = None
+    #: Fraction of a folder's train/ held out as its test split (for a folder without test/;
+    #: stratified by class, drawn from ``seed``). None: the folder's test/.
+    test_split: float | None = None
     class_names: tuple[str, ...] | None = None
 
 

@@ -44,7 +44,7 @@ from torchstyle.data.images import (
     read_image,
     warn_skipped,
 )
-from torchstyle.data.splits import carve_val, check_fraction
+from torchstyle.data.splits import carve_val, check_fraction, stratified_split
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
@@ -323,7 +323,13 @@ def _scan(
         found, train = scan_split(root / "train")
         classes = tuple(found)
     splits = {"train": train or []}
-    splits["test"] = _evaluation_split(root, "test", classes, required=True) or []
+    if options.test_split and (root / "test").is_dir():
+        raise UserError(
+            f"{root} has a test/ folder and --test-split {options.test_split} was given; drop "
+            "--test-split to use test/, or move test/ away"
+        )
+    held_out = bool(options.test_split)
+    splits["test"] = _evaluation_split(root, "test", classes, required=not held_out) or []
     val = _evaluation_split(root, "val", classes, required=False)
     if val is not None:
         if options.val_split:
@@ -337,6 +343,26 @@ def _scan(
 
 #: Up to this many training images are decoded before the first step (all of val and test are).
 DECODE_UP_FRONT = 20_000
+
+
+def _carve_test(
+    train: ImageFolderDataset, fraction: float, seed: int, root: Path
+) -> tuple[ImageFolderDataset, ImageFolderDataset, str]:
+    """``--test-split``: a stratified, seeded share of train/ held out as the test split."""
+    check_fraction(fraction)
+    labels = torch.tensor([label for _, label in train.samples])
+    keep, held = stratified_split(labels, fraction, seed)
+    if not len(held) or not len(keep):
+        raise UserError(
+            f"--test-split {fraction} of the {len(labels)} images in {root / 'train'} leaves "
+            f"{len(keep)} to train on and {len(held)} to test; choose another fraction"
+        )
+    record = (
+        f"{len(held)} images held out of {len(labels)} in {root / 'train'} (--test-split "
+        f"{fraction:g}, stratified by class, seed {seed})"
+    )
+    log.info("data: test split: %s", record)
+    return train.select(keep.tolist(), train=True), train.select(held.tolist(), train=False), record
 
 
 def _decide(
@@ -414,7 +440,11 @@ def build_folder(options: DataOptions) -> DataBundle:
         "seed": options.seed,
         "augment": options.augment or "flip",
     }
-    train: Dataset[Any] = ImageFolderDataset(splits["train"], train=True, **common)
+    whole = ImageFolderDataset(splits["train"], train=True, **common)
+    train: Dataset[Any] = whole
+    test: Dataset[Any] = ImageFolderDataset(splits["test"], train=False, **common)
+    if options.test_split:
+        train, test, info["test"] = _carve_test(whole, options.test_split, options.seed, root)
     val: Dataset[Any] | None = None
     if "val" in splits:
         val = ImageFolderDataset(splits["val"], train=False, **common)
@@ -430,7 +460,7 @@ def build_folder(options: DataOptions) -> DataBundle:
     )
     return DataBundle(
         train=train,
-        test=ImageFolderDataset(splits["test"], train=False, **common),
+        test=test,
         spec=spec,
         val=val,
         info=info,

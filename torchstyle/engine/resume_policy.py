@@ -111,6 +111,7 @@ POLICY: dict[str, Entry] = {
     "val_split": Entry(
         Rule.REFUSED, "the best checkpoint was chosen on the run's validation split"
     ),
+    "test_split": Entry(Rule.REFUSED, _DATA),
     "cpu_offload": Entry(Rule.FREE, "where the shards live between steps"),
     "activation_checkpointing": Entry(Rule.FREE, "recomputes activations; the same results"),
     "tracker": Entry(Rule.FREE, "where the same scalars are also logged"),

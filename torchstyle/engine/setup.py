@@ -67,6 +67,7 @@ def build_data_and_model(
             layout=layout,
             augment=cfg.augment,
             val_split=cfg.val_split,
+            test_split=cfg.test_split,
         )
         data = build_data(options)
     if model is None and resume_state is None and device is not None:
