@@ -209,8 +209,8 @@ def _drop_bad(paths: list[Path], split_dir: Path) -> list[Path]:
     for path in paths:
         try:
             _check_pair(path, decode=True)
-        except BadImageError as e:
-            log.warning("skipping %s", e)
+        except BadImageError as e:  # the user passed --skip-bad-images: no advice to pass it
+            log.warning("%s; left out (--skip-bad-images)", str(e).split(f"; {_SKIP_HINT}")[0])
             continue
         good.append(path)
     skipped = len(paths) - len(good)
