@@ -113,13 +113,7 @@ def scan_split(
         _refuse_twins(split_dir, found)
         _refuse_one_level_too_deep(split_dir, found)
     else:
-        extra = [c for c in found if _nfc(c) not in wanted]
-        if extra:
-            raise UserError(
-                f"{split_dir} has different classes from the training split: "
-                f"{', '.join(extra)} (not among {', '.join(classes)}); rename or remove those "
-                "folders, or add them to train/ with images"
-            )
+        _refuse_unknown(split_dir, [c for c in found if _nfc(c) not in wanted], classes)
     samples: list[tuple[Path, int]] = []
     present, ignored = [], 0
     for name in found:
@@ -154,6 +148,15 @@ _DATASET_HINT = DATASET_HINT
 
 def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
+
+
+def _refuse_unknown(split_dir: Path, extra: list[str], classes: tuple[str, ...]) -> None:
+    if extra:
+        raise UserError(
+            f"{split_dir} has different classes from the training split: "
+            f"{', '.join(extra)} (not among {', '.join(classes)}); rename or remove those "
+            "folders, or add them to train/ with images"
+        )
 
 
 def _refuse_twins(split_dir: Path, found: list[str]) -> None:
