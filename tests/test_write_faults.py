@@ -204,12 +204,22 @@ def _export(fmt: str) -> Callable[[Path], bytes]:
 
         out = folder / f"model.{fmt}"
         if fmt == "safetensors":
-            export._save_safetensors(_Net(), out, {"model": {"name": "net"}}, {"channels": 1})
+            weights = _Net().state_dict()
+            export._save_safetensors(weights, out, {"model": {"name": "net"}}, {"channels": 1})
         else:
             export._save_program(_Net(), out, 1, 8, "Net")
         return out.read_bytes()
 
     return write
+
+
+def _program(folder: Path, *_: Any) -> bytes:
+    from torchstyle.engine.programs import save_program
+    from torchstyle.models.adapters import ClassificationAdapter
+
+    model = ClassificationAdapter(_Net())
+    assert save_program(model, torch.zeros(1, 8, 8), folder) == "model.pt2"
+    return (folder / "model.pt2").read_bytes()
 
 
 def _predictions(folder: Path, n: int) -> bytes:
@@ -356,6 +366,7 @@ SITES = [
         _png_kept("model.safetensors"),
     ),
     Site("export pt2", ".model.tmp-*", _export("pt2"), _export("pt2"), _png_kept("model.pt2")),
+    Site("fit program (model.pt2)", ".model.tmp-*", _program, _program, _png_kept("model.pt2")),
     Site(
         "predictions csv",
         ".predictions.tmp-*",
@@ -463,6 +474,7 @@ REGISTERED: dict[tuple[str, str], tuple[int, str]] = {
     ("experiments/plot.py", "fig.savefig"): (1, "runs --plot"),
     ("experiments/tracking.py", "FileWriter"): (1, "TensorBoard events"),
     ("export.py", "torch.export.save"): (1, "export pt2"),
+    ("engine/programs.py", "torch.export.save"): (1, "fit program (model.pt2)"),
     # The sweep's own files and its Optuna storage: their failures reach the CLI, which
     # names the fault in one line (test_sweep_storage_fault_is_one_line).
     ("experiments/sweep.py", "open('a+')"): (1, "sweep storage"),
@@ -532,6 +544,12 @@ def write_calls(path: Path) -> list[str]:
             mode = _open_mode(node)
             if mode and set(mode) & set("wax+"):
                 found.append(f"open({mode!r})")
+        elif name == "os.open":  # for writing only when its flags say so
+            flags = {
+                n.attr for a in node.args[1:] for n in ast.walk(a) if isinstance(n, ast.Attribute)
+            }
+            if flags & {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}:
+                found.append(name)
         elif name in _WRITE_CALLS:
             found.append(name)
         elif last in _WRITE_CALLS and "." in name and not name.startswith("os."):
