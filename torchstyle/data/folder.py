@@ -343,8 +343,9 @@ def build_folder(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(
-            f"data folder {root} does not exist; pass --data digits, --data cifar10, or a folder "
-            "with train/ and test/ subfolders of class folders"
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH (where it is "
+            "now); otherwise --data digits, --data cifar10, or a folder with train/ and test/ "
+            "subfolders of class folders"
         )
     classes, splits = _scan(root, options)
     channels, size, info = _decide(splits, options)
