@@ -34,6 +34,19 @@ LAYOUTS: dict[str, str] = {
 }
 
 
+# What one sample of each layout is, and what the data spec records of it.
+LAYOUT_SAMPLES: dict[str, str] = {
+    "classes": "`(image, label)`: a `(C, H, W)` float image, any height and width; spec: "
+    "`channels`, `height`, `width`, `num_classes`, `class_names`",
+    "paired": "`(a, b)`: two `(C, H, W)` images, input and target; spec: `channels`, "
+    "`height`, `width`",
+    "tokens": "`(x, y)`: a window of token ids and the next ones; spec: `image_size` (the "
+    "window), `num_classes` (the vocabulary)",
+    "features": "`(vector, label)`: a 1-D float tensor of `features` numbers; spec: "
+    "`features`, `num_classes`, `class_names` (`channels`, `height`, `width` are 0)",
+}
+
+
 def layout_fits(model_layout: str, data_layout: str) -> bool:
     """Whether a model of ``model_layout`` can be given data of ``data_layout``.
 
@@ -104,6 +117,20 @@ def get_source(name: str) -> DataSource | None:
 def list_sources() -> list[tuple[str, str]]:
     """Every registered source as ``(name, one-line description)``, in registration order."""
     return [(s.name, f"{s.description} [{s.layout}]") for s in DATA_SOURCES.values()]
+
+
+def sources_table() -> str:
+    """The named sources as a Markdown table (``docs/data.md`` shows it; a test checks it)."""
+    rows = ["| source | what | layout |", "|---|---|---|"]
+    rows += [f"| `{s.name}` | {s.description} | {s.layout} |" for s in DATA_SOURCES.values()]
+    return "\n".join(rows)
+
+
+def layouts_table() -> str:
+    """The layouts as a Markdown table (``docs/data.md`` shows it; a test checks it)."""
+    rows = ["| layout | a sample | what `--data` gives |", "|---|---|---|"]
+    rows += [f"| `{name}` | {LAYOUT_SAMPLES[name]} | {text} |" for name, text in LAYOUTS.items()]
+    return "\n".join(rows)
 
 
 def sources_help() -> str:

@@ -30,6 +30,23 @@ def classification_metrics(num_classes: int) -> dict[str, Any]:
     return {CLASSIFICATION: ClassificationMetrics(num_classes)}
 
 
+# What the classification set logs, in the order the docs list them (a test checks both).
+CLASSIFICATION_METRICS = {
+    "accuracy": "top-1 accuracy",
+    "top5": "top-5 accuracy (10 or more classes)",
+    "f1_macro": "F1 averaged over the classes seen in the targets or predictions",
+    "accuracy_class/NAME": "accuracy of each class (its recall)",
+    "confusion_matrix": "rows: true classes; an image in TensorBoard, normalised per row",
+}
+
+
+def metrics_table() -> str:
+    """The classification metrics as a Markdown table (``docs/training.md`` shows it)."""
+    rows = ["| metric | what |", "|---|---|"]
+    rows += [f"| `{name}` | {what} |" for name, what in CLASSIFICATION_METRICS.items()]
+    return "\n".join(rows)
+
+
 # The name the built-in classification set is kept under (it computes several values).
 CLASSIFICATION = "classification"
 
