@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import re
 import shutil
 import sys
@@ -273,6 +274,10 @@ def resolve(source: ModelSource, file: Path | None = None) -> Callable[..., nn.M
     if source.kind == "file":
         path = file or Path(source.target)
         return _attr_of(load_file_module(path), source.attr, str(path))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As `python -m` does: a package in the working directory imports (the `torchstyle`
+        # console script, unlike `python -m torchstyle`, does not put it on sys.path).
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(source.target)
     except ModuleNotFoundError as e:
