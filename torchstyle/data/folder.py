@@ -294,7 +294,17 @@ def _scan(
 def _decide(
     splits: dict[str, list[tuple[Path, int]]], options: DataOptions
 ) -> tuple[int, int, dict[str, str]]:
-    """Channels and image size, and the records of why; drops bad images if asked."""
+    """Channels and image size, and the records of why; drops bad images if asked.
+
+    Raises:
+        UserError: Channels asked for that image files cannot be read as (1 or 3).
+    """
+    if options.channels not in (None, 1, 3):  # a folder's images read as grayscale or RGB
+        raise UserError(
+            f"image folders are read with 1 (grayscale) or 3 (RGB) channels, not "
+            f"{options.channels}; evaluate a run of {options.channels}-channel data on data "
+            "of its own kind"
+        )
     need = options.skip_bad_images or options.channels is None or options.image_size is None
     if not need:
         return options.channels or 3, options.image_size or 1, {}
