@@ -286,9 +286,9 @@ class TrainConfig:
 
         if self.data:
             self.data = absolute_data(self.data)
-        for name in ("data_dir", "weights", "run_dir"):
+        for name in ("data_dir", "weights", "run_dir", "resume"):
             value = getattr(self, name)
-            if value:
+            if value and value != "auto":
                 setattr(self, name, str(Path(os.path.expanduser(value)).resolve()))
 
     def to_dict(self) -> dict[str, Any]:
