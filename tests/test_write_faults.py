@@ -207,7 +207,7 @@ def _export(fmt: str) -> Callable[[Path], bytes]:
             weights = _Net().state_dict()
             export._save_safetensors(weights, out, {"model": {"name": "net"}}, {"channels": 1})
         else:
-            export._save_program(_Net(), out, 1, 8, "Net")
+            export._save_program(_Net(), out, (1, 8, 8), "Net")
         return out.read_bytes()
 
     return write
@@ -599,6 +599,6 @@ def test_a_pt2_export_raises_no_torch_warning(tmp_path: Path):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        export._save_program(_Net(), tmp_path / "model.pt2", 1, 8, "Net")
+        export._save_program(_Net(), tmp_path / "model.pt2", (1, 8, 8), "Net")
     assert not [w for w in caught if ".pt2" in str(w.message)], [str(w.message) for w in caught]
     assert (tmp_path / "model.pt2").stat().st_size > 0 and leftovers(tmp_path) == []

@@ -376,7 +376,16 @@ def _decide(
     Every image of val and test, and of train up to :data:`DECODE_UP_FRONT` images, is
     decoded here, before the first step: a truncated file fails now, named, not during
     training or at the final test.
+
+    Raises:
+        UserError: Channels asked for that image files cannot be read as (1 or 3).
     """
+    if options.channels not in (None, 1, 3):  # a folder's images read as grayscale or RGB
+        raise UserError(
+            f"image folders are read with 1 (grayscale) or 3 (RGB) channels, not "
+            f"{options.channels}; evaluate a run of {options.channels}-channel data on data "
+            "of its own kind"
+        )
     everything = [p for samples in splits.values() for p, _ in samples]
     decode = [p for name in ("val", "test") for p, _ in splits.get(name, [])]
     if len(splits["train"]) <= DECODE_UP_FRONT:
@@ -432,8 +441,9 @@ def build_folder(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(
-            f"data folder {root} does not exist; pass --data digits, --data cifar10, or a folder "
-            "with train/ and test/ subfolders of class folders"
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH (where it is "
+            "now); otherwise --data digits, --data cifar10, or a folder with train/ and test/ "
+            "subfolders of class folders"
         )
     classes, splits = _scan(root, options)
     channels, size, info = _decide(splits, options)
