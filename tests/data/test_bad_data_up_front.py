@@ -40,3 +40,21 @@ def test_a_truncated_image_is_named_before_training(tmp_path, split, given, capl
     assert len(held) == 6  # three images of each class; the damaged one left out
     said = " ".join(r.getMessage() for r in caplog.records)
     assert str(bad) in said and "pass --skip-bad-images" not in said, said
+
+
+def test_a_train_folder_too_large_to_decode_up_front_is_checked_in_the_background(
+    tmp_path, monkeypatch
+):
+    from torchstyle.data import folder
+
+    monkeypatch.setattr(folder, "DECODE_UP_FRONT", 2)  # this folder's 7 train images: too many
+    root = make_image_folder(tmp_path / "data")
+    bad = root / "train" / "dog" / "bad.png"
+    _truncated_png(bad)
+    bundle = build_folder(DataOptions(name=str(root), channels=3, image_size=12))  # headers only
+    assert len(bundle.checks) == 1
+    with pytest.raises(BadImageError, match=f"cannot read image {bad}"):
+        bundle.checks[0].wait()  # what the engine calls before the first evaluation
+    bad.unlink()
+    clean = build_folder(DataOptions(name=str(root), channels=3, image_size=12))
+    clean.checks[0].wait()  # nothing to report

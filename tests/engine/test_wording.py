@@ -22,3 +22,24 @@ def test_max_steps_wording_is_consistent(tmp_path, caplog):
     assert "epoch 1/2" in said and "/10" not in said, said
     summary = format_summary(result)
     assert summary.startswith("done: 6 steps (1 whole epoch) (reached --max-steps 6)"), summary
+
+
+def test_a_background_data_check_is_awaited_before_the_first_evaluation(tmp_path):
+    import pytest
+
+    from torchstyle.errors import UserError
+
+    class Pending:
+        waited = 0
+
+        def wait(self):
+            Pending.waited += 1
+            raise UserError("cannot read image x.png: truncated")
+
+    bundle = random_bundle()
+    bundle.checks.append(Pending())
+    cfg = TrainConfig(run_dir=str(tmp_path / "r"), epochs=3, progress=False)
+    trainer = Trainer(cfg, model=TinyMLP(), data=bundle)
+    with pytest.raises(UserError, match=r"x\.png"):
+        trainer.fit()
+    assert Pending.waited == 1 and trainer.position.epoch == 1  # after epoch 1, before its eval

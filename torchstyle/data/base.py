@@ -67,6 +67,7 @@ class DataBundle:
             when the source has none.
         info: How the data was decided, for the run's records: for example ``val`` (where
             the validation split came from), ``channels`` and ``image_size`` (why).
+        checks: Background checks of the data, awaited before the first evaluation.
     """
 
     train: Dataset[Any]
@@ -74,6 +75,9 @@ class DataBundle:
     spec: DataSpec
     val: Dataset[Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: Checks still running (a large training folder decoded in the background); each has a
+    #: ``wait()`` the engine calls before the first evaluation.
+    checks: list[Any] = field(default_factory=list)
 
 
 class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):

@@ -34,6 +34,7 @@ from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
 from torchstyle.data.images import (
     DATASET_HINT,
     IMAGE_EXTENSIONS,
+    BackgroundCheck,
     BadImageError,
     ImageHeader,
     bad_image,
@@ -369,7 +370,7 @@ def _carve_test(
 
 
 def _decide(
-    splits: dict[str, list[tuple[Path, int]]], options: DataOptions
+    splits: dict[str, list[tuple[Path, int]]], options: DataOptions, checks: list[Any]
 ) -> tuple[int, int, dict[str, str]]:
     """Channels and image size, and the records of why; drops bad images if asked.
 
@@ -397,6 +398,8 @@ def _decide(
             len(splits["train"]),
             DECODE_UP_FRONT,
         )
+        if not options.skip_bad_images:  # (skipping decodes every image up front)
+            checks.append(BackgroundCheck([p for p, _ in splits["train"]]))
     headers = inspect_images(everything, skip_bad=options.skip_bad_images, decode=decode)
     for name, samples in splits.items():
         kept = [(p, label) for p, label in samples if p in headers]
@@ -446,7 +449,8 @@ def build_folder(options: DataOptions) -> DataBundle:
             "subfolders of class folders"
         )
     classes, splits = _scan(root, options)
-    channels, size, info = _decide(splits, options)
+    checks: list[Any] = []
+    channels, size, info = _decide(splits, options, checks)
     common: _SplitOptions = {
         "channels": channels,
         "image_size": size,
@@ -475,6 +479,7 @@ def build_folder(options: DataOptions) -> DataBundle:
         train=train,
         test=test,
         spec=spec,
+        checks=checks,
         val=val,
         info=info,
     )

@@ -320,6 +320,42 @@ def inspect_images(
     return headers
 
 
+class BackgroundCheck:
+    """Decodes images in a background thread; :meth:`wait` raises the first unreadable one.
+
+    For a training folder too large to decode before the first step: the engine waits for
+    it before the first evaluation, so a damaged file is named then, never after training.
+    """
+
+    def __init__(self, paths: list[Path], hint: str = DATASET_HINT) -> None:
+        import threading
+
+        self._paths, self._hint = paths, hint
+        self._error: BadImageError | None = None
+        self._thread = threading.Thread(target=self._run, name="image-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for path in self._paths:
+            try:
+                read_image(path, 1, self._hint)
+            except BadImageError as e:
+                self._error = e
+                return
+            except Exception:
+                continue
+
+    def wait(self) -> None:
+        """Waits for the check to finish.
+
+        Raises:
+            BadImageError: An image is unreadable.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def decide_channels(headers: list[ImageHeader], requested: int | None) -> tuple[int, str]:
     """The channels every image is converted to, and the sentence that says why.
 

@@ -324,6 +324,8 @@ class Trainer:
 
     def _evaluate_and_log(self, epoch: int) -> bool:
         """Evaluates, logs, steps a plateau schedule; returns whether this is the best yet."""
+        for check in getattr(self.data, "checks", None) or ():
+            check.wait()  # a large training folder's background decode: done before this
         self.hooks.on_evaluation_start(self, epoch)
         with self.strategy.full_weights():  # each process runs its share on its own
             metrics = self.evaluate()
