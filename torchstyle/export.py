@@ -74,6 +74,7 @@ def export_run(
     """
     import torch
 
+    from torchstyle.engine.checkpoint import load_checkpoint
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
     from torchstyle.models.adapters import unwrap
 
@@ -84,22 +85,41 @@ def export_run(
             f"{output} already exists; pass --overwrite to replace it, or another --output"
         )
     path = checkpoint_path(run_dir, checkpoint)
+    if fmt == "safetensors":
+        state = load_checkpoint(path, map_location="cpu")
+        if "net" in state:  # weights alone: no model is built, so every run exports
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _save_safetensors(network_weights(state), output, state, state["spec"])
+            return output
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     net = unwrap(model).eval()
     spec = run_spec(state)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "safetensors":
-        _save_safetensors(net, output, state, spec.to_dict())
+    if fmt == "safetensors":  # sharded: the model consolidates the shards
+        _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
         _save_program(net, output, spec.sample_shape, type(model).__name__)
     return output
 
 
-def _save_safetensors(net: Any, output: Path, state: dict[str, Any], spec: dict[str, Any]) -> None:
+def network_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The user's network's weights in a checkpoint: an adapter's ``net.`` prefix removed, so
+    they load into the user's own class (as :func:`~torchstyle.models.adapters.unwrap` does)."""
+    source = state.get("model", {}).get("source")
+    adapter = source.get("adapter", "none") if isinstance(source, dict) else "none"
+    weights: dict[str, Any] = state["net"]
+    if adapter in ("classification", "own-steps"):
+        return {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
+    return weights
+
+
+def _save_safetensors(
+    weights: dict[str, Any], output: Path, state: dict[str, Any], spec: dict[str, Any]
+) -> None:
     from safetensors.torch import save_file
 
     # Clones: tensors that share storage (tied weights) must be separate in the file.
-    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in weights.items()}
     info = state.get("model", {})
     metadata = {
         "format": EXPORT_FORMAT,
@@ -126,7 +146,7 @@ def _save_program(net: Any, output: Path, shape: tuple[int, ...], name: str) -> 
             f"torch.export cannot trace {name}.forward on {tuple(shape)} samples: "
             f"{first}; export --format safetensors instead"
         ) from None
-    tmp = output.with_name(f".{output.name}.tmp")
+    tmp = output.with_name(f".tmp-{output.name}")  # torch.export.save wants the suffix
     torch.export.save(program, str(tmp))
     tmp.replace(output)
 

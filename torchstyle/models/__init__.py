@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torchstyle.errors import UserError
-from torchstyle.models.arguments import accepted_arguments, check_arguments
+from torchstyle.models.arguments import accepted_arguments, check_arguments, check_contract
 from torchstyle.models.base import TorchstyleModel, build_optimizer
 from torchstyle.nn.errors import ArgumentError
 from torchstyle.spec import DataSpec
@@ -122,6 +122,7 @@ def create_model(name: str, spec: DataSpec | None = None, **kwargs: Any) -> Torc
             shape the model cannot take.
     """
     cls = get_model_class(name)
+    check_contract(name, cls, TorchstyleModel.from_spec.__func__)  # type: ignore[attr-defined]
     check_arguments(name, cls, kwargs)
     problem = None if spec is None else cls.shape_problem(spec)
     if problem:
