@@ -113,6 +113,21 @@ def _error_prefix(error: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`torchstyle lint - | head -3`): stop quietly, as cat does.
+        # Later writes, the interpreter's last flush included, go nowhere.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from torchstyle import writes
     from torchstyle.errors import UserError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -134,6 +149,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if prefix is not None:
             print(f"{prefix}torchstyle {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        raise
+    except Exception as e:
+        # A write that failed outside torchstyle.writes (a library's own files, a database).
+        folder = next(
+            (getattr(args, a) for a in ("dir", "run_dir", "output") if getattr(args, a, None)), None
+        )
+        found = writes.explain(e, getattr(e, "filename", None) or folder or "a file")
+        if found is None:
+            raise
+        if _rank() == 0:
+            print(f"torchstyle {args.command}: error: {_one_line(str(found))}", file=sys.stderr)
+        return found.exit_code
     except KeyboardInterrupt:
         if _rank() == 0:
             print(f"torchstyle {args.command}: interrupted", file=sys.stderr)

@@ -129,6 +129,7 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
         raise UserError(
             f"{path} must hold an object of settings; fix it or pass every setting as flags"
         )
+    saved.pop("environment", None)  # recorded by the run, not a setting
     return saved
 
 
@@ -195,6 +196,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             seed=cfg["seed"],
             layout=type(model).data_layout,
             val_split=0.0,  # only the test split is read
+            test_split=None if args.data else cfg.get("test_split"),  # the run's own split
             class_names=spec.class_names or None,  # label a folder with the run's classes
             # The run's own data is read as the run read it; other data must match it.
             channels=None if args.data else spec.channels,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from torchstyle import extras
 from torchstyle.choices import AMP_MODES, OPTIMIZERS, SCHEDULERS, STRATEGIES
 from torchstyle.errors import UserError
 
@@ -127,6 +129,11 @@ class TrainConfig:
         "hold out this fraction of train for validation (stratified, fixed by --seed); "
         "default: the source's (digits, cifar10: 0.1; folders: their val/ folder)",
     )
+    test_split: float | None = _opt(
+        None,
+        "for a folder with train/ but no test/: hold out this fraction of train as the test "
+        "split (stratified by class, fixed by --seed, recorded in data.json)",
+    )
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
     )
@@ -224,7 +231,7 @@ class TrainConfig:
     )
 
     def validate(self) -> None:
-        """Checks value ranges.
+        """Checks value ranges, then makes the paths absolute.
 
         Raises:
             UserError: A value is out of range; the message names the flag and the fix.
@@ -251,6 +258,9 @@ class TrainConfig:
             raise UserError(
                 f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"
             )
+        for extra in ("timm",):  # checked before the data is built, so before any output
+            if str(self.model or "").startswith(f"{extra}:"):
+                extras.require(extra, f"--model {extra}:...")
         if self.resume == "auto" and not self.run_dir:
             raise UserError("--resume auto needs --run-dir: the folder the job writes to")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
@@ -276,6 +286,19 @@ class TrainConfig:
             )
         if self.deterministic and self.cudnn_benchmark:
             raise UserError("--deterministic and --cudnn-benchmark contradict each other; pick one")
+        self._make_paths_absolute()
+
+    def _make_paths_absolute(self) -> None:
+        """Records every path absolute, so the run opens from any directory and a later
+        value is compared with it after resolving."""
+        from torchstyle.data.registry import absolute_data
+
+        if self.data:
+            self.data = absolute_data(self.data)
+        for name in ("data_dir", "weights", "run_dir", "resume"):
+            value = getattr(self, name)
+            if value and value != "auto":
+                setattr(self, name, str(Path(os.path.expanduser(value)).resolve()))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict."""
@@ -283,10 +306,13 @@ class TrainConfig:
 
     def save(self, run_dir: Path) -> None:
         """Writes the guide's ``config.txt`` (the parsed namespace) and ``config.json``."""
-        (run_dir / "config.txt").write_text(str(argparse.Namespace(**self.to_dict())) + "\n")
-        (run_dir / "config.json").write_text(
-            json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        )
+        from torchstyle import writes
+
+        fix = "or pass another --run-dir"
+        namespace = str(argparse.Namespace(**self.to_dict())) + "\n"
+        writes.atomic_write_text(run_dir / "config.txt", namespace, fix=fix)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        writes.atomic_write_text(run_dir / "config.json", text, fix=fix)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:

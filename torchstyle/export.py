@@ -2,8 +2,10 @@
 
 * ``safetensors``: the weights of the user's network (no pickle, so loading runs no code),
   with the model's source, arguments and data spec as metadata; ``--weights`` reads it back.
-* ``pt2``: a ``torch.export`` program of ``forward`` on images, batch size free; load it with
-  ``torch.export.load(path).module()``, without torchstyle or the model's code.
+* ``pt2``: a ``torch.export`` program of ``forward`` on batches of samples of the training
+  data's own shape (``(B, C, H, W)`` images, ``(B, F)`` feature vectors), batch size free;
+  load it with ``torch.export.load(path).module()``, without torchstyle or the model's code.
+  It expects inputs preprocessed as training saw them (``docs/export.md`` says how).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.output import CommandOutput
+
+_FIX = "or pass --output PATH on a writable disk"
 
 FORMATS = ("safetensors", "pt2")
 # Marks a safetensors file written by this command.
@@ -86,17 +91,17 @@ def export_run(
     if fmt == "safetensors":
         state = load_checkpoint(path, map_location="cpu")
         if "net" in state:  # weights alone: no model is built, so every run exports
-            output.parent.mkdir(parents=True, exist_ok=True)
+            writes.make_dirs(output.parent, fix=_FIX)
             _save_safetensors(network_weights(state), output, state, state["spec"])
             return output
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     net = unwrap(model).eval()
     spec = run_spec(state)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    writes.make_dirs(output.parent, fix=_FIX)
     if fmt == "safetensors":  # sharded: the model consolidates the shards
         _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
-        _save_program(net, output, spec.channels, spec.image_size, type(model).__name__)
+        _save_program(net, output, spec.sample_shape, type(model).__name__)
     return output
 
 
@@ -114,7 +119,7 @@ def network_weights(state: dict[str, Any]) -> dict[str, Any]:
 def _save_safetensors(
     weights: dict[str, Any], output: Path, state: dict[str, Any], spec: dict[str, Any]
 ) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     # Clones: tensors that share storage (tied weights) must be separate in the file.
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in weights.items()}
@@ -126,26 +131,24 @@ def _save_safetensors(
         "spec": json.dumps(spec),
         "epoch": str(state.get("epoch", "")),
     }
-    tmp = output.with_name(f".{output.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(output)
+    data = save(tensors, metadata=metadata)
+    writes.atomic_write(output, lambda f: f.write(data), fix=_FIX)
 
 
-def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -> None:
+def _save_program(net: Any, output: Path, shape: tuple[int, ...], name: str) -> None:
+    """Traces ``net`` on samples of the training data's own ``shape``, batch size free."""
     import torch
 
-    example = (torch.zeros(2, channels, size, size),)
+    example = (torch.zeros(2, *shape),)
     try:
         program = torch.export.export(net, example, dynamic_shapes=({0: torch.export.Dim.AUTO},))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(
-            f"torch.export cannot trace {name}.forward on ({channels}, {size}, {size}) images: "
+            f"torch.export cannot trace {name}.forward on {tuple(shape)} samples: "
             f"{first}; export --format safetensors instead"
         ) from None
-    tmp = output.with_name(f".tmp-{output.name}")  # torch.export.save wants the suffix
-    torch.export.save(program, str(tmp))
-    tmp.replace(output)
+    writes.atomic_write(output, lambda f: torch.export.save(program, f), fix=_FIX)
 
 
 def read_export_metadata(path: Path) -> dict[str, Any]:

@@ -168,3 +168,27 @@ def test_classifier_predict_reads_folders_and_checks_output_first(demo_run, tmp_
     empty.mkdir()
     proc = cli("predict", str(run_dir), str(empty))
     assert proc.returncode == 2 and "holds no images" in proc.stderr
+
+
+@pytest.mark.slow
+def test_classifier_predict_skips_bad_images_and_follows_symlinked_folders(demo_run, tmp_path, cli):
+    run_dir, _ = demo_run
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    Image.new("L", (8, 8), color=200).save(folder / "1.png")
+    Image.new("L", (8, 8), color=100).save(elsewhere / "2.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    bad = folder / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    proc = cli("predict", str(run_dir), str(folder))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert str(bad) in error and "--skip-bad-images" in error, error
+    out = tmp_path / "p.csv"
+    proc = cli("predict", str(run_dir), str(folder), "--skip-bad-images", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    predicted = [line.split("\t")[0] for line in proc.stdout.splitlines()]
+    assert predicted == [str(folder / "1.png"), str(folder / "linked" / "2.png")]
+    assert "skipped 1 unreadable image(s)" in proc.stderr and str(bad) in proc.stderr
+    assert len(out.read_text().splitlines()) == 3  # header and the two readable images

@@ -208,6 +208,12 @@ def test_a_second_run_on_a_locked_folder_names_the_holder(tmp_path):
             time.sleep(0.2)
         second = train(run, "--epochs", "1", "--resume", "auto", ok=False)
         assert_one_line_error(second, f"in use by pid {first.pid} on ")
+        # "In use" comes first, with nothing said as done before it: not "resumed", not
+        # "already exists; pass --resume".
+        for how in (("--resume", str(run)), ("--run-dir", str(run))):
+            other = run_cli("train", *TINY, "--epochs", "1", *how)
+            assert_one_line_error(other, f"in use by pid {first.pid} on ")
+            assert "resumed" not in other.stdout + other.stderr
     finally:
         first.kill()  # SIGKILL: the kernel releases its lock
         first.wait()

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.engine.conftest import read_jsonl, summary_value
@@ -73,6 +74,9 @@ def test_config_is_saved_with_the_run(demo_run):
     assert text.startswith("Namespace(") and "model='classifier'" in text
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["epochs"] == 8 and cfg["log_every"] == 10 and cfg["data"] == "digits"
+    # What bit-identical reruns need besides the flags (tests/conftest.py sets one thread).
+    env = cfg["environment"]
+    assert env["cpu_threads"] == 1 and env["device"] == "cpu" and env["torch"] == torch.__version__
 
 
 def test_config_file_then_flags(tmp_path, cli):

@@ -112,3 +112,17 @@ def test_running_names_the_run_folder_lock_holder(tmp_path):
     (run / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": host}))
     (row,) = list_runs([str(run)])
     assert row["status"] == "killed at step 40"
+
+
+def test_a_long_error_is_cut_in_the_table_and_whole_in_json(tmp_path):
+    from torchstyle.experiments.runs import STATUS_WIDTH, format_json, format_table
+
+    error = "could not write " + "x/" * 200 + "latest.pt: No space left on device"
+    _run(tmp_path, "f", status={"state": "failed", "error": error})
+    rows = list_runs([str(tmp_path)])
+    table = format_table(rows)
+    row = table.splitlines()[1]
+    status = row[row.index("failed: ") : row.index("...") + 3]
+    assert status.startswith("failed: could not write x/x/") and error not in table
+    assert len(status) == STATUS_WIDTH, row
+    assert json.loads(format_json(rows))[0]["error"] == error

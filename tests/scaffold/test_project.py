@@ -433,3 +433,49 @@ def test_a_folder_that_cannot_hold_the_project_is_one_line_and_exit_2(
     assert code == 2 and err.count("\n") == 1, err
     assert f"cannot create the project in {target}" in err and "pass another --dir" in err
     assert not Path(target).exists()
+
+
+def test_force_commits_only_the_generated_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    target = tmp_path / "existing"
+    (target / "data").mkdir(parents=True)
+    (target / "secret.env").write_text("TOKEN=1\n")
+    (target / "data" / "big.csv").write_text("a,b\n")
+    assert cli_main(["new", "digit_net", "--dir", str(target), "--force", "--git"]) == 0
+    out = capsys.readouterr().out
+    assert "not what else is here: data/, secret.env" in out, out
+    committed = subprocess.run(
+        ["git", "ls-files"], cwd=target, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "train.py" in committed and "secret.env" not in committed
+    assert not [f for f in committed if f.startswith("data/")]
+
+
+def test_the_generated_project_holds_out_one_true_validation_split(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import sys
+
+    root, _ = write_project("digit_net", "classifier", tmp_path / "proj")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "data", raising=False)
+    import data  # the generated project's data.py
+
+    with caplog.at_level(logging.INFO):
+        loaders = data.build_loaders(
+            data="digits", data_dir=None, download=False, image_size=None, batch_size=64,
+            val_fraction=0.1, skip_bad_images=False, workers=0, seed=0, pin_memory=False,
+        )  # fmt: skip
+    train, val = len(loaders.train.dataset), len(loaders.val.dataset)
+    assert train + val == 1437  # digits' whole training split: nothing discarded
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{val} of the 1437 training images held out" in said, said
+    assert "held out of" not in said  # torchstyle held out nothing of its own
+    monkeypatch.delitem(sys.modules, "data", raising=False)

@@ -49,6 +49,9 @@ class DataOptions:
     augment: str | None = None
     channels: int | None = None
     val_split: float | None = None
+    #: Fraction of a folder's train/ held out as its test split (for a folder without test/;
+    #: stratified by class, drawn from ``seed``). None: the folder's test/.
+    test_split: float | None = None
     class_names: tuple[str, ...] | None = None
 
 
@@ -64,6 +67,7 @@ class DataBundle:
             when the source has none.
         info: How the data was decided, for the run's records: for example ``val`` (where
             the validation split came from), ``channels`` and ``image_size`` (why).
+        checks: Background checks of the data, awaited before the first evaluation.
     """
 
     train: Dataset[Any]
@@ -71,6 +75,9 @@ class DataBundle:
     spec: DataSpec
     val: Dataset[Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: Checks still running (a large training folder decoded in the background); each has a
+    #: ``wait()`` the engine calls before the first evaluation.
+    checks: list[Any] = field(default_factory=list)
 
 
 class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -82,7 +89,8 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
     ``(index, epoch)`` keys, the draws' keys.
 
     Args:
-        images: ``(N, C, H, W)`` uint8 images, or float images in ``[-1, 1]``.
+        images: ``(N, C, H, W)`` uint8 images, or float images in ``[-1, 1]``; or ``(N, F)``
+            float feature vectors (``features`` layout, never augmented).
         labels: ``(N,)`` int64 labels.
         augment: ``none``, ``flip`` or ``crop-flip`` (see ``torchstyle.data.augment``).
         seed: Base seed of the augmentation draws.
@@ -93,7 +101,10 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
     def __init__(
         self, images: Tensor, labels: Tensor, *, augment: str = "none", seed: int = 0
     ) -> None:
-        assert images.ndim == 4, f"images must be (N, C, H, W), got {tuple(images.shape)}"
+        # Feature vectors (N, F) are held the same way; they are never augmented.
+        assert images.ndim == 4 or (images.ndim == 2 and augment == "none"), (
+            f"images must be (N, C, H, W) or un-augmented (N, F), got {tuple(images.shape)}"
+        )
         assert labels.shape == images.shape[:1], "one label per image"
         assert augment in ("none", "flip", "crop-flip"), (
             f"unsupported augment {augment!r} for in-memory data"

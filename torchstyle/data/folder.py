@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+import unicodedata
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -33,6 +34,7 @@ from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
 from torchstyle.data.images import (
     DATASET_HINT,
     IMAGE_EXTENSIONS,
+    BackgroundCheck,
     BadImageError,
     ImageHeader,
     bad_image,
@@ -43,7 +45,7 @@ from torchstyle.data.images import (
     read_image,
     warn_skipped,
 )
-from torchstyle.data.splits import carve_val, check_fraction
+from torchstyle.data.splits import carve_val, check_fraction, stratified_split
 from torchstyle.errors import UserError
 from torchstyle.spec import DataSpec
 
@@ -106,14 +108,13 @@ def scan_split(
         raise UserError(
             f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/"
         )
-    if classes is not None:
-        extra = [c for c in found if c not in classes]
-        if extra:
-            raise UserError(
-                f"{split_dir} has different classes from the training split: "
-                f"{', '.join(extra)} (not among {', '.join(classes)}); rename or remove those "
-                "folders, or add them to train/ with images"
-            )
+    # Names are compared in NFC: macOS writes "café" decomposed (NFD), Linux keeps either.
+    wanted = {_nfc(c): i for i, c in enumerate(classes if classes is not None else found)}
+    if classes is None:
+        _refuse_twins(split_dir, found)
+        _refuse_one_level_too_deep(split_dir, found)
+    else:
+        _refuse_unknown(split_dir, [c for c in found if _nfc(c) not in wanted], classes)
     samples: list[tuple[Path, int]] = []
     present, ignored = [], 0
     for name in found:
@@ -125,8 +126,16 @@ def scan_split(
                 f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
             )
         if images:
-            present.append(name)
-            label = found.index(name) if classes is None else classes.index(name)
+            label = wanted[_nfc(name)]
+            present.append(name if classes is None else classes[label])
+            if classes is not None and name != classes[label]:
+                log.info(
+                    "%s: class folder %a is train's %a in another Unicode normalisation "
+                    "(NFD/NFC); taken as the same class",
+                    split_dir,
+                    name,
+                    classes[label],
+                )
             samples.extend((p, label) for p in images)
     if ignored:
         log.warning("%s: ignored %d non-image files", split_dir, ignored)
@@ -136,6 +145,45 @@ def scan_split(
 
 
 _DATASET_HINT = DATASET_HINT
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _refuse_unknown(split_dir: Path, extra: list[str], classes: tuple[str, ...]) -> None:
+    if extra:
+        raise UserError(
+            f"{split_dir} has different classes from the training split: "
+            f"{', '.join(extra)} (not among {', '.join(classes)}); rename or remove those "
+            "folders, or add them to train/ with images"
+        )
+
+
+def _refuse_twins(split_dir: Path, found: list[str]) -> None:
+    """Refuses two class folders whose names differ only in Unicode normalisation."""
+    seen: dict[str, str] = {}
+    for name in found:
+        twin = seen.setdefault(_nfc(name), name)
+        if twin != name:
+            raise UserError(
+                f"{split_dir} has two class folders named {name!r} that differ only in Unicode "
+                f"normalisation ({twin!a} and {name!a}, NFC and NFD); merge them "
+                "into one folder"
+            )
+
+
+def _refuse_one_level_too_deep(split_dir: Path, found: list[str]) -> None:
+    """One class folder whose subfolders hold the images: the classes sit one level down."""
+    if len(found) != 1:
+        return
+    inner = class_folders(split_dir / found[0])
+    if len(inner) >= 2:
+        shown = ", ".join(inner[:4]) + (", ..." if len(inner) > 4 else "")
+        raise UserError(
+            f"{split_dir} has one class folder, {found[0]}/, whose subfolders ({shown}) look "
+            f"like the classes: they sit one level too deep; move them up into {split_dir}/"
+        )
 
 
 def load_image(path: Path, channels: int, image_size: int, hint: str = DATASET_HINT) -> Tensor:
@@ -279,7 +327,13 @@ def _scan(
         found, train = scan_split(root / "train")
         classes = tuple(found)
     splits = {"train": train or []}
-    splits["test"] = _evaluation_split(root, "test", classes, required=True) or []
+    if options.test_split and (root / "test").is_dir():
+        raise UserError(
+            f"{root} has a test/ folder and --test-split {options.test_split} was given; drop "
+            "--test-split to use test/, or move test/ away"
+        )
+    held_out = bool(options.test_split)
+    splits["test"] = _evaluation_split(root, "test", classes, required=not held_out) or []
     val = _evaluation_split(root, "val", classes, required=False)
     if val is not None:
         if options.val_split:
@@ -291,15 +345,62 @@ def _scan(
     return classes, splits
 
 
+#: Up to this many training images are decoded before the first step (all of val and test are).
+DECODE_UP_FRONT = 20_000
+
+
+def _carve_test(
+    train: ImageFolderDataset, fraction: float, seed: int, root: Path
+) -> tuple[ImageFolderDataset, ImageFolderDataset, str]:
+    """``--test-split``: a stratified, seeded share of train/ held out as the test split."""
+    check_fraction(fraction)
+    labels = torch.tensor([label for _, label in train.samples])
+    keep, held = stratified_split(labels, fraction, seed)
+    if not len(held) or not len(keep):
+        raise UserError(
+            f"--test-split {fraction} of the {len(labels)} images in {root / 'train'} leaves "
+            f"{len(keep)} to train on and {len(held)} to test; choose another fraction"
+        )
+    record = (
+        f"{len(held)} images held out of {len(labels)} in {root / 'train'} (--test-split "
+        f"{fraction:g}, stratified by class, seed {seed})"
+    )
+    log.info("data: test split: %s", record)
+    return train.select(keep.tolist(), train=True), train.select(held.tolist(), train=False), record
+
+
 def _decide(
-    splits: dict[str, list[tuple[Path, int]]], options: DataOptions
+    splits: dict[str, list[tuple[Path, int]]], options: DataOptions, checks: list[Any]
 ) -> tuple[int, int, dict[str, str]]:
-    """Channels and image size, and the records of why; drops bad images if asked."""
-    need = options.skip_bad_images or options.channels is None or options.image_size is None
-    if not need:
-        return options.channels or 3, options.image_size or 1, {}
+    """Channels and image size, and the records of why; drops bad images if asked.
+
+    Every image of val and test, and of train up to :data:`DECODE_UP_FRONT` images, is
+    decoded here, before the first step: a truncated file fails now, named, not during
+    training or at the final test.
+
+    Raises:
+        UserError: Channels asked for that image files cannot be read as (1 or 3).
+    """
+    if options.channels not in (None, 1, 3):  # a folder's images read as grayscale or RGB
+        raise UserError(
+            f"image folders are read with 1 (grayscale) or 3 (RGB) channels, not "
+            f"{options.channels}; evaluate a run of {options.channels}-channel data on data "
+            "of its own kind"
+        )
     everything = [p for samples in splits.values() for p, _ in samples]
-    headers = inspect_images(everything, skip_bad=options.skip_bad_images)
+    decode = [p for name in ("val", "test") for p, _ in splits.get(name, [])]
+    if len(splits["train"]) <= DECODE_UP_FRONT:
+        decode += [p for p, _ in splits["train"]]
+    else:
+        log.info(
+            "data: train has %d images, more than are decoded up front (%d); their headers "
+            "were checked, and a damaged one is named when it is read",
+            len(splits["train"]),
+            DECODE_UP_FRONT,
+        )
+        if not options.skip_bad_images:  # (skipping decodes every image up front)
+            checks.append(BackgroundCheck([p for p, _ in splits["train"]]))
+    headers = inspect_images(everything, skip_bad=options.skip_bad_images, decode=decode)
     for name, samples in splits.items():
         kept = [(p, label) for p, label in samples if p in headers]
         warn_skipped(name, len(samples) - len(kept))
@@ -343,18 +444,24 @@ def build_folder(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(
-            f"data folder {root} does not exist; pass --data digits, --data cifar10, or a folder "
-            "with train/ and test/ subfolders of class folders"
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH (where it is "
+            "now); otherwise --data digits, --data cifar10, or a folder with train/ and test/ "
+            "subfolders of class folders"
         )
     classes, splits = _scan(root, options)
-    channels, size, info = _decide(splits, options)
+    checks: list[Any] = []
+    channels, size, info = _decide(splits, options, checks)
     common: _SplitOptions = {
         "channels": channels,
         "image_size": size,
         "seed": options.seed,
         "augment": options.augment or "flip",
     }
-    train: Dataset[Any] = ImageFolderDataset(splits["train"], train=True, **common)
+    whole = ImageFolderDataset(splits["train"], train=True, **common)
+    train: Dataset[Any] = whole
+    test: Dataset[Any] = ImageFolderDataset(splits["test"], train=False, **common)
+    if options.test_split:
+        train, test, info["test"] = _carve_test(whole, options.test_split, options.seed, root)
     val: Dataset[Any] | None = None
     if "val" in splits:
         val = ImageFolderDataset(splits["val"], train=False, **common)
@@ -370,8 +477,9 @@ def build_folder(options: DataOptions) -> DataBundle:
     )
     return DataBundle(
         train=train,
-        test=ImageFolderDataset(splits["test"], train=False, **common),
+        test=test,
         spec=spec,
+        checks=checks,
         val=val,
         info=info,
     )

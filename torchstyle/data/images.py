@@ -21,7 +21,7 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +67,23 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_files(root: Path) -> list[Path]:
-    """Every visible file under ``root``, recursively, sorted; hidden files and folders skipped."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and not is_hidden(p, root))
+    """Every visible file under ``root``, recursively, sorted; hidden files and folders skipped.
+
+    Symlinked folders are followed, as training follows a symlinked class folder (a link
+    back to a folder already walked is not walked again).
+    """
+    import os
+
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [Path(folder) / n for n in names if not n.startswith(".")]
+    return sorted(p for p in found if p.is_file() and not is_hidden(p, root))
 
 
 @dataclass(frozen=True)
@@ -258,7 +273,11 @@ def inspect_image(path: Path, *, decode: bool, hint: str = DATASET_HINT) -> Imag
 
 
 def inspect_images(
-    paths: list[Path], *, skip_bad: bool, hint: str = DATASET_HINT
+    paths: list[Path],
+    *,
+    skip_bad: bool,
+    hint: str = DATASET_HINT,
+    decode: Collection[Path] = (),
 ) -> dict[Path, ImageHeader]:
     """Headers of many images, read by a few threads (file reads wait on the disk).
 
@@ -267,6 +286,8 @@ def inspect_images(
         skip_bad: Decode each file fully and leave the unreadable ones out (each logged);
             without it the first unreadable file raises.
         hint: The fix a message suggests.
+        decode: Files to decode fully (a truncated file has a good header), besides all of
+            them under ``skip_bad``.
 
     Returns:
         Path to header, for the readable files.
@@ -276,9 +297,13 @@ def inspect_images(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    decoded = set(decode)
+    if skip_bad:  # the user passed the flag: no advice to pass it
+        hint = "left out (--skip-bad-images)"
+
     def one(path: Path) -> ImageHeader | BadImageError:
         try:
-            return inspect_image(path, decode=skip_bad, hint=hint)
+            return inspect_image(path, decode=skip_bad or path in decoded, hint=hint)
         except BadImageError as e:
             if not skip_bad:
                 raise
@@ -289,10 +314,46 @@ def inspect_images(
     headers = {}
     for path, result in zip(paths, results, strict=True):
         if isinstance(result, BadImageError):
-            log.warning("skipping %s", result)
+            log.warning("%s", result)
         else:
             headers[path] = result
     return headers
+
+
+class BackgroundCheck:
+    """Decodes images in a background thread; :meth:`wait` raises the first unreadable one.
+
+    For a training folder too large to decode before the first step: the engine waits for
+    it before the first evaluation, so a damaged file is named then, never after training.
+    """
+
+    def __init__(self, paths: list[Path], hint: str = DATASET_HINT) -> None:
+        import threading
+
+        self._paths, self._hint = paths, hint
+        self._error: BadImageError | None = None
+        self._thread = threading.Thread(target=self._run, name="image-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for path in self._paths:
+            try:
+                read_image(path, 1, self._hint)
+            except BadImageError as e:
+                self._error = e
+                return
+            except Exception:
+                continue
+
+    def wait(self) -> None:
+        """Waits for the check to finish.
+
+        Raises:
+            BadImageError: An image is unreadable.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def decide_channels(headers: list[ImageHeader], requested: int | None) -> tuple[int, str]:

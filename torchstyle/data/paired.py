@@ -209,8 +209,8 @@ def _drop_bad(paths: list[Path], split_dir: Path) -> list[Path]:
     for path in paths:
         try:
             _check_pair(path, decode=True)
-        except BadImageError as e:
-            log.warning("skipping %s", e)
+        except BadImageError as e:  # the user passed --skip-bad-images: no advice to pass it
+            log.warning("%s; left out (--skip-bad-images)", str(e).split(f"; {_SKIP_HINT}")[0])
             continue
         good.append(path)
     skipped = len(paths) - len(good)
@@ -261,7 +261,9 @@ def build_paired(options: DataOptions) -> DataBundle:
     """
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist; {_LAYOUT_HINT}")
+        raise UserError(
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH; {_LAYOUT_HINT}"
+        )
     augment = options.augment or "flip"
     if augment not in ("none", "flip"):
         raise UserError(

@@ -13,7 +13,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 import threading
 import time
 import zipfile
@@ -22,7 +21,9 @@ from typing import Any
 
 import torch
 
+from torchstyle import writes
 from torchstyle.errors import UserError
+from torchstyle.writes import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,18 @@ BEST = "best.pt"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")
 
 
-class CheckpointWriteError(UserError):
+class CheckpointWriteError(WriteError):
     """A checkpoint could not be written; the previous one is intact."""
+
+    kept = "the previous checkpoint is intact"
+
+
+#: Added to the fix of every failed checkpoint write.
+WRITE_FIX = "or pass another --run-dir"
 
 
 class CheckpointLoadError(UserError):
     """A checkpoint could not be loaded (missing, truncated, unsafe, or from another model)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename itself must reach the disk, or a power cut could undo it.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -57,21 +54,9 @@ def atomic_save(obj: Any, path: Path) -> None:
     Raises:
         CheckpointWriteError: The write failed (disk full, permissions); ``path`` is untouched.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise CheckpointWriteError(
-            f"could not write checkpoint {path}: {e.strerror or e}; free disk space or fix "
-            f"permissions, or use another --run-dir; the previous checkpoint is intact"
-        ) from None
-    _fsync_dir(path.parent)
+    writes.atomic_write(
+        path, lambda f: torch.save(obj, f), fix=WRITE_FIX, kind=CheckpointWriteError
+    )
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -225,7 +210,7 @@ class CheckpointManager:
             pending.join()
 
     def _write(self, state: dict[str, Any], epoch_end: int | None, is_best: bool) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(self.directory, fix=WRITE_FIX, kind=CheckpointWriteError)
         atomic_save(state, self.latest)
         if epoch_end is not None and self.keep > 0:
             self._link(self.latest, self.directory / f"epoch_{epoch_end:04d}.pt")
@@ -234,22 +219,7 @@ class CheckpointManager:
             self._link(self.latest, self.best)
 
     def _link(self, src: Path, dst: Path) -> None:
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise CheckpointWriteError(
-                f"could not write checkpoint {dst}: {e.strerror or e}; free disk space or fix "
-                "permissions; the previous checkpoint is intact"
-            ) from None
+        writes.copy_file(src, dst, link=True, fix=WRITE_FIX, kind=CheckpointWriteError)
 
     def epoch_files(self) -> list[Path]:
         """Epoch checkpoints, oldest first."""

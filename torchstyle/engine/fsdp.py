@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterable
@@ -280,24 +279,30 @@ def save_shards(
     Raises:
         CheckpointWriteError: A write failed; the previous checkpoint is intact.
     """
-    from torchstyle.engine.checkpoint import CheckpointWriteError
+    from torchstyle import writes
+    from torchstyle.engine.checkpoint import WRITE_FIX, CheckpointWriteError
 
     tmp, final = directory / f".{name}.tmp", directory / name
     if is_main:
-        directory.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(directory, fix=WRITE_FIX, kind=CheckpointWriteError)
         shutil.rmtree(tmp, ignore_errors=True)  # a killed earlier attempt at this name
     barrier()
-    try:
+
+    def fill(folder: Path) -> None:
         with _quiet_without_group():
-            state_dict_saver.save(_training_state(model, optimizers), checkpoint_id=tmp)
+            state_dict_saver.save(_training_state(model, optimizers), checkpoint_id=folder)
         barrier()  # DCP's metadata is written last, by rank 0: all shards exist now
+
+    try:
         if is_main:
-            os.replace(tmp, final)
-    except OSError as e:
-        raise CheckpointWriteError(
-            f"could not write shards to {tmp}: {e.strerror or e}; free disk space or fix "
-            "permissions; the previous checkpoint is intact"
-        ) from None
+            writes.atomic_write_dir(final, fill, fix=WRITE_FIX, kind=CheckpointWriteError)
+        else:
+            fill(tmp)
+    except BaseException as e:  # torch.distributed.checkpoint raises a BaseException
+        found = writes.explain(e, tmp, fix=WRITE_FIX, kind=CheckpointWriteError)
+        if found is None or isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise found from None
     barrier()
     return final
 

@@ -4,10 +4,34 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from torchstyle import writes
+
+_FIX = "or pass another --run-dir"
+_hook_installed = False
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises a failed write, and Python prints its traceback;
+    the same error is raised again in the training thread at its next log, as one line."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        from_writer = type(args.thread).__name__ == "_AsyncWriterThread"
+        if from_writer and args.exc_value is not None and writes.explain(args.exc_value, ""):
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 class RunLogger:
@@ -40,13 +64,27 @@ class RunLogger:
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from torch.utils.tensorboard.writer import FileWriter
 
-        self._writer = FileWriter(str(self.run_dir))
+        _quiet_writer_threads()
+        with writes.guarded(self.run_dir, fix=_FIX):
+            self._writer = FileWriter(str(self.run_dir))
         if self._purge_step is not None:
             # What SummaryWriter(purge_step=...) writes: TensorBoard then drops older events
             # at or after this step, left by the run this one resumes.
             start = SessionLog(status=SessionLog.START)
-            self._writer.add_event(Event(step=self._purge_step, session_log=start))
-        self._jsonl = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+            self._add(
+                lambda: self._writer.add_event(Event(step=self._purge_step, session_log=start))
+            )
+        self._jsonl = writes.open_append(self.run_dir / "metrics.jsonl", fix=_FIX)
+
+    def _add(self, write: Any) -> None:
+        # TensorBoard writes in a thread and raises that thread's error at a later call.
+        with writes.guarded(self._events_path(), fix=_FIX):
+            write()
+
+    def _events_path(self) -> Path:
+        name = getattr(self._writer, "get_logdir", None)
+        events = getattr(getattr(self._writer, "event_writer", None), "_file_name", None)
+        return Path(events) if events else Path(name() if name else self.run_dir)
 
     def log_scalars(self, step: int, scalars: dict[str, float], prefix: str = "") -> None:
         """Logs ``prefix + name`` for each scalar at ``step``."""
@@ -64,9 +102,8 @@ class RunLogger:
             record[tag] = value if math.isfinite(value) else str(value)
         # One event holding every scalar of the step: SummaryWriter.add_scalar costs ~0.25 ms
         # per scalar, which at log_every=50 was most of the engine's overhead on small models.
-        self._writer.add_summary(Summary(value=values), step)
+        self._add(lambda: self._writer.add_summary(Summary(value=values), step))
         self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
 
     def log_images(self, step: int, tag: str, images: torch.Tensor, path: Path) -> None:
         """Logs a grid of ``images`` in ``[-1, 1]`` to TensorBoard and saves it as a PNG."""
@@ -78,9 +115,8 @@ class RunLogger:
         if self._writer is None:
             self.open()
         grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
-        self._writer.add_summary(image(tag, grid, dataformats="CHW"), step)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        self._add(lambda: self._writer.add_summary(image(tag, grid, dataformats="CHW"), step))
+        writes.atomic_write(path, lambda f: save_image(grid, f, format="png"), fix=_FIX)
 
     def log_summary(self, step: int, summary: Any) -> None:
         """Writes a ready-made TensorBoard ``Summary`` (HParams, for one) to the run's events only."""
@@ -88,16 +124,21 @@ class RunLogger:
             return
         if self._writer is None:
             self.open()
-        self._writer.add_summary(summary, step)
+        self._add(lambda: self._writer.add_summary(summary, step))
 
     def flush(self) -> None:
         """Pushes buffered events to disk."""
         if self._writer is not None:
-            self._writer.flush()
+            self._add(self._writer.flush)
 
     def close(self) -> None:
         """Flushes and closes the files."""
         if self._writer is not None:
-            self._writer.close()
-            self._jsonl.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                with writes.guarded(self.run_dir, fix=_FIX):
+                    writer.close()
+            finally:
+                if self._jsonl is not None:
+                    self._jsonl.close()
+                    self._jsonl = None

@@ -26,10 +26,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
 from torchstyle.output import CommandOutput
 from torchstyle.spec import DataSpec
+
+_FIX = "or pass --output DIR on a writable disk"
 
 # Images the sample grid of `generate` puts in one row.
 GRID_ROW = 8
@@ -76,7 +79,10 @@ KIND_FLAGS: dict[str, Any] = {
     "max_new_tokens": None,
     "temperature": None,
     "top_k": None,
+    "skip_bad_images": False,
 }
+# The fix a bad input image's message names.
+_INPUT_HINT = "fix or delete the file, or pass --skip-bad-images to predict the others"
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +116,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--top-k", type=int, help="text: sample among the k likeliest; 0 for all (default: 40)"
     )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="classify, translate: leave unreadable images out (listed on stderr) and predict "
+        "the others",
+    )
     kinds = "\n".join(f"  {k:<10} {p.summary}" for k, p in sorted(PREDICTORS.items()))
     parser.epilog = f"What a run predicts depends on its model:\n{kinds}"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -127,7 +139,7 @@ def predictor_for(model: TorchstyleModel, args: argparse.Namespace) -> Predictor
     given = [
         name
         for name, default in KIND_FLAGS.items()
-        if getattr(args, name, default) not in (None, [])
+        if getattr(args, name, default) not in (None, [], False)
     ]
     foreign = [name for name in given if name not in predictor.flags]
     if foreign:
@@ -140,6 +152,92 @@ def predictor_for(model: TorchstyleModel, args: argparse.Namespace) -> Predictor
 
 
 # ---------------------------------------------------------------------------------- inputs
+def read_samples(
+    inputs: list[str], spec: DataSpec, *, skip: bool = False, skipped: list[str] | None = None
+) -> tuple[list[str], list[Tensor]]:
+    """The samples ``inputs`` name, each shaped as the run's data: ``(names, tensors)``.
+
+    With ``skip``, unreadable images are left out and their messages appended to ``skipped``.
+
+    Images are read as the run's channels and resized to its height and width (square runs
+    take the centred square, as their evaluation split did); feature runs read rows of
+    ``.csv`` (a non-numeric first row is a header) or ``.npy`` files, named ``FILE:ROW``.
+
+    Raises:
+        UserError: An input is missing or unreadable (without ``skip``), or a row has the
+            wrong length.
+    """
+    if spec.layout == "features":
+        rows = [r for i in inputs for r in read_feature_rows(Path(i), spec.features)]
+        return [name for name, _ in rows], [row for _, row in rows]
+    from torchstyle.data.folder import load_image
+    from torchstyle.data.images import read_image
+
+    size = (spec.height, spec.width)
+
+    def read_one(path: Path) -> Tensor:
+        if spec.height == spec.width:
+            return load_image(path, spec.channels, spec.height, _INPUT_HINT)
+        image = read_image(path, spec.channels, _INPUT_HINT).float().unsqueeze(0)
+        resized = torch.nn.functional.interpolate(image, size=size, mode="bilinear")[0]
+        return resized.div_(127.5).sub_(1.0)
+
+    files, images, left_out = read_inputs(collect_images(inputs), read_one, skip=skip)
+    if skipped is not None:
+        skipped += left_out
+    return [str(p) for p in files], images
+
+
+def read_feature_rows(path: Path, features: int) -> list[tuple[str, Tensor]]:
+    """The feature vectors of a ``.csv`` or ``.npy`` file, each named ``PATH:ROW``.
+
+    Raises:
+        UserError: The file is missing, of another kind, or a row has other than ``features``
+            numbers.
+    """
+    if not path.is_file():
+        raise UserError(f"no such file {path}; pass .csv or .npy files of feature rows")
+    if path.suffix == ".npy":
+        import numpy as np
+
+        table = torch.as_tensor(np.load(path, allow_pickle=False), dtype=torch.float32)
+        table = table.reshape(1, -1) if table.ndim == 1 else table
+    elif path.suffix == ".csv":
+        table = _csv_table(path, features)
+    else:
+        raise UserError(f"{path}: pass .csv or .npy files of feature rows for this run")
+    if table.ndim != 2 or table.shape[1] != features:
+        raise UserError(
+            f"{path}: rows of {table.shape[-1]} numbers, but the run was trained on "
+            f"{features} features; give rows of {features} numbers"
+        )
+    return [(f"{path}:{i}", row) for i, row in enumerate(table)]
+
+
+def _csv_table(path: Path, features: int) -> Tensor:
+    """The numbers of a CSV file, one row per sample; a first row that is not numbers is a header."""
+    rows = [row for row in csv.reader(path.read_text().splitlines()) if row]
+
+    def numeric(row: list[str]) -> bool:
+        try:
+            [float(v) for v in row]
+        except ValueError:
+            return False
+        return True
+
+    if rows and not numeric(rows[0]):
+        rows = rows[1:]
+    for i, row in enumerate(rows):
+        if len(row) != features or not numeric(row):
+            raise UserError(
+                f"{path}: row {i} is not {features} numbers (got {len(row)} fields); give rows "
+                f"of the {features} features the run was trained on"
+            )
+    return torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32).reshape(
+        -1, features
+    )
+
+
 def collect_images(inputs: list[str]) -> list[Path]:
     """The image files that ``inputs`` name, folders read recursively (hidden files skipped).
 
@@ -151,6 +249,40 @@ def collect_images(inputs: list[str]) -> list[Path]:
     if not inputs:
         raise UserError("no inputs: pass image files or folders after the run folder")
     return expand_image_paths(list(inputs))
+
+
+def read_inputs(
+    files: list[Path], read: Any, *, skip: bool
+) -> tuple[list[Path], list[Any], list[str]]:
+    """Reads every input with ``read``: the files read, what was read, and the messages of the
+    unreadable ones (left out with ``skip``; without it the first one raises).
+
+    Raises:
+        UserError: An input is unreadable and ``skip`` is off, or every input is.
+    """
+    from torchstyle.data.images import BadImageError
+
+    kept, read_ones, skipped = [], [], []
+    for path in files:
+        try:
+            read_ones.append(read(path))
+        except BadImageError as e:
+            if not skip:
+                raise
+            skipped.append(str(e).split("; fix or delete", 1)[0])
+            continue
+        kept.append(path)
+    if not kept:
+        raise UserError(f"every input image is unreadable ({skipped[0]}); nothing to predict")
+    return kept, read_ones, skipped
+
+
+def skipped_report(skipped: list[str]) -> str:
+    """The stderr lines that say which unreadable inputs ``--skip-bad-images`` left out."""
+    if not skipped:
+        return ""
+    lines = [f"skipped {len(skipped)} unreadable image(s) (--skip-bad-images):"]
+    return "\n".join([*lines, *(f"  {s}" for s in skipped)]) + "\n"
 
 
 def output_folder(run: Path, output: str | None) -> Path:
@@ -182,7 +314,11 @@ def save_images(images: Tensor, paths: list[Path]) -> None:
     from torchvision.utils import save_image
 
     for img, path in zip(images, paths, strict=True):
-        save_image(((img.float().cpu() + 1) / 2).clamp(0, 1), path)
+        _save_png(save_image, ((img.float().cpu() + 1) / 2).clamp(0, 1), path)
+
+
+def _save_png(save_image: Any, pixels: Tensor, path: Path) -> None:
+    writes.atomic_write(path, lambda f: save_image(pixels, f, format="png"), fix=_FIX)
 
 
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -196,40 +332,44 @@ class Classify(Predictor):
     """Labels and probabilities, one row per image; printed, and written as CSV with --output."""
 
     kind = "classify"
-    summary = "INPUT images or folders -> class and probability per image (--output FILE.csv)"
-    flags = frozenset({"inputs", "output"})
+    summary = (
+        "INPUT images or folders (feature runs: .csv/.npy rows) -> class and probability "
+        "per input (--output FILE.csv)"
+    )
+    flags = frozenset({"inputs", "output", "skip_bad_images"})
 
     def run(
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
     ) -> CommandOutput:
-        """Classifies every input image (all read before any is classified)."""
-        from torchstyle.data.folder import load_image
+        """Classifies every input (all read before any is classified)."""
         from torchstyle.engine.rundir import atomic_write_text, check_output_file
 
         output = Path(args.output) if args.output else None
         if output is not None:  # checked first: the predictions must have somewhere to go
             check_output_file(output)
-        files = collect_images(args.inputs)
-        hint = "pass image files only"
-        images = [load_image(p, spec.channels, spec.image_size, hint) for p in files]
+        skipped: list[str] = []
+        files, images = read_samples(
+            args.inputs, spec, skip=bool(getattr(args, "skip_bad_images", False)), skipped=skipped
+        )
         device = next(model.parameters()).device
         rows: list[tuple[str, str, float]] = []
         with torch.no_grad():
             for chunk_paths, chunk in zip(
                 _batches(files, args.batch_size), _batches(images, args.batch_size), strict=True
             ):
-                probs = model.predict(torch.stack(chunk).to(device))  # (B, C, H, W) -> (B, K)
+                probs = model.predict(torch.stack(chunk).to(device))  # (B, *sample) -> (B, K)
                 conf, label = probs.max(dim=1)
                 for p, c, k in zip(chunk_paths, conf.tolist(), label.tolist(), strict=True):
                     rows.append((str(p), spec.class_names[k], c))
         if output is not None:
             text = io.StringIO(newline="")
             writer = csv.writer(text)
-            writer.writerow(["image", "class", "probability"])
+            writer.writerow(["input", "class", "probability"])
             writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
             atomic_write_text(output, text.getvalue())  # never half a file
         return CommandOutput(
-            stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows)
+            stdout="".join(f"{image}\t{name}\t{prob:.4f}\n" for image, name, prob in rows),
+            stderr=skipped_report(skipped),
         )
 
 
@@ -262,13 +402,13 @@ class Generate(Predictor):
             for c in _batches(list(range(num)), args.batch_size)
         ]
         images = torch.cat(chunks).float().cpu()  # (N, C, H, W) in [-1, 1]
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(folder, fix=_FIX)
         if files:
             save_images(images, files)
         lines = [f"{num} samples (seed {seed}) in {folder}"]
         if save != "files":
             grid = make_grid(images, nrow=GRID_ROW, normalize=True, value_range=(-1, 1))
-            save_image(grid, grid_path)
+            writes.atomic_write(grid_path, lambda f: save_image(grid, f, format="png"), fix=_FIX)
             lines.append(f"grid: {grid_path}")
         return CommandOutput(stdout="\n".join(lines) + "\n")
 
@@ -279,23 +419,27 @@ class Translate(Predictor):
 
     kind = "translate"
     summary = "INPUT images or folders -> translated PNGs in --output DIR (A|B pairs: A is used)"
-    flags = frozenset({"inputs", "output"})
+    flags = frozenset({"inputs", "output", "skip_bad_images"})
 
     def run(
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
     ) -> CommandOutput:
         """Translates every input; an A|B pair image (twice as wide as high) gives its A half."""
-        files = collect_images(args.inputs)
+        files, read, skipped = read_inputs(
+            collect_images(args.inputs),
+            lambda p: _read_input(p, spec),
+            skip=bool(getattr(args, "skip_bad_images", False)),
+        )
         folder = output_folder(Path(args.run), args.output)
         targets = _target_names(files, folder)
         refuse_overwrite(targets)
-        inputs, pairs = zip(*(_read_input(p, spec) for p in files), strict=True)
+        inputs, pairs = zip(*read, strict=True)
         device = next(model.parameters()).device
         outputs = []
         with torch.no_grad():
             for chunk in _batches(list(inputs), args.batch_size):
                 outputs.append(model.translate(torch.stack(chunk).to(device)).cpu())
-        folder.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(folder, fix=_FIX)
         save_images(torch.cat(outputs), targets)
         lines = [f"{src}\t{dst}" for src, dst in zip(files, targets, strict=True)]
         if any(pairs):
@@ -304,7 +448,7 @@ class Translate(Predictor):
                 "left half, A"
             )
         lines.append(f"{len(files)} images translated into {folder}")
-        return CommandOutput(stdout="\n".join(lines) + "\n")
+        return CommandOutput(stdout="\n".join(lines) + "\n", stderr=skipped_report(skipped))
 
 
 def _target_names(files: list[Path], folder: Path) -> list[Path]:
@@ -323,14 +467,14 @@ def _read_input(path: Path, spec: DataSpec) -> tuple[Tensor, bool]:
     from torchstyle.data.folder import read_image
     from torchstyle.data.paired import load_pair
 
-    img = read_image(path, spec.channels, "pass image files only")
+    img = read_image(path, spec.channels, _INPUT_HINT)
     _, height, width = img.shape
     if width == 2 * height:
         a, _ = load_pair(path, spec.channels, spec.image_size)
         return a, True
     from torchstyle.data.folder import load_image
 
-    return load_image(path, spec.channels, spec.image_size, "pass image files only"), False
+    return load_image(path, spec.channels, spec.image_size, _INPUT_HINT), False
 
 
 @register_predictor

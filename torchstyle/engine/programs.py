@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.models.adapters import ClassificationAdapter, unwrap
 from torchstyle.models.base import TorchstyleModel
@@ -63,9 +64,9 @@ def save_program(model: TorchstyleModel, example: Tensor, run_dir: Path) -> str 
         )
         return None
     path = run_dir / PROGRAM_FILE
-    tmp = path.with_name(f".tmp-{PROGRAM_FILE}")  # torch.export.save wants the .pt2 suffix
-    torch.export.save(program, str(tmp))
-    tmp.replace(path)
+    writes.atomic_write(
+        path, lambda f: torch.export.save(program, f), fix="or pass another --run-dir"
+    )
     return PROGRAM_FILE
 
 

@@ -79,3 +79,43 @@ def _to_lists(x: Any) -> Any:
 
 def _to_tuples(x: Any) -> Any:
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+#: What a run's numbers depend on besides its flags: a rerun or resume that differs in one of
+#: these is not bit-identical (the CPU thread count changes how sums are split and rounded).
+ENVIRONMENT_KEYS = ("cpu_threads", "device", "python", "torch", "torchvision", "numpy")
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """What this process computes with: CPU threads, device and library versions."""
+    import platform
+
+    try:
+        import torchvision
+
+        vision: str | None = torchvision.__version__
+    except ImportError:
+        vision = None
+    if not device or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return {
+        "cpu_threads": torch.get_num_threads(),
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": vision,
+        "numpy": np.__version__,
+    }
+
+
+def environment_changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """``name old -> new`` for each :data:`ENVIRONMENT_KEYS` entry that differs."""
+    if not before:
+        return []
+    return [
+        f"{key.replace('_', ' ')} {before.get(key)} -> {now.get(key)}"
+        for key in ENVIRONMENT_KEYS
+        if key in before and before.get(key) != now.get(key)
+    ]

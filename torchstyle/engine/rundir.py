@@ -16,9 +16,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MARKER = ".torchstyle-run"
 LOCK = ".lock"
@@ -195,18 +198,12 @@ def write_marker(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half a file.
+
+    Raises:
+        WriteError: The write failed; ``path`` is untouched.
+    """
+    writes.atomic_write_text(path, text)
 
 
 def _now() -> str:
@@ -233,7 +230,7 @@ class RunLock:
         """
         import fcntl
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writes.make_dirs(self.run_dir, fix="or pass another --run-dir")
         path = self.run_dir / LOCK
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
@@ -242,10 +239,7 @@ class RunLock:
             os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunLockedError(
-                f"run folder {self.run_dir} is in use by {read_holder(self.run_dir)}; wait for "
-                "it to finish, stop it, or pass another --run-dir"
-            ) from None
+            raise RunLockedError(_in_use(self.run_dir)) from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
@@ -282,6 +276,36 @@ class RunLock:
         self.release()
 
 
+def refuse_if_in_use(run_dir: Path) -> None:
+    """Refuses a run folder another process holds, taking and dropping its lock at once.
+
+    Checked first, so that a busy run is called busy, not "already exists" or "resumed".
+
+    Raises:
+        RunLockedError: Another process holds the folder's lock.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no lock file (a new folder) or none we may read: the acquire will tell
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunLockedError(_in_use(run_dir)) from None
+    finally:
+        os.close(fd)
+
+
+def _in_use(run_dir: Path) -> str:
+    return (
+        f"run folder {run_dir} is in use by {read_holder(run_dir)}; wait for it to finish, "
+        "stop it, or pass another --run-dir"
+    )
+
+
 def read_holder(run_dir: Path) -> str:
     """``pid N on HOST`` from a lock file, or a fallback when it cannot be read."""
     try:
@@ -294,10 +318,7 @@ def read_holder(run_dir: Path) -> str:
 def append_history(run_dir: Path, record: dict[str, Any]) -> None:
     """Appends one resume to ``resume_history.jsonl`` (fsynced: it is the run's record)."""
     line = json.dumps({"time": _now(), **record}, sort_keys=True, default=str) + "\n"
-    with open(run_dir / HISTORY, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    writes.append_text(run_dir / HISTORY, line, sync=True)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -308,12 +329,42 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def save_config(config: dict[str, Any], run_dir: Path) -> None:
-    """Writes the guide's ``config.txt`` and ``config.json``, each atomically."""
+def save_config(
+    config: dict[str, Any], run_dir: Path, *, before: dict[str, Any] | None = None
+) -> None:
+    """Writes the guide's ``config.txt`` and ``config.json``, each atomically.
+
+    ``config.json`` also records the ``environment`` (CPU threads, device, library versions);
+    a resume, or a rerun with the same ``--seed``, in another one is warned about, since its
+    numbers will not be bit-identical. ``before`` is the folder's earlier ``config.json``
+    (read here when None; a caller that empties the folder first reads it before).
+    """
     import argparse
 
+    from torchstyle.engine import reproducibility
+
+    now = reproducibility.environment(config.get("device"))
+    before = read_config(run_dir) if before is None else before
+    if before.get("seed") == config.get("seed"):
+        changed = reproducibility.environment_changes(before.get("environment"), now)
+        if changed:
+            log.warning(
+                "this run's environment differs from its earlier one (%s): results will not "
+                "be bit-identical (see docs/training.md, Reproducibility)",
+                ", ".join(changed),
+            )
+    config = {**config, "environment": now}
     atomic_write_text(run_dir / "config.txt", str(argparse.Namespace(**config)) + "\n")
     atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``config.json`` as written (empty when missing or unreadable)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def check_output_file(path: Path, flag: str = "--output") -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import sys
 import time
@@ -83,6 +84,8 @@ def plan_run(cfg: TrainConfig, *, model_name: str) -> RunPlan:
         data = Path(source.split(":")[0]).stem if ":" in source else Path(source).name
         run_dir = Path("runs") / f"{model}-{data}-{stamp}"
     rundir.check_run_dir_path(run_dir)
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # other ranks would see rank 0's own lock
+        rundir.refuse_if_in_use(run_dir)  # before any other answer about the folder
     has_checkpoint = (run_dir / "checkpoints" / LATEST).is_file()
     if cfg.resume and cfg.overwrite:
         raise UserError(
@@ -202,6 +205,7 @@ def _open_on_main(
 ) -> rundir.RunLock:
     lock = rundir.RunLock(plan.run_dir)
     lock.acquire()
+    before = rundir.read_config(plan.run_dir)  # read before --overwrite empties the folder
     try:
         if plan.replace:
             rundir.clear_run_folder(plan.run_dir)
@@ -210,7 +214,7 @@ def _open_on_main(
                 f"run folder {plan.run_dir} already exists; pass --resume {_q(plan.run_dir)}"
             )
         rundir.write_marker(plan.run_dir)
-        rundir.save_config(cfg.to_dict(), plan.run_dir)  # after the state was restored
+        rundir.save_config(cfg.to_dict(), plan.run_dir, before=before)  # after the restore
         if plan.resume and changes is not None:
             changed = {k: list(v) for k, v in changes.changed.items()}
             rundir.append_history(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchstyle import writes
 from torchstyle.config import TrainConfig
 from torchstyle.data import (
     DataBundle,
@@ -72,13 +73,14 @@ def build_data_and_model(
             layout=layout,
             augment=cfg.augment,
             val_split=cfg.val_split,
+            test_split=cfg.test_split,
         )
         data = build_data(options)
     if model is None and resume_state is None and device is not None:
         spec = data.spec
         memory.check_model_fits(
             lambda: build_for_data(source or cfg.model, cfg.model_args, spec).model,
-            input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
+            input_shape=(cfg.batch_size, *spec.sample_shape),
             device=device,
             what=_size_settings(cfg),
         )
@@ -230,4 +232,6 @@ def write_data_info(run_dir: Path, info: dict[str, Any] | None) -> None:
     split's origin, channels and size decisions, a corpus's split by file)."""
     if info:
         text = json.dumps(info, indent=2, sort_keys=True, default=str)
-        (run_dir / "data.json").write_text(text + "\n")
+        writes.atomic_write_text(
+            run_dir / "data.json", text + "\n", fix="or pass another --run-dir"
+        )

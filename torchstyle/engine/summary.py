@@ -86,8 +86,7 @@ def startup_lines(d: RunDescription) -> list[str]:
     splits = ", ".join(f"{name} {_size(ds)}" for name, ds in d.splits.items() if ds is not None)
     lines = [
         f"data:     {splits}",
-        f"          {_classes(d.spec)}; {d.spec.channels} channel{'s' if d.spec.channels != 1 else ''}, {d.spec.image_size}x"
-        f"{d.spec.image_size} px; augmentation {d.augment or 'none'}",
+        f"          {_classes(d.spec)}; {d.spec.describe()}; augmentation {d.augment or 'none'}",
         *(f"          {k}: {v}" for k, v in d.data_info.items() if isinstance(v, str)),
         f"model:    {d.model_name} ({d.model_source}; adapter {d.adapter}); "
         f"{_count(total)} parameters, {_count(trainable)} trainable",
@@ -116,10 +115,11 @@ def source_text(record: dict[str, Any]) -> str:
 
 def result_lines(result: Any) -> list[str]:
     """The few lines shown at the end of training, by `torchstyle train` and `torchstyle.fit`."""
-    lines = [
-        f"done: {result.epochs} epochs, {result.steps} steps"
-        + (f" ({result.stop_reason})" if result.stop_reason else "")
-    ]
+    done = f"done: {result.epochs} epochs, {result.steps} steps"
+    if result.stop_reason and "--max-steps" in result.stop_reason:  # it may end mid-epoch
+        whole = f"{result.epochs} whole epoch{'' if result.epochs == 1 else 's'}"
+        done = f"done: {result.steps} steps ({whole})"
+    lines = [done + (f" ({result.stop_reason})" if result.stop_reason else "")]
     for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
         overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
         if overall:

@@ -144,6 +144,15 @@ class Trainer:
         return self.model.monitor
 
     # ------------------------------------------------------------------ the loop
+    @property
+    def planned_epochs(self) -> int:
+        """The epochs this run reaches: ``--epochs``, or fewer when ``--max-steps`` ends it."""
+        cfg = self.cfg
+        if cfg.max_steps is None:
+            return cfg.epochs
+        per_epoch = max(1, math.ceil(len(self.train_sampler) / cfg.accumulate))
+        return max(1, min(cfg.epochs, math.ceil(cfg.max_steps / per_epoch)))
+
     def fit(self) -> TrainResult:
         """Runs the remaining epochs; returns the summary of the run.
 
@@ -315,6 +324,8 @@ class Trainer:
 
     def _evaluate_and_log(self, epoch: int) -> bool:
         """Evaluates, logs, steps a plateau schedule; returns whether this is the best yet."""
+        for check in getattr(self.data, "checks", None) or ():
+            check.wait()  # a large training folder's background decode: done before this
         self.hooks.on_evaluation_start(self, epoch)
         with self.strategy.full_weights():  # each process runs its share on its own
             metrics = self.evaluate()
@@ -329,7 +340,7 @@ class Trainer:
         self.logger.flush()
         overall = {k: v for k, v in metrics.items() if "/" not in k}  # per class: TensorBoard
         train = self._last_train_loss  # shown even when the run is shorter than --log-every
-        where = f"epoch {epoch + 1}/{self.cfg.epochs}" if self.cfg.epochs else "untrained model"
+        where = f"epoch {epoch + 1}/{self.planned_epochs}" if self.cfg.epochs else "untrained model"
         log.info(
             "%s: %s%s",
             where,
@@ -403,7 +414,7 @@ class Trainer:
         from tqdm import tqdm
 
         total = len(self.train_sampler)
-        desc = f"epoch {epoch + 1}/{self.cfg.epochs}"
+        desc = f"epoch {epoch + 1}/{self.planned_epochs}"
         with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
             self._pbar = bar
             for batch in batches:
@@ -731,7 +742,7 @@ class Trainer:
             batch_size=cfg.batch_size,
             accumulate=cfg.accumulate,
             steps_per_epoch=math.ceil(len(self.train_sampler) / cfg.accumulate),
-            epochs=cfg.epochs,
+            epochs=self.planned_epochs,
             run_dir=self.run_dir,
             data_info=dict(data.info),
         )

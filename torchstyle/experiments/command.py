@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from torchstyle import extras
 from torchstyle.errors import UserError
 from torchstyle.output import CommandOutput
 
@@ -77,6 +78,8 @@ def run_runs(args: argparse.Namespace) -> CommandOutput:
         raise UserError(
             "no runs/ folder here; pass the folders that hold your runs: torchstyle runs DIR"
         )
+    if args.plot:
+        extras.require("experiments", "--plot", ("matplotlib",))
     rows = list_runs(dirs, filters=args.filter, sort=args.sort)
     if args.plot:
         from torchstyle.experiments.plot import plot_runs

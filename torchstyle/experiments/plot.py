@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchstyle import extras, writes
 from torchstyle.errors import UserError
 
 
@@ -76,10 +77,9 @@ def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Pa
         raise UserError(
             f"no listed run logged {metric!r}; pass a metrics.jsonl name such as val/accuracy or train/loss"
         )
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'torchstyle[experiments]'") from None
+    extras.require("experiments", "--plot", ("matplotlib",))
+    import matplotlib
+
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
@@ -94,8 +94,8 @@ def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="best")
         fig.tight_layout()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(output, dpi=100)
+        fmt = output.suffix.lstrip(".").lower() or "png"
+        writes.atomic_write(output, lambda f: fig.savefig(f, dpi=100, format=fmt))
     finally:
         plt.close(fig)
     return output, len(curves)

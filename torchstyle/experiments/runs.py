@@ -266,7 +266,7 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
     best = "-" if row["best"] is None else f"{row['metric']} {row['best']:.4f}"
     return {
         "name": row["name"],
-        "status": row["status"],
+        "status": _shortened(row["status"]),
         "model": str(row["model"]),
         "data": str(row["data"]),
         "flags": " ".join(f"{k}={_flag_text(v)}" for k, v in row["flags"].items()) or "-",
@@ -279,6 +279,15 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
         if row["samples_per_sec"] is None
         else f"{row['samples_per_sec']:.0f}",
     }
+
+
+#: The widest status cell of the table; ``--format json`` (and csv) hold the whole text.
+STATUS_WIDTH = 60
+
+
+def _shortened(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= STATUS_WIDTH else text[: STATUS_WIDTH - 3].rstrip() + "..."
 
 
 def _flag_text(value: Any) -> str:

@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import writes
 from torchstyle.engine.callbacks import Callback
+from torchstyle.errors import UserError
 
 if TYPE_CHECKING:
     from torchstyle.engine.trainer import Trainer
@@ -90,9 +92,9 @@ def _proc_start(pid: int) -> str | None:
 def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     """Atomically replaces ``run_dir/status.json`` with ``status``."""
     path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    writes.atomic_write_text(
+        path, json.dumps(status, indent=1, sort_keys=True) + "\n", fix="or pass another --run-dir"
+    )
 
 
 def load_status(run_dir: Path) -> dict[str, Any] | None:
@@ -265,10 +267,14 @@ class RunStatus(Callback):
         else:
             self.status["state"] = "failed"
             lines = str(error).strip().splitlines()
-            self.status["error"] = f"{type(error).__name__}: {lines[-1] if lines else ''}"
-        self._write(trainer)
+            last = lines[-1] if lines else ""
+            # A user error's message is the whole story; another error needs its class.
+            self.status["error"] = (
+                last if isinstance(error, UserError) else (f"{type(error).__name__}: {last}")
+            )
+        self._write(trainer, fatal=False)
 
-    def _write(self, trainer: Trainer) -> None:
+    def _write(self, trainer: Trainer, *, fatal: bool = True) -> None:
         if not self._enabled or not self.status:
             return
         now = time.time()
@@ -279,7 +285,10 @@ class RunStatus(Callback):
             step=step,
             epoch=epoch,
         )
+        if fatal:
+            write_status(trainer.run_dir, self.status)  # a WriteError stops the run in one line
+            return
         try:
             write_status(trainer.run_dir, self.status)
-        except OSError as e:  # a full disk must not kill a run that could still checkpoint
-            log.warning("could not write %s: %s", trainer.run_dir / STATUS_FILE, e)
+        except writes.WriteError as e:  # recording a failure must not hide it
+            log.warning("%s", e)

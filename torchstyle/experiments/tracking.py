@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import extras, writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import final_test_metrics, is_main, progress
@@ -99,12 +100,13 @@ class HParamsLogger(Callback):
             return
         from torch.utils.tensorboard.writer import FileWriter
 
-        writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
-        try:
-            for summary in summaries:
-                writer.add_summary(summary, step)
-        finally:
-            writer.close()
+        with writes.guarded(trainer.run_dir, fix="or pass another --run-dir"):
+            writer = FileWriter(str(trainer.run_dir), filename_suffix=".hparams")
+            try:
+                for summary in summaries:
+                    writer.add_summary(summary, step)
+            finally:
+                writer.close()
 
 
 def mlflow_tracking_uri() -> str:
@@ -113,7 +115,7 @@ def mlflow_tracking_uri() -> str:
     if uri:
         return uri
     root = Path("mlruns").resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    writes.make_dirs(root, fix="or set MLFLOW_TRACKING_URI")
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
@@ -138,6 +140,8 @@ class MlflowTracker(Callback):
     """
 
     def __init__(self) -> None:
+        # Built with the trainer, before the run folder is written.
+        extras.require("mlflow", "--tracker mlflow")
         self.client: Any = None
         self.run_id: str | None = None
         self.offset = 0
@@ -232,4 +236,4 @@ class MlflowTracker(Callback):
         state.update(run_id=self.run_id, offset=self.offset)
         if uri is not None:
             state["tracking_uri"] = uri
-        path.write_text(json.dumps(state, indent=1) + "\n")
+        writes.atomic_write_text(path, json.dumps(state, indent=1) + "\n")

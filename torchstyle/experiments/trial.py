@@ -21,6 +21,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchstyle import extras, writes
 from torchstyle.engine.callbacks import Callback
 from torchstyle.errors import UserError
 from torchstyle.experiments.status import eval_split
@@ -56,12 +57,7 @@ def require_optuna() -> None:
     Raises:
         UserError: Optuna is not installed.
     """
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise UserError(
-            "torchstyle sweep needs Optuna: pip install 'torchstyle[experiments]'"
-        ) from None
+    extras.require("experiments", "torchstyle sweep", ("optuna",))
 
 
 def study_url(sweep_dir: Path) -> str:
@@ -192,9 +188,7 @@ class SweepReporter(Callback):
 
     def _save(self, trainer: Trainer) -> None:
         path = trainer.run_dir / TRIAL_FILE
-        tmp = path.with_name(f".{TRIAL_FILE}.tmp")
-        tmp.write_text(json.dumps(self.state, indent=1) + "\n")
-        os.replace(tmp, path)
+        writes.atomic_write_text(path, json.dumps(self.state, indent=1) + "\n")
 
 
 def _agreed(trainer: Trainer, pruned: bool) -> bool:

@@ -13,10 +13,12 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 
+from torchstyle import writes
 from torchstyle.lint import files, notebook, registry
 from torchstyle.lint.config import ConfigFinder, LintConfig, validate_codes
 from torchstyle.lint.options import FileResult, Options
 from torchstyle.lint.runner import Linter, decode_source
+from torchstyle.writes import WriteError
 
 #: Below this many files the run stays in one process: starting workers would cost more.
 MIN_FILES_PER_POOL = 16
@@ -162,12 +164,13 @@ def _put_back(
     elif diff:
         result.diff = unified_diff(old, new, shown)
     else:
+        data = encode(new)
         try:
-            with open(path, "wb") as f:
-                f.write(encode(new))
-        except OSError as e:
+            # through a symlink to the file it names, as an editor saves it
+            writes.atomic_write(os.path.realpath(path), lambda f: f.write(data))
+        except WriteError as e:
             result.fixed = 0
-            result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.strerror}")
+            result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.cause}")
     return result
 
 

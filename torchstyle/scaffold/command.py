@@ -102,7 +102,8 @@ def run_new(args: argparse.Namespace) -> CommandOutput:
         if not git_available():
             raise UserError("--git: git is not installed; install it, or pass --no-git")
         message = f"torchstyle new {args.name} --template {args.template}"
-        lines.append(init_repository(root, f"{message} (torchstyle {requirement.version})"))
+        first = f"{message} (torchstyle {requirement.version})"
+        lines.append(init_repository(root, first, written))
     lines += [
         "next:",
         f"  cd {shlex.quote(str(root))}",

@@ -34,6 +34,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.scaffold.source import Requirement, torchstyle_requirement
 
@@ -358,7 +359,6 @@ def write_project(
     written = []
     for relative, text in everything.items():
         target = root.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        writes.atomic_write_text(target, text, fix="or pass another --dir")
         written.append(target)
     return root, written

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from torchstyle import writes
 from torchstyle.errors import UserError
 from torchstyle.scaffold.project import (
     RECORD,
@@ -53,8 +54,8 @@ def in_work_tree(root: Path) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 
-def init_repository(root: Path, message: str) -> str:
-    """Makes ``root`` a git repository with every file in a first commit.
+def init_repository(root: Path, message: str, files: list[Path] | None = None) -> str:
+    """Makes ``root`` a git repository with ``files`` (default: every file) in a first commit.
 
     Where git knows no author (a CI machine), the repository gets a local one, so that the
     commit works; the user can change it with ``git config user.name``.
@@ -62,6 +63,8 @@ def init_repository(root: Path, message: str) -> str:
     Args:
         root: The new project.
         message: The first commit's message.
+        files: The files to commit (those ``torchstyle new`` wrote); anything else the folder
+            holds stays out of the commit, and the returned line names it.
 
     Returns:
         One line for the user saying what was done.
@@ -76,7 +79,8 @@ def init_repository(root: Path, message: str) -> str:
         steps.append(["config", "user.email", f"{getpass.getuser()}@localhost"])
     if _git(root, "config", "user.name").returncode != 0:
         steps.append(["config", "user.name", getpass.getuser()])
-    steps += [["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", message]]
+    added = ["-A"] if files is None else ["--", *(str(p.relative_to(root)) for p in files)]
+    steps += [["add", *added], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", message]]
     for step in steps:
         result = _git(root, *step)
         if result.returncode != 0:
@@ -85,7 +89,24 @@ def init_repository(root: Path, message: str) -> str:
                 f"git {step[0]} in {root} failed: {problem[-1] if problem else 'no output'}; "
                 "pass --no-git to skip the repository"
             )
-    return "git: a new repository with a first commit (pre-commit install works now)"
+    line = "git: a new repository with a first commit (pre-commit install works now)"
+    others = _not_committed(root, files)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        line += f"; the commit holds the generated files only, not what else is here: {shown}"
+    return line
+
+
+def _not_committed(root: Path, files: list[Path] | None) -> list[str]:
+    """The top-level entries of ``root`` that none of ``files`` is (nor is inside)."""
+    if files is None:
+        return []
+    tops = {p.relative_to(root).parts[0] for p in files}
+    return sorted(
+        e.name + ("/" if e.is_dir() else "")
+        for e in root.iterdir()
+        if e.name not in tops and e.name != ".git"
+    )
 
 
 @dataclass
@@ -134,7 +155,7 @@ def merge_file(mine: str, base: str, theirs: str, labels: tuple[str, str, str]) 
         paths = []
         for name, text in (("mine", mine), ("base", base), ("theirs", theirs)):
             path = Path(tmp) / name
-            path.write_text(text, encoding="utf-8")
+            writes.atomic_write_text(path, text)
             paths.append(str(path))
         label_args = [arg for label in labels for arg in ("-L", label)]
         result = _git(Path(tmp), "merge-file", "-p", *label_args, *paths)
@@ -214,7 +235,7 @@ def update_project(
     for path in sorted(set(base) | set(new)):
         _update_file(root, path, base.get(path), new.get(path), labels, report)
     record_path = root.joinpath(*RECORD.parts)
-    record_path.write_text(template_record(name, template, requirement, new), encoding="utf-8")
+    writes.atomic_write_text(record_path, template_record(name, template, requirement, new))
     return report
 
 
@@ -239,12 +260,11 @@ def _update_file(
         return
     if mine is None:
         if old is None:  # a new file of the template
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(new, encoding="utf-8")
+            writes.atomic_write_text(target, new)
             report.added.append(str(path))
         return  # the user deleted a file the template changed: it stays deleted
     merged, conflicts = merge_file(mine, old or "", new, labels)
-    target.write_text(merged, encoding="utf-8")
+    writes.atomic_write_text(target, merged)
     if conflicts:
         report.conflicts[str(path)] = conflicts
     else:
