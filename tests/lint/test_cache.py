@@ -86,3 +86,28 @@ def test_parallel_runs_share_the_cache_safely(tmp_path: Path) -> None:
 
 def test_fast_path_suffixes_match_the_walk() -> None:
     assert fast.SUFFIXES == files.SUFFIXES
+
+
+def test_a_cache_that_cannot_be_written_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import json
+
+    from torchstyle.lint import cache
+
+    (tmp_path / "a.py").write_text(BAD, encoding="utf-8")
+    (tmp_path / ".torchstyle_cache").write_text("a file where the folder would go")
+    blocked = lint("a.py", cwd=tmp_path)
+    assert blocked.returncode == 1 and "a.py:5:12: TS102" in blocked.stdout, blocked.stderr
+    assert blocked.stderr == ""
+
+    # a full disk half-way through an entry: the entry is skipped, its temporary file removed
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = cache.Cache(str(tmp_path / "other"), "default")
+    monkeypatch.setattr(json, "dump", disk_full)
+    store.put("ab" + "0" * 62, [])
+    assert [p.name for p in (tmp_path / "other" / ".torchstyle_cache").rglob("*")] == [
+        ".gitignore",
+        "ab",
+    ]
