@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import HANG_TIMEOUT, REPO
 
 SOURCE = b"import torch\nx = torch.load('a')\n" * 2000  # findings enough to fill a pipe
 
@@ -23,7 +23,7 @@ def _closed_reader(*args: str, stdin: bytes = b"") -> subprocess.CompletedProces
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     proc.stdout.close()  # the reader is gone before the first line
-    _, err = proc.communicate(stdin, timeout=600)
+    _, err = proc.communicate(stdin, timeout=HANG_TIMEOUT)
     return subprocess.CompletedProcess(args, proc.returncode, "", err.decode())
 
 
