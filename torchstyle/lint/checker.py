@@ -269,22 +269,32 @@ def _class(w: Checker, node: ast.ClassDef) -> None:
     w.visit_list(node.bases)
     w.visit_list(node.keywords)
     is_module = is_dataset = is_loss = False
+    plain = True
     for base in node.bases:
         qualname = ctx.qualname(base)
         if qualname is None:
+            plain = False
             continue
         local = ctx.classes.get(qualname)
         if local is not None:
             is_module |= local.is_module
             is_dataset |= local.is_dataset
             is_loss |= local.is_loss
+            plain &= local.plain
         elif facts.is_nn_module_qualname(qualname):
             is_module = True
             is_loss |= qualname.endswith("Loss") or qualname.endswith("._Loss")
         elif qualname in facts.DATASET_BASES or qualname.startswith("torchvision.datasets."):
             is_dataset = True
+            plain = False
+        elif qualname not in ("object", "abc.ABC"):
+            # a base from the project's other files: follow it there
+            kind = ctx.semantic.class_is_module(base)
+            is_module |= kind is True
+            plain &= kind is False
     is_loss = is_module and (is_loss or node.name.endswith("Loss"))
     info = ClassInfo(node.name, node, is_module, is_dataset, is_loss)
+    info.plain = plain and not is_module
     ctx.classes[node.name] = info
     scope = Scope("class", node, ctx.scope, node.name, class_info=info)
     saved = (ctx.scope, ctx.loop)

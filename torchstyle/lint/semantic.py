@@ -1,0 +1,533 @@
+"""The semantic model rules query instead of names: what an object is and what belongs together.
+
+Two levels, both computed lazily (only when a rule asks, so files that never need them cost
+nothing) and memoized:
+
+* :class:`ProjectIndex`, once per process for every project file it is asked about: the
+  classes each file defines and their bases, the names it imports, whether it parses command
+  line flags. Files are summarized from their text with line patterns (no parse), so the
+  cross-file facts cost a fraction of parsing them. It answers "is the class ``Foo`` that
+  this file imports an ``nn.Module``?" (bases followed across files) and "does the function
+  ``parse_args`` this script imports from the project parse flags?".
+* :class:`SemanticModel`, once per file, from its AST: the type of a name where it can be
+  known (annotations, constructor calls, ``self.x = Cls(...)``); which scheduler drives
+  which optimizer and which modules' parameters reach an optimizer (trained) versus copies
+  (EMA, teachers, frozen networks); which functions run with autograd off because every
+  caller turns it off; and which names hold plain Python numbers (shapes, lengths, literals,
+  arithmetic on them) through any number of assignments.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from torchstyle.lint import facts
+
+Qualname = Callable[[ast.expr], str | None]
+
+#: ``class Name(Base1, mod.Base2):`` on one line (multi-line bases are read up to the line end).
+_CLASS = re.compile(r"^[ \t]*class[ \t]+(\w+)[ \t]*(?:\(([^)]*)\)?)?[ \t]*:?", re.M)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([^)\n#]*)", re.M)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n#]+)", re.M)
+_DEF = re.compile(r"^([ \t]*)def[ \t]+(\w+)", re.M)
+#: Text that shows a file reads command-line flags (or a config parser that stands for them).
+_PARSES_FLAGS = re.compile(
+    r"\b(?:argparse|ArgumentParser|click\.|typer|fire\.Fire|hydra|jsonargparse|absl|tyro"
+    r"|simple_parsing|docopt|configargparse|OmegaConf|sys\.argv|HfArgumentParser|LightningCLI"
+    r"|gin\.parse_config)"
+)
+_MAX_DEPTH = 8
+
+
+@dataclass
+class FileSummary:
+    """What a project file defines and imports, read from its text."""
+
+    path: str
+    #: class name -> the source text of each base (``nn.Module``, ``BaseModel``)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    #: local alias -> (module as written, imported name or "" for ``import x``)
+    imports: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parses_flags: bool = False
+    #: top-level functions whose body reads flags
+    flag_functions: set[str] = field(default_factory=set)
+
+
+@lru_cache(maxsize=4096)
+def summarize(path: str) -> FileSummary | None:
+    """Reads ``path`` and summarizes it (None when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return summarize_text(path, text)
+
+
+def summarize_text(path: str, text: str) -> FileSummary:
+    """Summarizes the code ``text`` of ``path``."""
+    summary = FileSummary(path)
+    for match in _CLASS.finditer(text):
+        bases = [b.strip() for b in (match.group(2) or "").split(",")]
+        summary.classes[match.group(1)] = [b for b in bases if b and "=" not in b]
+    for match in _FROM_IMPORT.finditer(text):
+        module = match.group(1)
+        for part in match.group(2).split(","):
+            words = part.split()
+            if not words or words[0] == "*":
+                continue
+            alias = words[2] if len(words) == 3 and words[1] == "as" else words[0]
+            summary.imports[alias] = (module, words[0])
+    for match in _IMPORT.finditer(text):
+        for part in match.group(1).split(","):
+            words = part.split()
+            if words:
+                alias = words[2] if len(words) == 3 and words[1] == "as" else words[0]
+                summary.imports[alias.split(".")[0] if len(words) == 1 else alias] = (words[0], "")
+    flags = _PARSES_FLAGS.search(text)
+    summary.parses_flags = flags is not None
+    if flags is not None:
+        defs = list(_DEF.finditer(text))
+        for i, match in enumerate(defs):
+            if match.group(1):
+                continue  # only top-level functions are imported by name
+            end = len(text)
+            for later in defs[i + 1 :]:
+                if not later.group(1):
+                    end = later.start()
+                    break
+            if _PARSES_FLAGS.search(text, match.end(), end):
+                summary.flag_functions.add(match.group(2))
+    return summary
+
+
+def resolve_module(from_path: str, module: str) -> str | None:
+    """The project file ``module`` (as written in ``from_path``: ``.base``, ``utils.opts``) names.
+
+    Relative modules resolve against the importing file's folder; absolute ones against that
+    folder and each folder above it (a script run from the project's root), so imports of
+    installed packages find nothing.
+    """
+    level = len(module) - len(module.lstrip("."))
+    parts = [p for p in module.lstrip(".").split(".") if p]
+    here = os.path.dirname(os.path.abspath(from_path))
+    if level:
+        for _ in range(level - 1):
+            here = os.path.dirname(here)
+        roots = [here]
+    else:
+        roots = [here]
+        for _ in range(3):
+            parent = os.path.dirname(roots[-1])
+            if parent == roots[-1]:
+                break
+            roots.append(parent)
+    for root in roots:
+        base = os.path.join(root, *parts) if parts else root
+        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+class ProjectIndex:
+    """Cross-file facts, from the summaries of the project files a question leads to."""
+
+    def __init__(self) -> None:
+        self._module_memo: dict[tuple[str, str], bool | None] = {}
+
+    def class_kind(self, path: str, name: str, depth: int = 0) -> bool | None:
+        """Whether class ``name`` as seen from file ``path`` is an ``nn.Module``.
+
+        True: a module (a base is one, followed across files); False: a plain class whose
+        every base is known and none is a module; None: unknown (not found, an external base).
+        """
+        key = (path, name)
+        if key in self._module_memo:
+            return self._module_memo[key]
+        self._module_memo[key] = None  # cycles
+        result = self._class_kind(path, name, depth)
+        self._module_memo[key] = result
+        return result
+
+    def _class_kind(self, path: str, name: str, depth: int) -> bool | None:
+        if depth > _MAX_DEPTH:
+            return None
+        summary = summarize(path)
+        if summary is None:
+            return None
+        head, _, last = name.rpartition(".")
+        if head:  # networks.PNetLin after `from . import networks_basic as networks`
+            imported = summary.imports.get(head)
+            if imported is None:
+                return None
+            module, member = imported
+            target = resolve_module(path, f"{module}.{member}" if member else module)
+            if target is None and member:
+                target = resolve_module(path, module)
+            return None if target is None else self.class_kind(target, last, depth + 1)
+        bases = summary.classes.get(name)
+        if bases is not None:
+            return self._bases_kind(path, bases, depth)
+        imported = summary.imports.get(name)
+        if imported is None or not imported[1]:
+            return None
+        target = resolve_module(path, imported[0])
+        return None if target is None else self.class_kind(target, imported[1], depth + 1)
+
+    def _bases_kind(self, path: str, bases: list[str], depth: int) -> bool | None:
+        summary = summarize(path)
+        unknown = False
+        for base in bases:
+            if base in ("object", "ABC", "abc.ABC") or base.startswith(("Generic", "metaclass")):
+                continue
+            qual = _qualify(base, summary)
+            if facts.is_nn_module_qualname(qual) or qual.rsplit(".", 1)[-1] in ("Module",):
+                return True
+            if qual.startswith(("torch.", "torchvision.", "timm.", "lightning")):
+                unknown = True
+                continue
+            kind = self.class_kind(path, base, depth + 1)
+            if kind:
+                return True
+            unknown |= kind is None
+        return None if unknown else False
+
+    def parses_flags_via(self, path: str, name: str) -> bool:
+        """Whether ``name``, imported by ``path`` from a project module, reads flags."""
+        summary = summarize(path)
+        if summary is None:
+            return False
+        imported = summary.imports.get(name)
+        if imported is None:
+            return False
+        module, member = imported
+        target = resolve_module(path, module)
+        if target is None:
+            return False
+        other = summarize(target)
+        if other is None:
+            return False
+        return member in other.flag_functions if member else other.parses_flags
+
+
+def _qualify(base: str, summary: FileSummary | None) -> str:
+    """``nn.Module`` -> ``torch.nn.Module`` through the summary's imports."""
+    if summary is None:
+        return base
+    head, _, rest = base.partition(".")
+    imported = summary.imports.get(head)
+    if imported is None:
+        return base
+    module, member = imported
+    full = f"{module}.{member}" if member else module
+    return f"{full}.{rest}" if rest else full
+
+
+#: One index per process: summaries of files are shared by every file that imports them.
+PROJECT = ProjectIndex()
+
+
+# -- the per-file model ----------------------------------------------------------------------
+
+_SCHEDULER_CALL = re.compile(
+    r"(?:LR|Scheduler|Annealing|Warmup|Plateau|Schedule)\w*$|^get_\w*schedule"
+)
+_COPY_NAME = re.compile(r"ema|teacher|target|frozen|momentum|average|avg|swa|shadow|old|prev", re.I)
+_SHAPE_ATTRS = frozenset({"shape", "ndim"})
+_SHAPE_METHODS = frozenset({"size", "dim", "numel", "__len__", "item"})
+_NUMBER_CALLS = frozenset({"len", "int", "float", "round", "abs", "min", "max", "sum", "range"})
+
+
+def target_key(node: ast.expr) -> str | None:
+    """A stable key for a name or attribute chain: ``self.opt_g`` -> ``"self.opt_g"``."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+class SemanticModel:
+    """Per-file facts rules query; each is computed on first use from the file's AST."""
+
+    def __init__(self, tree: ast.Module, path: str, qualname: Qualname) -> None:
+        self.tree = tree
+        self.path = path
+        self._qualname = qualname  # FileContext.qualname
+        self._assigns: list[tuple[ast.expr, ast.expr]] | None = None
+        self._sched: dict[str, str] | None = None
+        self._trained: set[str] | None = None
+        self._copies: set[str] | None = None
+        self._grad_off_fns: set[str] | None = None
+        self._class_memo: dict[str, bool | None] = {}
+        self._training_fns: set[str] | None = None
+
+    # -- assignments -------------------------------------------------------------------------
+
+    @property
+    def assigns(self) -> list[tuple[ast.expr, ast.expr]]:
+        """Every ``target = value`` of the file (tuple targets matched element-wise)."""
+        if self._assigns is None:
+            out: list[tuple[ast.expr, ast.expr]] = []
+            for node in ast.walk(self.tree):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        _pairs(target, node.value, out)
+                elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                    _pairs(node.target, node.value, out)
+            self._assigns = out
+        return self._assigns
+
+    def qualname(self, node: ast.expr) -> str | None:
+        """The import-resolved dotted name of ``node``."""
+        return self._qualname(node)
+
+    # -- optimizers, schedulers, trained modules ---------------------------------------------
+
+    def scheduler_optimizer(self, scheduler: ast.expr) -> str | None:
+        """The key of the optimizer a scheduler was built on (``sched = StepLR(opt_g)``)."""
+        if self._sched is None:
+            found: dict[str, str] = {}
+            for target, value in self.assigns:
+                key = target_key(target)
+                if key is None or not isinstance(value, ast.Call):
+                    continue
+                callee = facts.last_name(value.func) or ""
+                if not _SCHEDULER_CALL.search(callee) and "lr_scheduler" not in (
+                    self.qualname(value.func) or ""
+                ):
+                    continue
+                first = value.args[0] if value.args else None
+                kw = facts.keyword(value, "optimizer")
+                first = kw.value if kw is not None else first
+                opt = target_key(first) if first is not None else None
+                if opt is not None:
+                    found[key] = opt
+            self._sched = found
+        key = target_key(scheduler)
+        return None if key is None else self._sched.get(key)
+
+    def _optimizer_params(self) -> None:
+        trained: set[str] = set()
+        copies: set[str] = set()
+        aliases: dict[str, ast.expr] = {}
+        for target, value in self.assigns:
+            key = target_key(target)
+            if key is None:
+                continue
+            aliases[key] = value
+            name = self.qualname(value.func) if isinstance(value, ast.Call) else None
+            if name in ("copy.deepcopy", "deepcopy") or (
+                _COPY_NAME.search(key.rsplit(".", 1)[-1]) and isinstance(value, ast.Call)
+            ):
+                copies.add(key)
+        for node in ast.walk(self.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = self.qualname(node.func) or ""
+            if facts.is_optimizer_qualname(callee) or (
+                callee.rsplit(".", 1)[-1][:1].isupper()
+                and any(k in callee for k in ("Adam", "SGD", "LARS", "Lamb", "Optim"))
+            ):
+                for arg in [*node.args[:1], *(k.value for k in node.keywords if k.arg == "params")]:
+                    self._param_owners(arg, aliases, trained, 0)
+            elif (
+                facts.last_name(node.func) == "requires_grad_"
+                and node.args
+                and facts.is_false(node.args[0])
+                and isinstance(node.func, ast.Attribute)
+            ):
+                key = target_key(node.func.value)
+                if key is not None:
+                    copies.add(key)
+        self._trained, self._copies = trained, copies - trained
+
+    def _param_owners(
+        self, node: ast.expr, aliases: dict[str, ast.expr], out: set[str], depth: int
+    ) -> None:
+        if depth > 4:
+            return
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
+                if "param" in sub.func.attr:  # parameters(), named_parameters(), get_params()
+                    key = target_key(sub.func.value)
+                    if key is not None:
+                        out.add(key)
+                        out.add(key.rsplit(".", 1)[-1])
+            elif isinstance(sub, ast.Name) and sub.id in aliases:
+                value = aliases.pop(sub.id)
+                self._param_owners(value, aliases, out, depth + 1)
+
+    def is_trained(self, module: ast.expr) -> bool | None:
+        """True when the module's parameters reach an optimizer in this file; False when it
+        is a copy (deep-copied, named EMA/teacher/target, frozen) that none reaches; None when
+        the file does not say."""
+        if self._trained is None:
+            self._optimizer_params()
+        assert self._trained is not None and self._copies is not None
+        key = target_key(module)
+        if key is None:
+            return None
+        last = key.rsplit(".", 1)[-1]
+        if key in self._trained or last in self._trained:
+            return True
+        if key in self._copies or _COPY_NAME.search(last):
+            return False
+        return None
+
+    # -- autograd mode through callers -------------------------------------------------------
+
+    def grad_off_by_callers(self, function: str) -> bool:
+        """Whether every call of ``function`` in this file runs with autograd off (at least one)."""
+        if self._grad_off_fns is None:
+            self._grad_off_fns = _grad_off_callees(self.tree, self.qualname)
+        return function in self._grad_off_fns
+
+    def trains(self, function: str) -> bool:
+        """Whether a function of this file named ``function`` back-propagates or steps an
+        optimizer (itself, or through another such function it calls)."""
+        if self._training_fns is None:
+            self._training_fns = _training_functions(self.tree)
+        return function in self._training_fns
+
+    def loop_trains(self, loop: ast.AST) -> bool:
+        """Whether the body of ``loop`` calls a function of this file that trains."""
+        for node in ast.walk(loop):
+            if isinstance(node, ast.Call):
+                name = facts.last_name(node.func)
+                if name is not None and self.trains(name):
+                    return True
+        return False
+
+    # -- types of names ----------------------------------------------------------------------
+
+    def class_is_module(self, ref: ast.expr) -> bool | None:
+        """Whether the class ``ref`` names (``Foo``, ``nets.Foo``) is an ``nn.Module``.
+
+        Classes of this file are answered by the caller; this follows imports into the
+        project's other files. None when unknown.
+        """
+        text = target_key(ref)
+        if text is None:
+            return None
+        if text not in self._class_memo:
+            qual = self.qualname(ref)
+            if qual is not None and facts.is_nn_module_qualname(qual):
+                self._class_memo[text] = True
+            elif qual is not None and qual.startswith(("torch.", "numpy.", "builtins.")):
+                self._class_memo[text] = None
+            else:
+                self._class_memo[text] = PROJECT.class_kind(self.path, text)
+        return self._class_memo[text]
+
+
+def _pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr]]) -> None:
+    if isinstance(target, ast.Tuple | ast.List) and isinstance(value, ast.Tuple | ast.List):
+        if len(target.elts) == len(value.elts):
+            for t, v in zip(target.elts, value.elts, strict=True):
+                _pairs(t, v, out)
+        return
+    out.append((target, value))
+
+
+def _is_grad_off(qualname: Qualname, expr: ast.expr) -> bool:
+    target = expr.func if isinstance(expr, ast.Call) else expr
+    name = qualname(target)
+    if name is not None and name in facts.GRAD_OFF:
+        if isinstance(expr, ast.Call) and name.endswith("set_grad_enabled"):
+            return bool(expr.args) and facts.is_false(expr.args[0])
+        return True
+    return (facts.last_name(target) or "").endswith(("no_grad", "inference_mode"))
+
+
+def _grad_off_callees(tree: ast.Module, qualname: Qualname) -> set[str]:
+    """Names of functions whose every call in ``tree`` is made with autograd off."""
+    calls: dict[str, list[bool]] = {}
+
+    def walk(node: ast.AST, off: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            child_off = off
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                child_off = any(_is_grad_off(qualname, d) for d in child.decorator_list)
+            elif isinstance(child, ast.With | ast.AsyncWith):
+                child_off = off or any(_is_grad_off(qualname, i.context_expr) for i in child.items)
+            elif isinstance(child, ast.Call):
+                name = facts.last_name(child.func)
+                if name is not None:
+                    calls.setdefault(name, []).append(off)
+            walk(child, child_off)
+
+    walk(tree, False)
+    return {name for name, offs in calls.items() if offs and all(offs)}
+
+
+def _training_functions(tree: ast.Module) -> set[str]:
+    """Names of the functions in ``tree`` that train, directly or through each other."""
+    calls: dict[str, set[str]] = {}
+    direct: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        called = calls.setdefault(node.name, set())
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                name = facts.last_name(sub.func)
+                if name == "backward" or (
+                    name == "step"
+                    and isinstance(sub.func, ast.Attribute)
+                    and facts.is_optimizer_step(sub.func)
+                ):
+                    direct.add(node.name)
+                elif name is not None:
+                    called.add(name)
+    found = set(direct)
+    changed = True
+    while changed:
+        changed = False
+        for name, called in calls.items():
+            if name not in found and called & found:
+                found.add(name)
+                changed = True
+    return found
+
+
+def number_expr(node: ast.expr, lookup: Callable[[str], ast.expr | None], depth: int = 0) -> bool:
+    """Whether ``node`` certainly evaluates to a Python number (or a tuple of them).
+
+    Shapes and sizes of tensors, ``len()``, literals and arithmetic on them count, and so do
+    names: ``lookup(name)`` returns the value a name was last assigned (or None).
+    """
+    if depth > 12:
+        return False
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return number_expr(node.operand, lookup, depth + 1)
+    if isinstance(node, ast.BinOp):
+        return number_expr(node.left, lookup, depth + 1) and number_expr(
+            node.right, lookup, depth + 1
+        )
+    if isinstance(node, ast.Tuple | ast.List):
+        return all(number_expr(e, lookup, depth + 1) for e in node.elts)
+    if isinstance(node, ast.Subscript):
+        return number_expr(node.value, lookup, depth + 1)
+    if isinstance(node, ast.Attribute):
+        return node.attr in _SHAPE_ATTRS
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _SHAPE_METHODS:
+            return True
+        return isinstance(func, ast.Name) and func.id in _NUMBER_CALLS
+    if isinstance(node, ast.Name):
+        value = lookup(node.id)
+        return value is not None and number_expr(value, lookup, depth + 1)
+    return False
