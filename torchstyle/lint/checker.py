@@ -259,6 +259,9 @@ def _function(w: Checker, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         ctx.bind(arg.arg, _annotation_kind(ctx, arg.annotation))
     w.visit_list(node.body)
     w.exit_scope(scope)
+    walk = ctx.walk_facts
+    walk.function_steps[node.name] = walk.function_steps.get(node.name, False) or scope.has_step
+    walk.function_calls.setdefault(node.name, set()).update(scope.called)
     ctx.scope, ctx.loop, ctx.grad_off_depth = saved
 
 
@@ -526,17 +529,20 @@ def _call(w: Checker, node: ast.Call) -> None:
                 loop.direct_step = True
     if ctx.loop is not None and not ctx.loop.calls_model and ctx.is_model_callee(func):
         ctx.loop.calls_model = True
+    if isinstance(func, ast.Attribute):
+        key = func.attr
+    elif isinstance(func, ast.Name):
+        key = func.id
+        alias = ctx.imports.get(key)
+        if alias is not None:
+            key = alias.rpartition(".")[2]
+    else:
+        key = ""
+    modes = ctx.walk_facts.call_modes
+    modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth else 1)
+    ctx.scope.called.add(key)
     calls = w._plan.calls
     if calls:
-        if isinstance(func, ast.Attribute):
-            key = func.attr
-        elif isinstance(func, ast.Name):
-            key = func.id
-            alias = ctx.imports.get(key)
-            if alias is not None:
-                key = alias.rpartition(".")[2]
-        else:
-            key = ""
         handlers = calls.get(key)
         if handlers is not None:
             for handler in handlers:

@@ -17,7 +17,7 @@ from typing import Any
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Finding, Fix
-from torchstyle.lint.semantic import SemanticModel, target_key
+from torchstyle.lint.semantic import SemanticModel, WalkFacts, target_key
 
 #: What a binding holds. ``derived`` bindings hold whatever their dependencies hold.
 KIND_MODULE = "module"
@@ -131,6 +131,8 @@ class Scope:
     deps: dict[tuple[str, int], tuple[Binding, ...]] = field(default_factory=dict)
     backwarded: set[tuple[str, int]] = field(default_factory=set)
     data: dict[str, Any] = field(default_factory=dict)
+    #: last names of the callees called in this body (for the semantic model)
+    called: set[str] = field(default_factory=set)
 
 
 def _strip_optional(annotation: ast.expr) -> ast.expr:
@@ -183,12 +185,14 @@ class FileContext:
         #: Every name a backward pass started from, anywhere in the file.
         self.backward_names: set[str] = set()
         self._semantic: SemanticModel | None = None
+        #: what the walk tells the semantic model (calls, functions that train)
+        self.walk_facts = WalkFacts()
 
     @property
     def semantic(self) -> SemanticModel:
         """The file's semantic model (built on first use, once per file)."""
         if self._semantic is None:
-            self._semantic = SemanticModel(self.tree, self.path, self.qualname)
+            self._semantic = SemanticModel(self.tree, self.path, self.qualname, self.walk_facts)
         return self._semantic
 
     def class_is_module(self, ref: ast.expr) -> bool | None:

@@ -256,11 +256,30 @@ def target_key(node: ast.expr) -> str | None:
     return ".".join(reversed(parts))
 
 
+@dataclass
+class WalkFacts:
+    """What the checker's single walk records for the model (no second walk needed).
+
+    Attributes:
+        call_modes: callee's last name -> 1 when called with autograd on somewhere, | 2 when
+            called with it off somewhere.
+        function_steps: function name -> it back-propagates or steps an optimizer itself.
+        function_calls: function name -> the last names of the callees in its body.
+    """
+
+    call_modes: dict[str, int] = field(default_factory=dict)
+    function_steps: dict[str, bool] = field(default_factory=dict)
+    function_calls: dict[str, set[str]] = field(default_factory=dict)
+
+
 class SemanticModel:
     """Per-file facts rules query; each is computed on first use from the file's AST."""
 
-    def __init__(self, tree: ast.Module, path: str, qualname: Qualname) -> None:
+    def __init__(
+        self, tree: ast.Module, path: str, qualname: Qualname, walk: WalkFacts | None = None
+    ) -> None:
         self.tree = tree
+        self.walk = walk if walk is not None else WalkFacts()
         self.path = path
         self._qualname = qualname  # FileContext.qualname
         self._assigns: list[tuple[ast.expr, ast.expr]] | None = None
@@ -387,16 +406,21 @@ class SemanticModel:
     # -- autograd mode through callers -------------------------------------------------------
 
     def grad_off_by_callers(self, function: str) -> bool:
-        """Whether every call of ``function`` in this file runs with autograd off (at least one)."""
-        if self._grad_off_fns is None:
-            self._grad_off_fns = _grad_off_callees(self.tree, self.qualname)
-        return function in self._grad_off_fns
+        """Whether every call of ``function`` in this file runs with autograd off (at least
+        one): called from a ``@torch.no_grad()`` function or a ``with no_grad():`` block.
+
+        Decided by the whole walk: ask from ``end_file``.
+        """
+        return self.walk.call_modes.get(function) == 2
 
     def trains(self, function: str) -> bool:
         """Whether a function of this file named ``function`` back-propagates or steps an
-        optimizer (itself, or through another such function it calls)."""
+        optimizer (itself, or through another such function it calls).
+
+        Decided by the whole walk: ask from ``end_file``.
+        """
         if self._training_fns is None:
-            self._training_fns = _training_functions(self.tree)
+            self._training_fns = _training_functions(self.walk)
         return function in self._training_fns
 
     def loop_trains(self, loop: ast.AST) -> bool:
@@ -439,62 +463,14 @@ def _pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr
     out.append((target, value))
 
 
-def _is_grad_off(qualname: Qualname, expr: ast.expr) -> bool:
-    target = expr.func if isinstance(expr, ast.Call) else expr
-    name = qualname(target)
-    if name is not None and name in facts.GRAD_OFF:
-        if isinstance(expr, ast.Call) and name.endswith("set_grad_enabled"):
-            return bool(expr.args) and facts.is_false(expr.args[0])
-        return True
-    return (facts.last_name(target) or "").endswith(("no_grad", "inference_mode"))
-
-
-def _grad_off_callees(tree: ast.Module, qualname: Qualname) -> set[str]:
-    """Names of functions whose every call in ``tree`` is made with autograd off."""
-    calls: dict[str, list[bool]] = {}
-
-    def walk(node: ast.AST, off: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            child_off = off
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                child_off = any(_is_grad_off(qualname, d) for d in child.decorator_list)
-            elif isinstance(child, ast.With | ast.AsyncWith):
-                child_off = off or any(_is_grad_off(qualname, i.context_expr) for i in child.items)
-            elif isinstance(child, ast.Call):
-                name = facts.last_name(child.func)
-                if name is not None:
-                    calls.setdefault(name, []).append(off)
-            walk(child, child_off)
-
-    walk(tree, False)
-    return {name for name, offs in calls.items() if offs and all(offs)}
-
-
-def _training_functions(tree: ast.Module) -> set[str]:
-    """Names of the functions in ``tree`` that train, directly or through each other."""
-    calls: dict[str, set[str]] = {}
-    direct: set[str] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        called = calls.setdefault(node.name, set())
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Call):
-                name = facts.last_name(sub.func)
-                if name == "backward" or (
-                    name == "step"
-                    and isinstance(sub.func, ast.Attribute)
-                    and facts.is_optimizer_step(sub.func)
-                ):
-                    direct.add(node.name)
-                elif name is not None:
-                    called.add(name)
-    found = set(direct)
+def _training_functions(walk: WalkFacts) -> set[str]:
+    """Names of the functions that train, directly or through each other."""
+    found = {name for name, steps in walk.function_steps.items() if steps}
     changed = True
     while changed:
         changed = False
-        for name, called in calls.items():
-            if name not in found and called & found:
+        for name, called in walk.function_calls.items():
+            if name not in found and not called.isdisjoint(found):
                 found.add(name)
                 changed = True
     return found

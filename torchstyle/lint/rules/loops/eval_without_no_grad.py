@@ -80,8 +80,6 @@ class EvalWithoutNoGrad(Rule):
         what = self.ctx.evaluation_loop(frame, self.test_framework)
         if what is not None and what.startswith("in ") and _over_training_data(frame):
             return  # named like evaluation, but it iterates over the training data
-        if what is not None and self.ctx.semantic.loop_trains(frame.node):
-            return  # it calls a function of this file that trains: a training loop
         if what is not None:
             self.candidates.append((frame.node, what, self.ctx.function))  # type: ignore[arg-type]
 
@@ -91,6 +89,8 @@ class EvalWithoutNoGrad(Rule):
         for node, what, scope in self.candidates:
             if scope is not None and semantic.grad_off_by_callers(scope.name):
                 continue  # every call of this function is made with autograd off
+            if semantic.loop_trains(node):
+                continue  # it calls a function of this file that trains: a training loop
             if (
                 scope is not None
                 and not scope.has_step
