@@ -58,9 +58,21 @@ class FileSummary:
     flag_functions: set[str] = field(default_factory=set)
 
 
-@lru_cache(maxsize=4096)
 def summarize(path: str) -> FileSummary | None:
-    """Reads ``path`` and summarizes it (None when it cannot be read)."""
+    """Reads ``path`` and summarizes it (None when it cannot be read).
+
+    Cached per file version (its modification time), so a long-running process (an
+    editor's server) sees edits.
+    """
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _summarize(path, mtime)
+
+
+@lru_cache(maxsize=4096)
+def _summarize(path: str, mtime: int) -> FileSummary | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
@@ -139,7 +151,7 @@ class ProjectIndex:
     """Cross-file facts, from the summaries of the project files a question leads to."""
 
     def __init__(self) -> None:
-        self._module_memo: dict[tuple[str, str], bool | None] = {}
+        self._module_memo: dict[tuple[str, str, int], bool | None] = {}
 
     def class_kind(self, path: str, name: str, depth: int = 0) -> bool | None:
         """Whether class ``name`` as seen from file ``path`` is an ``nn.Module``.
@@ -147,7 +159,8 @@ class ProjectIndex:
         True: a module (a base is one, followed across files); False: a plain class whose
         every base is known and none is a module; None: unknown (not found, an external base).
         """
-        key = (path, name)
+        summary = summarize(path)
+        key = (path, name, id(summary))  # a new summary (the file changed) asks again
         if key in self._module_memo:
             return self._module_memo[key]
         self._module_memo[key] = None  # cycles
