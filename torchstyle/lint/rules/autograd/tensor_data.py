@@ -10,6 +10,10 @@ from torchstyle.lint.context import KIND_LOSS, KIND_TENSOR, Binding, FileContext
 from torchstyle.lint.registry import register
 
 _TENSOR_ATTRS = frozenset({"weight", "bias", "grad"})
+#: Functions that write into their first argument in place (collectives, ``torch.*(out=)``).
+_IN_PLACE_CALLS = frozenset(
+    {"all_reduce", "broadcast", "reduce", "all_gather", "reduce_scatter", "all_to_all", "recv"}
+)
 #: Reads of a tensor's metadata through ``.data``: no value flows anywhere.
 _METADATA = frozenset(
     {"dtype", "device", "shape", "size", "dim", "ndim", "is_cuda", "type", "numel", "layout"}
@@ -27,7 +31,8 @@ class TensorData(Rule):
         ``.data`` are left alone, as initialization code uses them on purpose: assigning to
         ``p.data`` (and reading the value assigned: ``a.data = b.data.clone()``), in-place
         methods (``w.data.normal_()``, ``p.data.copy_(q.data.view(s))``), in-place functions
-        (``nn.init.trunc_normal_(p.data)``), ``w.data[i] = v`` and a name bound to ``.data`` that
+        (``nn.init.trunc_normal_(p.data)``), ``w.data[i] = v``, collectives that write in place
+        (``dist.all_reduce(p.grad.data)``) and a name bound to ``.data`` that
         is then written in place (``w = layer.weight.data; init_(w.view(n, -1))``); so are
         metadata reads (``x.data.dtype``, ``.device``, ``.size()``,
         ``isinstance(x.data, ...)``) and ``.data`` on other
@@ -79,6 +84,9 @@ class TensorData(Rule):
         """Notes ``.data`` written in place: ``w.data.normal_()``, ``init.zeros_(p.data)``."""
         func = node.func
         name = facts.last_name(func)
+        if name in _IN_PLACE_CALLS and node.args:
+            self._copy_source(node.args[0])  # dist.all_reduce(p.grad.data): written in place
+            return
         if name is None or not name.endswith("_") or name.startswith("__"):
             return
         if isinstance(func, ast.Attribute) and _is_data(func.value):
