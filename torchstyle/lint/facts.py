@@ -492,13 +492,13 @@ def _call_holds_objects(
 ) -> bool:
     func = node.func
     name = last_name(func) or ""
-    if name in _PLAIN_CALLS or name in TENSOR_FACTORIES:
-        return False
     if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         if func.value.id in ("np", "numpy"):
             return True  # numpy arrays need add_safe_globals under weights_only
         if func.value.id == "torch":
             return False
+    if name in _PLAIN_CALLS or name in TENSOR_FACTORIES:
+        return False
     if name in ("dict", "OrderedDict"):
         items = [*node.args, *(kw.value for kw in node.keywords)]
         return any(_holds_objects(v, values, seen, params) for v in items)
