@@ -17,6 +17,7 @@ from typing import Any
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Finding, Fix
+from torchstyle.lint.fixes import without_duplicate_calls
 from torchstyle.lint.semantic import SemanticModel, WalkFacts, target_key
 
 #: What a binding holds. ``derived`` bindings hold whatever their dependencies hold.
@@ -320,6 +321,8 @@ class FileContext:
         end_line = getattr(last, "end_lineno", None) or line
         end_col = getattr(last, "end_col_offset", None)
         end_col = col if end_col is None else end_col
+        if fix is not None:
+            fix = without_duplicate_calls(fix, self.source)
         self.findings.append(
             Finding(
                 self.path,
