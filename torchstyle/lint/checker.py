@@ -260,6 +260,7 @@ def _function(w: Checker, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
     w.visit_list(node.body)
     w.exit_scope(scope)
     walk = ctx.walk_facts
+    walk.functions.append(node)
     walk.function_steps[node.name] = walk.function_steps.get(node.name, False) or scope.has_step
     walk.function_calls.setdefault(node.name, set()).update(scope.called)
     ctx.scope, ctx.loop, ctx.grad_off_depth = saved
@@ -538,8 +539,11 @@ def _call(w: Checker, node: ast.Call) -> None:
             key = alias.rpartition(".")[2]
     else:
         key = ""
-    modes = ctx.walk_facts.call_modes
-    modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth else 1)
+    walk = ctx.walk_facts
+    modes = walk.call_modes
+    modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth > 0 else 1)
+    if key == "save":
+        walk.save_calls.append(node)
     ctx.scope.called.add(key)
     calls = w._plan.calls
     if calls:

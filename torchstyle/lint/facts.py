@@ -521,17 +521,6 @@ def _save_payload(call: ast.Call, torch_names: set[str]) -> ast.expr | None:
     return kw.value if kw is not None else None
 
 
-def _torch_save_names(tree: ast.Module) -> set[str]:
-    """Names bound to ``torch`` or ``torch.save`` by the file's imports."""
-    names = {"torch"}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.asname for a in node.names if a.name == "torch" and a.asname)
-        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
-            names.update(a.asname or a.name for a in node.names if a.name == "save")
-    return names
-
-
 def _own_nodes(scope: ast.AST) -> list[ast.AST]:
     """The nodes of ``scope``'s body, without those of functions and classes defined in it."""
     out: list[ast.AST] = []
@@ -557,15 +546,65 @@ def _scopes(tree: ast.Module) -> list[ast.AST]:
     return found
 
 
-def save_facts(tree: ast.Module) -> SaveFacts:
-    """What the ``torch.save`` calls of one file hold (see :class:`SaveFacts`)."""
+def save_facts(
+    tree: ast.Module,
+    walked: tuple[list[ast.Call], list[ast.FunctionDef | ast.AsyncFunctionDef], set[str]]
+    | None = None,
+) -> SaveFacts:
+    """What the ``torch.save`` calls of one file hold (see :class:`SaveFacts`).
+
+    Each save is given to the innermost function around it (by line span), and only
+    functions that save are read further. ``walked``: the file's ``save`` calls, function
+    definitions and names bound to ``torch``/``torch.save``, when the checker's walk has
+    collected them already (then the tree is not walked again).
+    """
     result = SaveFacts()
-    torch_names = _torch_save_names(tree)
-    for scope in _scopes(tree):
-        calls = [n for n in _own_nodes(scope) if isinstance(n, ast.Call)]
-        saves = [p for c in calls if (p := _save_payload(c, torch_names)) is not None]
-        if not saves:
+    if walked is not None:
+        candidates, functions, torch_names = walked
+        return _judge_saves(tree, result, candidates, functions, torch_names | {"torch"})
+    torch_names = {"torch"}
+    functions = []
+    candidates = []
+    for node in ast.walk(tree):
+        cls = node.__class__
+        if cls is ast.Call:
+            func = node.func  # type: ignore[attr-defined]
+            if (func.__class__ is ast.Attribute and func.attr == "save") or (
+                func.__class__ is ast.Name
+            ):
+                candidates.append(node)  # type: ignore[arg-type]
+        elif cls is ast.FunctionDef or cls is ast.AsyncFunctionDef:
+            functions.append(node)  # type: ignore[arg-type]
+        elif cls is ast.Import:
+            torch_names.update(
+                a.asname
+                for a in node.names  # type: ignore[attr-defined]
+                if a.name == "torch" and a.asname
+            )
+        elif cls is ast.ImportFrom and node.module == "torch":  # type: ignore[attr-defined]
+            torch_names.update(
+                a.asname or a.name
+                for a in node.names  # type: ignore[attr-defined]
+                if a.name == "save"
+            )
+    return _judge_saves(tree, result, candidates, functions, torch_names)
+
+
+def _judge_saves(
+    tree: ast.Module,
+    result: SaveFacts,
+    candidates: list[ast.Call],
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef],
+    torch_names: set[str],
+) -> SaveFacts:
+    by_scope: dict[int, tuple[ast.AST, list[ast.expr]]] = {}
+    for call in candidates:
+        payload = _save_payload(call, torch_names)
+        if payload is None:
             continue
+        owner: ast.AST = _innermost_function(functions, call) or tree
+        by_scope.setdefault(id(owner), (owner, []))[1].append(payload)
+    for scope, saves in by_scope.values():
         values = _assignments(scope)
         params = _parameters(scope)
         for payload in saves:
@@ -578,6 +617,20 @@ def save_facts(tree: ast.Module) -> SaveFacts:
             elif _holds_objects(payload, values, set(), params):
                 result.objects = True
     return result
+
+
+def _innermost_function(
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef], call: ast.Call
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The innermost function whose body holds ``call`` (by line span), if any."""
+    best = None
+    line = call.lineno
+    for function in functions:
+        if function.body[0].lineno <= line <= (function.end_lineno or 0) and (
+            best is None or function.lineno >= best.lineno
+        ):
+            best = function
+    return best
 
 
 def _saver_arguments_hold_objects(

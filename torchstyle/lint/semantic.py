@@ -278,11 +278,16 @@ class WalkFacts:
             called with it off somewhere.
         function_steps: function name -> it back-propagates or steps an optimizer itself.
         function_calls: function name -> the last names of the callees in its body.
+        save_calls, functions: for the "saves non-tensor objects" fact, without a walk.
     """
 
     call_modes: dict[str, int] = field(default_factory=dict)
     function_steps: dict[str, bool] = field(default_factory=dict)
     function_calls: dict[str, set[str]] = field(default_factory=dict)
+    #: every call whose callee's last name is ``save`` (``torch.save``, an alias of it)
+    save_calls: list[ast.Call] = field(default_factory=list)
+    #: every function definition of the file
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
 
 class SemanticModel:

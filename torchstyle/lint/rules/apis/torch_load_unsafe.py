@@ -67,6 +67,7 @@ class TorchLoadUnsafe(Rule):
         self.saves_objects: bool | None = None
         #: ``def f(path, **kwargs): torch.load(path, **kwargs)``: function name -> load calls.
         self.wrappers: dict[str, list[ast.Call]] = {}
+        self.loads: list[ast.Call] = []
 
     @on(ast.Assign)
     def assign(self, node: ast.Assign) -> None:
@@ -102,7 +103,7 @@ class TorchLoadUnsafe(Rule):
             if wrapper is not None:
                 self.wrappers.setdefault(wrapper, []).append(node)
             return
-        self.report(node, fix=self._fix(node))
+        self.loads.append(node)  # judged at the end: the file's saves may come later
 
     def _wrapper_name(self, node: ast.Call) -> str | None:
         """The enclosing function's name when ``node`` passes on only its own ``**kwargs``."""
@@ -119,7 +120,10 @@ class TorchLoadUnsafe(Rule):
         return scope.name
 
     def end_file(self) -> None:
-        """Reports the ``**kwargs`` wrappers whose callers never pass ``weights_only``."""
+        """Reports the loads, then the ``**kwargs`` wrappers whose callers never pass
+        ``weights_only``."""
+        for node in self.loads:
+            self.report(node, fix=self._fix(node))
         if not self.wrappers:
             return
         passes: dict[str, bool] = {}
@@ -147,8 +151,15 @@ class TorchLoadUnsafe(Rule):
             if root is None:  # code that is not in a file: it is the whole project
                 self.saves_objects = facts.saves_objects([self.ctx.tree])
             else:  # the text being checked may be newer than the file on disk
+                walk = self.ctx.walk_facts
+                torch_names = {
+                    alias
+                    for alias, name in self.ctx.imports.items()
+                    if name in ("torch", "torch.save")
+                }
+                walked = (walk.save_calls, walk.functions, torch_names)
                 self.saves_objects = facts.save_facts(
-                    self.ctx.tree
+                    self.ctx.tree, walked
                 ).objects or facts.project_saves_objects(root)
         return self.saves_objects
 
