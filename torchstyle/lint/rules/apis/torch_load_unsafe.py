@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchstyle.lint import facts
+from torchstyle.lint import facts, saves
 from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
 from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
@@ -143,13 +143,13 @@ class TorchLoadUnsafe(Rule):
     def _holds_objects(self) -> bool:
         """Whether this file or its project saves objects that ``weights_only`` refuses."""
         if self.saves_objects is None:
-            root = facts.project_root(self.ctx.path)
+            root = saves.project_root(self.ctx.path)
             if root is None:  # code that is not in a file: it is the whole project
-                self.saves_objects = facts.saves_objects([self.ctx.tree])
+                self.saves_objects = saves.saves_objects([self.ctx.tree])
             else:  # the text being checked may be newer than the file on disk
-                self.saves_objects = facts.save_facts(
+                self.saves_objects = saves.save_facts(
                     self.ctx.tree
-                ).objects or facts.project_saves_objects(root)
+                ).objects or saves.project_saves_objects(root)
         return self.saves_objects
 
     def _fix(self, node: ast.Call) -> Fix | None:
