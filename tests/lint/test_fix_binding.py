@@ -39,17 +39,22 @@ _DOUBLED = re.compile(r"(\.\w+\(\))\1")
 
 
 def _resolve(qualname: str) -> Any:
-    """The object ``qualname`` names (importing the longest module prefix)."""
+    """The object ``qualname`` names, as attribute access would find it from the top
+    package (``torch.nn.utils.weight_norm`` is the function, not its submodule)."""
     parts = qualname.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+    try:
+        obj: Any = importlib.import_module(parts[0])
+    except ImportError:
+        return None
+    for i, part in enumerate(parts[1:], 2):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
             continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr, None)
-        return obj
-    return None
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            return None
+    return obj
 
 
 def _signature(obj: Any) -> inspect.Signature:

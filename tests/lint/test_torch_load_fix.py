@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from torchstyle.lint import facts
+from torchstyle.lint import saves
 from torchstyle.lint.runner import Linter
 
 LOADER = """\
@@ -154,10 +154,10 @@ def test_saver_never_called_withholds_the_fix(tmp_path: Path) -> None:
 
 def test_project_fact_is_computed_once_per_project(tmp_path: Path) -> None:
     root = project(tmp_path / "p", {"saving.py": PLAIN_SAVES["state dicts and numbers"]})
-    before = facts.project_saves_objects.cache_info().misses
+    before = saves.project_saves_objects.cache_info().misses
     for _ in range(3):
         load_fix_offered(root)
-    assert facts.project_saves_objects.cache_info().misses == before + 1
+    assert saves.project_saves_objects.cache_info().misses == before + 1
 
 
 def test_cli_unsafe_fixes_leave_the_load_of_a_project_that_saves_args(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchstyle.lint import facts
+from torchstyle.lint import facts, saves
 from torchstyle.lint.base import Edit, Fix, Rule, after, on, on_call
 from torchstyle.lint.context import FileContext
 from torchstyle.lint.registry import register
@@ -120,8 +120,7 @@ class TorchLoadUnsafe(Rule):
         return scope.name
 
     def end_file(self) -> None:
-        """Reports the loads, then the ``**kwargs`` wrappers whose callers never pass
-        ``weights_only``."""
+        """Reports the ``**kwargs`` wrappers whose callers never pass ``weights_only``."""
         for node in self.loads:
             self.report(node, fix=self._fix(node))
         if not self.wrappers:
@@ -147,9 +146,9 @@ class TorchLoadUnsafe(Rule):
     def _holds_objects(self) -> bool:
         """Whether this file or its project saves objects that ``weights_only`` refuses."""
         if self.saves_objects is None:
-            root = facts.project_root(self.ctx.path)
+            root = saves.project_root(self.ctx.path)
             if root is None:  # code that is not in a file: it is the whole project
-                self.saves_objects = facts.saves_objects([self.ctx.tree])
+                self.saves_objects = saves.saves_objects([self.ctx.tree])
             else:  # the text being checked may be newer than the file on disk
                 walk = self.ctx.walk_facts
                 torch_names = {
@@ -158,9 +157,9 @@ class TorchLoadUnsafe(Rule):
                     if name in ("torch", "torch.save")
                 }
                 walked = (walk.save_calls, walk.functions, torch_names)
-                self.saves_objects = facts.save_facts(
+                self.saves_objects = saves.save_facts(
                     self.ctx.tree, walked
-                ).objects or facts.project_saves_objects(root)
+                ).objects or saves.project_saves_objects(root)
         return self.saves_objects
 
     def _fix(self, node: ast.Call) -> Fix | None:
