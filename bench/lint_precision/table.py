@@ -1,7 +1,7 @@
 """Prints the per-rule precision table from the judged held-out findings.
 
 Usage:
-    python bench/lint_precision/table.py [judgements.csv]
+    python bench/lint_precision/table.py [FOLDER/judgements.csv]
 
 Reads ``judgements.csv`` (rule, project, file, line, message, verdict, reason; verdict one
 of ``real``, ``false``, ``style-only``) and ``counts.csv`` (findings per rule on the whole
@@ -37,7 +37,7 @@ def load(path: str) -> dict[str, dict[str, int]]:
 def main(argv: list[str] | None = None) -> int:
     """Prints the table; exit 1 when a rule misses the acceptance line."""
     args = sys.argv[1:] if argv is None else argv
-    path = args[0] if args else os.path.join(HERE, "judgements.csv")
+    path = args[0] if args else os.path.join(HERE, "heldout1", "judgements.csv")
     table = load(path)
     totals: dict[str, int] = {}
     counts_path = os.path.join(os.path.dirname(path), "counts.csv")
