@@ -307,6 +307,8 @@ class SemanticModel:
         self._grad_off_fns: set[str] | None = None
         self._class_memo: dict[str, bool | None] = {}
         self._training_fns: set[str] | None = None
+        self._globals: dict[str, list[ast.expr]] | None = None
+        self._writers: set[str] | None = None
 
     # -- assignments -------------------------------------------------------------------------
 
@@ -450,6 +452,68 @@ class SemanticModel:
                     return True
         return False
 
+    def module_values(self) -> dict[str, list[ast.expr]]:
+        """Every value a module-level name gets (also under top-level ``if``/``try``, e.g.
+        constants set in ``if __name__ == "__main__":``)."""
+        if self._globals is None:
+            found: dict[str, list[ast.expr]] = {}
+            todo: list[ast.stmt] = list(self.tree.body)
+            while todo:
+                stmt = todo.pop()
+                if isinstance(stmt, ast.Assign):
+                    pairs: list[tuple[ast.expr, ast.expr]] = []
+                    for target in stmt.targets:
+                        _pairs(target, stmt.value, pairs)
+                    for target, value in pairs:
+                        if isinstance(target, ast.Name):
+                            found.setdefault(target.id, []).append(value)
+                elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
+                    if isinstance(stmt.target, ast.Name) and stmt.value is not None:
+                        found.setdefault(stmt.target.id, []).append(stmt.value)
+                elif isinstance(stmt, ast.If | ast.Try | ast.With):
+                    todo.extend(stmt.body)
+                    todo.extend(getattr(stmt, "orelse", []))
+                elif isinstance(stmt, ast.For):
+                    for sub in ast.walk(stmt.target):
+                        if isinstance(sub, ast.Name):
+                            found.setdefault(sub.id, []).append(stmt.iter)
+                    todo.extend(stmt.body)
+                elif isinstance(stmt, ast.While):
+                    todo.extend(stmt.body)
+            self._globals = found
+        return self._globals
+
+    def global_number(self, name: str) -> bool:
+        """Whether module-level ``name`` only ever holds Python numbers (``d_k = 64``)."""
+        values = self.module_values()
+        found = values.get(name)
+        if not found:
+            return False
+        seen = {name}
+
+        def lookup(other: str) -> ast.expr | None:
+            if other in seen:
+                return None
+            seen.add(other)
+            got = values.get(other)
+            return got[0] if got is not None and len(got) == 1 else None
+
+        return all(number_expr(value, lookup) for value in found)
+
+    def writes_argument(self, function: str) -> bool:
+        """Whether a function of this file named ``function`` writes its arguments in place:
+        hands a parameter to ``torch.nn.init`` (any spelling) or calls an in-place method
+        (``p.zero_()``) on one. ``def xavier(param): init.xavier_uniform(param)``."""
+        if self._writers is None:
+            writers: set[str] = set()
+            for node in ast.walk(self.tree):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _writes_params(
+                    node, self.qualname
+                ):
+                    writers.add(node.name)
+            self._writers = writers
+        return function in self._writers
+
     # -- types of names ----------------------------------------------------------------------
 
     def class_is_module(self, ref: ast.expr) -> bool | None:
@@ -479,6 +543,37 @@ def _pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr
                 _pairs(t, v, out)
         return
     out.append((target, value))
+
+
+def is_init_call(call: ast.Call, qualname: Qualname) -> bool:
+    """Whether ``call`` initialises its argument in place: ``torch.nn.init.*`` (old names
+    without ``_`` too) or a callee named like an initialiser (``weight_init(w)``)."""
+    name = qualname(call.func) or ""
+    if name.startswith(("torch.nn.init.", "init.")):
+        return True
+    last = (facts.last_name(call.func) or "").lower()
+    return last.startswith("init") or last.endswith("init") or last.endswith("_init_")
+
+
+def _writes_params(function: ast.FunctionDef | ast.AsyncFunctionDef, qualname: Qualname) -> bool:
+    params = {a.arg for a in [*function.args.posonlyargs, *function.args.args]}
+    for node in ast.walk(function):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr.endswith("_")
+            and not func.attr.startswith("__")
+            and isinstance(func.value, ast.Name)
+            and func.value.id in params
+        ):
+            return True
+        if is_init_call(node, qualname) and any(
+            isinstance(a, ast.Name) and a.id in params for a in node.args
+        ):
+            return True
+    return False
 
 
 def _training_functions(walk: WalkFacts) -> set[str]:
@@ -520,6 +615,8 @@ def number_expr(node: ast.expr, lookup: Callable[[str], ast.expr | None], depth:
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr in _SHAPE_METHODS:
             return True
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            return func.value.id == "math"  # math.sqrt(d), math.log(10000.0)
         return isinstance(func, ast.Name) and func.id in _NUMBER_CALLS
     if isinstance(node, ast.Name):
         value = lookup(node.id)

@@ -8,6 +8,7 @@ from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Fix, Rule, on, on_call
 from torchstyle.lint.context import KIND_LOSS, KIND_TENSOR, Binding, FileContext
 from torchstyle.lint.registry import register
+from torchstyle.lint.semantic import is_init_call
 
 _TENSOR_ATTRS = frozenset({"weight", "bias", "grad"})
 #: Functions that write into their first argument in place (collectives, ``torch.*(out=)``).
@@ -32,7 +33,9 @@ class TensorData(Rule):
         ``p.data`` (and reading the value assigned: ``a.data = b.data.clone()``), in-place
         methods (``w.data.normal_()``, ``p.data.copy_(q.data.view(s))``), in-place functions
         (``nn.init.trunc_normal_(p.data)``), ``w.data[i] = v``, collectives that write in place
-        (``dist.all_reduce(p.grad.data)``) and a name bound to ``.data`` that
+        (``dist.all_reduce(p.grad.data)``), initialisers whatever their spelling
+        (``torch.nn.init.*``, ``weight_init(m.weight.data)``, the file's own
+        ``def xavier(p): init.xavier_uniform(p)``) and a name bound to ``.data`` that
         is then written in place (``w = layer.weight.data; init_(w.view(n, -1))``); so are
         metadata reads (``x.data.dtype``, ``.device``, ``.size()``,
         ``isinstance(x.data, ...)``) and ``.data`` on other
@@ -68,6 +71,8 @@ class TensorData(Rule):
         super().begin_file(ctx)
         self.deferred: list[tuple[ast.Attribute, Binding]] = []
         self.pending: list[ast.Attribute] = []
+        #: calls handing ``.data`` to a function that may be the file's own initialiser
+        self.maybe_writes: list[tuple[str, ast.Call]] = []
         self.torch = False
         self.writes: set[int] = set()
         #: ``w = layer.weight.data``: the ``.data`` node, by (function, name)
@@ -87,6 +92,12 @@ class TensorData(Rule):
         if name in _IN_PLACE_CALLS and node.args:
             self._copy_source(node.args[0])  # dist.all_reduce(p.grad.data): written in place
             return
+        if name is not None and any(_is_data(a) for a in node.args):
+            if is_init_call(node, self.ctx.qualname):
+                for arg in node.args:  # weight_init(m.weight.data), init.xavier_uniform(w.data)
+                    self._copy_source(arg)
+                return
+            self.maybe_writes.append((name, node))  # xavier(m.weight.data): the file decides
         if name is None or not name.endswith("_") or name.startswith("__"):
             return
         if isinstance(func, ast.Attribute) and _is_data(func.value):
@@ -150,6 +161,10 @@ class TensorData(Rule):
     def end_file(self) -> None:
         """Reports the names that turned out to hold tensors."""
         ctx = self.ctx
+        for name, call in self.maybe_writes:
+            if ctx.semantic.writes_argument(name):
+                for arg in call.args:
+                    self._copy_source(arg)
         pending = self.pending
         self.pending = []
         for node in pending:

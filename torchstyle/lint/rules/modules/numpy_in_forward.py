@@ -46,7 +46,8 @@ class NumpyInForward(Rule):
         wrapper (post-processing or input conversion that hands out host data), numpy on
         plain numbers
         (``np.sqrt(self.dim)``, ``np.prod(x.shape[1:])``, also through names:
-        ``hw = x.shape[1:3]; np.prod(hw)``, parameters annotated ``int``/``float``), code in
+        ``hw = x.shape[1:3]; np.prod(hw)``, module-level constants such as ``d_k = 64``,
+        ``math`` results, parameters annotated ``int``/``float``), code in
         a branch that raises, asserts or warns (building an error message), inference-only
         code (after ``if self.training: return losses``, under ``if not self.training:``)
         and data handed to a library that needs numpy (``linear_sum_assignment(c.numpy())``,
@@ -262,7 +263,7 @@ class NumpyInForward(Rule):
             self.assigned[id(forward)] = values
         found = values.get(name)
         if not found:
-            return False
+            return self.ctx.semantic.global_number(name)  # d_k = 64 at module level
         seen: set[str] = {name}
 
         def lookup(other: str) -> ast.expr | None:
