@@ -1,7 +1,7 @@
 """Samples findings of the default rules on the held-out corpus, for judging by hand.
 
 Usage:
-    python bench/lint_precision/sample.py CORPUS_DIR [--per-rule 20] [--out FILE]
+    python bench/lint_precision/sample.py CORPUS_DIR [--half held-out-2] [--out FILE]
 
 CORPUS_DIR holds one folder per held-out project of ``bench/lint_corpus.toml``, named
 ``owner+name``. Each project is linted on its own (``torchstyle lint --isolated``, default
@@ -31,11 +31,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FIELDS = ["rule", "project", "file", "line", "message", "verdict", "reason"]
 
 
-def held_out() -> list[str]:
-    """The held-out projects' folder names (``owner+name``)."""
+def held_out(half: str) -> list[str]:
+    """The projects' folder names (``owner+name``) of one half of the corpus."""
     with open(os.path.join(ROOT, "bench", "lint_corpus.toml"), "rb") as f:
         corpus = tomllib.load(f)
-    return [entry["repo"].replace("/", "+") for entry in corpus["held-out"]]
+    return [entry["repo"].replace("/", "+") for entry in corpus[half]]
 
 
 def lint(folder: str) -> list[dict[str, object]]:
@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", help="folder with one sub-folder per held-out project")
     parser.add_argument("--per-rule", type=int, default=20)
+    parser.add_argument("--half", default="held-out", help="held-out or held-out-2")
     parser.add_argument("--out", default=os.path.join(HERE, "sample.csv"))
     args = parser.parse_args(argv)
     by_rule: dict[str, list[dict[str, object]]] = {}
-    for project in held_out():
+    for project in held_out(args.half):
         folder = os.path.join(args.corpus, project)
         if not os.path.isdir(folder):
             raise SystemExit(f"{folder} is missing; fetch it at the commit in lint_corpus.toml")

@@ -8,7 +8,7 @@ of ``real``, ``false``, ``style-only``) and ``counts.csv`` (findings per rule on
 held-out half) from this folder. Precision counts a style-only finding as right (the code
 does what the rule says, but nothing breaks) and is shown with the style-only share apart;
 "strict" counts only real findings. Acceptance: at least 90% for every default rule with
-5 or more findings, none below 80%.
+5 or more findings, none below 80%; rules now off by default are shown but not held to it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from torchstyle.lint import registry  # noqa: E402  (the checkout's own linter)
+
 VERDICTS = ("real", "false", "style-only")
 
 
@@ -49,26 +53,30 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     failed = []
+    defaults = registry.resolve_selection(None)
     sums = dict.fromkeys(VERDICTS, 0)
     for rule in sorted(set(table) | set(totals)):
         counts = table.get(rule, dict.fromkeys(VERDICTS, 0))
         judged = sum(counts.values())
-        for v in VERDICTS:
-            sums[v] += counts[v]
+        if rule in defaults:
+            for v in VERDICTS:
+                sums[v] += counts[v]
         right = counts["real"] + counts["style-only"]
         precision = right / judged if judged else 1.0
         strict = counts["real"] / judged if judged else 1.0
         total = totals.get(rule, judged)
-        if precision < 0.8 or (total >= 5 and precision < 0.9):
+        if rule in defaults and (precision < 0.8 or (total >= 5 and precision < 0.9)):
             failed.append(rule)
+        shown = rule if rule in defaults else f"{rule} (now off by default)"
         lines.append(
-            f"| {rule} | {total} | {judged} | {counts['real']} | {counts['style-only']} | "
+            f"| {shown} | {total} | {judged} | {counts['real']} | {counts['style-only']} | "
             f"{counts['false']} | {precision:.0%} | {strict:.0%} |"
         )
     judged = sum(sums.values())
     right = sums["real"] + sums["style-only"]
+    findings = sum(n for rule, n in totals.items() if rule in defaults)
     lines.append(
-        f"| all | {sum(totals.values()) or judged} | {judged} | {sums['real']} | "
+        f"| default rules | {findings or judged} | {judged} | {sums['real']} | "
         f"{sums['style-only']} | {sums['false']} | {right / max(judged, 1):.0%} | "
         f"{sums['real'] / max(judged, 1):.0%} |"
     )
