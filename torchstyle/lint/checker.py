@@ -524,6 +524,17 @@ def _call(w: Checker, node: ast.Call) -> None:
         ):
             ctx.scope.grad_off = True
             ctx.grad_off_depth += 1  # until the end of this body
+        elif (
+            attr == "set_grad_enabled"
+            and node.args
+            and facts.is_true(node.args[0])
+            and ctx.scope.grad_off
+            and ctx.grad_off_depth == 1
+            and ctx.qualname(func) in facts.GRAD_OFF
+        ):
+            # torch.set_grad_enabled(True) in a @no_grad function: on again from here
+            ctx.scope.grad_off = False
+            ctx.grad_off_depth = 0
         if step:
             ctx.scope.has_step = True
             if loop is not None:
