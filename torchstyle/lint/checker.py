@@ -8,6 +8,7 @@ scopes, loops, guards, autograd mode, bindings) so that no rule has to walk the 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,8 +24,12 @@ from torchstyle.lint.context import (
     LoopFrame,
     Scope,
 )
+from torchstyle.lint.semantic import pairs
 
 Handler = Callable[[Any], None]
+
+#: Callee names that may build an optimizer (``Adam``, ``LARS``, a project's ``MyOptimizer``).
+_OPTIMIZER_WORDS = re.compile(r"Adam|SGD|LARS|Lamb|Optim|RMSprop|Adagrad|Adadelta|LBFGS|Lion")
 
 # Fields that never hold child nodes worth visiting (names, flags, expression contexts).
 _SKIP_FIELDS = frozenset(
@@ -452,8 +457,10 @@ def _assign(w: Checker, node: ast.Assign) -> None:
     assert ctx is not None
     w.visit(node.value)
     w.visit_list(node.targets)
+    assigns = ctx.walk_facts.assigns
     for target in node.targets:
         _bind_assignment(ctx, target, node.value)
+        pairs(target, node.value, assigns)
 
 
 def _ann_assign(w: Checker, node: ast.AnnAssign) -> None:
@@ -464,6 +471,7 @@ def _ann_assign(w: Checker, node: ast.AnnAssign) -> None:
     w.visit(node.target)
     if node.value is not None:
         _bind_assignment(ctx, node.target, node.value)
+        pairs(node.target, node.value, ctx.walk_facts.assigns)
 
 
 def _aug_assign(w: Checker, node: ast.AugAssign) -> None:
@@ -555,6 +563,8 @@ def _call(w: Checker, node: ast.Call) -> None:
     modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth > 0 else 1)
     if key == "save":
         walk.save_calls.append(node)
+    elif key == "requires_grad_" or (key[:1].isupper() and _OPTIMIZER_WORDS.search(key)):
+        walk.optimizer_calls.append(node)
     ctx.scope.called.add(key)
     calls = w._plan.calls
     if calls:

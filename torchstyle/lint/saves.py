@@ -371,8 +371,8 @@ def project_root(path: str) -> str | None:
 def project_saves_objects(root: str) -> bool:
     """:func:`saves_objects` over the Python files of the project in folder ``root``.
 
-    Computed once per project and process; only files that mention ``save`` (and the
-    callers of the functions that save) are parsed.
+    Computed once per project and process; only files that mention ``save`` and torch
+    (and the callers of the functions that save) are parsed, each once.
     """
     patterns = files.compile_patterns(list(files.DEFAULT_EXCLUDES), root)
     texts: list[str] = []
@@ -384,20 +384,39 @@ def project_saves_objects(root: str) -> bool:
                 texts.append(f.read())
         except OSError:
             continue
-    trees = []
-    for text in texts:
-        if "save" in text:
-            try:
-                trees.append(ast.parse(text))
-            except (SyntaxError, ValueError, RecursionError):
-                continue
+    # Lightning's save_hyperparameters() puts hyperparameters in every checkpoint
+    if any("save_hyperparameters(" in text for text in texts):
+        return True
+    parsed: list[tuple[str, ast.Module]] = []
+    rest: list[str] = []
+    for text in texts:  # only a file that mentions torch can call torch.save
+        if "save" in text and "torch" in text:
+            tree = _parse(text)
+            if tree is not None:
+                parsed.append((text, tree))
+        else:
+            rest.append(text)
     savers: dict[str, tuple[int, str]] = {}
-    for tree in trees:
-        savers.update(save_facts(tree).savers)
-    for text in texts:  # the callers of savers that do not mention save themselves
-        if "save" not in text and any(f"{name}(" in text for name in savers):
-            try:
-                trees.append(ast.parse(text))
-            except (SyntaxError, ValueError, RecursionError):
-                continue
-    return saves_objects(trees)
+    for _, tree in parsed:
+        facts = save_facts(tree)
+        if facts.objects:
+            return True
+        savers.update(facts.savers)
+    if not savers:
+        return False
+    calls = tuple(f"{name}(" for name in savers)
+    callers = [tree for text, tree in parsed if any(c in text for c in calls)]
+    for text in rest:  # the callers of savers elsewhere in the project
+        if any(c in text for c in calls) and (tree := _parse(text)) is not None:
+            callers.append(tree)
+    called: set[str] = set()
+    if any(_saver_arguments_hold_objects(tree, savers, called) for tree in callers):
+        return True
+    return bool(set(savers) - called)
+
+
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None

@@ -288,6 +288,10 @@ class WalkFacts:
     save_calls: list[ast.Call] = field(default_factory=list)
     #: every function definition of the file
     functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
+    #: every ``target = value`` so far (tuple targets matched element-wise)
+    assigns: list[tuple[ast.expr, ast.expr]] = field(default_factory=list)
+    #: calls that may build an optimizer (CapWords callee) or freeze a module
+    optimizer_calls: list[ast.Call] = field(default_factory=list)
 
 
 class SemanticModel:
@@ -297,12 +301,15 @@ class SemanticModel:
         self, tree: ast.Module, path: str, qualname: Qualname, walk: WalkFacts | None = None
     ) -> None:
         self.tree = tree
+        self._live = walk is not None
         self.walk = walk if walk is not None else WalkFacts()
+        self._stamp: tuple[int, int] = (-1, -1)
         self.path = path
         self._qualname = qualname  # FileContext.qualname
         self._assigns: list[tuple[ast.expr, ast.expr]] | None = None
         self._sched: dict[str, str] | None = None
         self._trained: set[str] | None = None
+        self._trained_stamp: tuple[int, int] = (-1, -1)
         self._copies: set[str] | None = None
         self._grad_off_fns: set[str] | None = None
         self._class_memo: dict[str, bool | None] = {}
@@ -314,15 +321,20 @@ class SemanticModel:
 
     @property
     def assigns(self) -> list[tuple[ast.expr, ast.expr]]:
-        """Every ``target = value`` of the file (tuple targets matched element-wise)."""
+        """Every ``target = value`` of the file (tuple targets matched element-wise).
+
+        From the checker's walk when there is one: those walked so far.
+        """
+        if self._live:
+            return self.walk.assigns
         if self._assigns is None:
             out: list[tuple[ast.expr, ast.expr]] = []
             for node in ast.walk(self.tree):
                 if isinstance(node, ast.Assign):
                     for target in node.targets:
-                        _pairs(target, node.value, out)
+                        pairs(target, node.value, out)
                 elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                    _pairs(node.target, node.value, out)
+                    pairs(node.target, node.value, out)
             self._assigns = out
         return self._assigns
 
@@ -334,7 +346,8 @@ class SemanticModel:
 
     def scheduler_optimizer(self, scheduler: ast.expr) -> str | None:
         """The key of the optimizer a scheduler was built on (``sched = StepLR(opt_g)``)."""
-        if self._sched is None:
+        if self._sched is None or self._stamp[0] != len(self.assigns):
+            self._stamp = (len(self.assigns), self._stamp[1])
             found: dict[str, str] = {}
             for target, value in self.assigns:
                 key = target_key(target)
@@ -369,9 +382,12 @@ class SemanticModel:
                 _COPY_NAME.search(key.rsplit(".", 1)[-1]) and isinstance(value, ast.Call)
             ):
                 copies.add(key)
-        for node in ast.walk(self.tree):
-            if not isinstance(node, ast.Call):
-                continue
+        calls = (
+            self.walk.optimizer_calls
+            if self._live
+            else [n for n in ast.walk(self.tree) if isinstance(n, ast.Call)]
+        )
+        for node in calls:
             callee = self.qualname(node.func) or ""
             if facts.is_optimizer_qualname(callee) or (
                 callee.rsplit(".", 1)[-1][:1].isupper()
@@ -410,7 +426,9 @@ class SemanticModel:
         """True when the module's parameters reach an optimizer in this file; False when it
         is a copy (deep-copied, named EMA/teacher/target, frozen) that none reaches; None when
         the file does not say."""
-        if self._trained is None:
+        stamp = (len(self.assigns), len(self.walk.optimizer_calls))
+        if self._trained is None or (self._live and stamp != self._trained_stamp):
+            self._trained_stamp = stamp
             self._optimizer_params()
         assert self._trained is not None and self._copies is not None
         key = target_key(module)
@@ -461,10 +479,10 @@ class SemanticModel:
             while todo:
                 stmt = todo.pop()
                 if isinstance(stmt, ast.Assign):
-                    pairs: list[tuple[ast.expr, ast.expr]] = []
+                    matched: list[tuple[ast.expr, ast.expr]] = []
                     for target in stmt.targets:
-                        _pairs(target, stmt.value, pairs)
-                    for target, value in pairs:
+                        pairs(target, stmt.value, matched)
+                    for target, value in matched:
                         if isinstance(target, ast.Name):
                             found.setdefault(target.id, []).append(value)
                 elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
@@ -505,14 +523,22 @@ class SemanticModel:
         hands a parameter to ``torch.nn.init`` (any spelling) or calls an in-place method
         (``p.zero_()``) on one. ``def xavier(param): init.xavier_uniform(param)``."""
         if self._writers is None:
-            writers: set[str] = set()
-            for node in ast.walk(self.tree):
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _writes_params(
-                    node, self.qualname
-                ):
-                    writers.add(node.name)
-            self._writers = writers
-        return function in self._writers
+            self._writers = set()
+            self._not_writers: set[str] = set()
+        if function in self._writers or function in self._not_writers:
+            return function in self._writers
+        functions = (
+            self.walk.functions
+            if self._live
+            else [
+                n
+                for n in ast.walk(self.tree)
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+        )
+        writes = any(f.name == function and _writes_params(f, self.qualname) for f in functions)
+        (self._writers if writes else self._not_writers).add(function)
+        return writes
 
     # -- types of names ----------------------------------------------------------------------
 
@@ -536,11 +562,12 @@ class SemanticModel:
         return self._class_memo[text]
 
 
-def _pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr]]) -> None:
+def pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr]]) -> None:
+    """Appends ``(target, value)`` to ``out``, matching tuple targets element-wise."""
     if isinstance(target, ast.Tuple | ast.List) and isinstance(value, ast.Tuple | ast.List):
         if len(target.elts) == len(value.elts):
             for t, v in zip(target.elts, value.elts, strict=True):
-                _pairs(t, v, out)
+                pairs(t, v, out)
         return
     out.append((target, value))
 
