@@ -12,7 +12,6 @@ import functools
 import itertools
 import os
 import re
-from dataclasses import dataclass, field
 
 from torchstyle.lint import files
 from torchstyle.lint.facts import TENSOR_FACTORIES, is_model_name, keyword, last_name
@@ -73,6 +72,30 @@ class SaveFacts:
     def __init__(self) -> None:
         self.objects = False
         self.savers: dict[str, tuple[int, str]] = {}
+
+
+def _assignments(body: ast.AST) -> dict[str, list[ast.expr]]:
+    """Every value a name gets in ``body``: assignments, ``x[k] = v``, ``x.update(...)``."""
+    found: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(body):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found.setdefault(target.id, []).append(node.value)
+                elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+                    found.setdefault(target.value.id, []).append(node.value)
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            if isinstance(node.target, ast.Name):
+                found.setdefault(node.target.id, []).append(node.value)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("update", "setdefault", "append")
+            and isinstance(node.func.value, ast.Name)
+        ):
+            values = [*node.args, *(kw.value for kw in node.keywords)]
+            found.setdefault(node.func.value.id, []).extend(values)
+    return found
 
 
 def _holds_objects(
@@ -158,166 +181,94 @@ def _save_payload(call: ast.Call, torch_names: set[str]) -> ast.expr | None:
     return kw.value if kw is not None else None
 
 
-@dataclass(eq=False)
-class _Scope:
-    """A module or function body: its parameters, its calls, what its names are given."""
-
-    node: ast.AST
-    params: list[str]
-    calls: list[ast.Call] = field(default_factory=list)
-    values: dict[str, list[ast.expr]] = field(default_factory=dict)
-
-    def give(self, name: str, value: ast.expr) -> None:
-        self.values.setdefault(name, []).append(value)
+def _torch_save_names(tree: ast.Module) -> set[str]:
+    """Names bound to ``torch`` or ``torch.save`` by the file's imports."""
+    names = {"torch"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.asname for a in node.names if a.name == "torch" and a.asname)
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
+            names.update(a.asname or a.name for a in node.names if a.name == "save")
+    return names
 
 
-@dataclass(eq=False)
-class _Index:
-    """One pass over a file: its scopes, the names bound to ``torch``/``torch.save``, and
-    whether it calls Lightning's ``save_hyperparameters()``."""
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of ``scope``'s body, without those of functions and classes defined in it."""
+    out: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
 
-    scopes: list[_Scope]
-    torch_names: set[str]
-    hyperparameters: bool
 
-
-def _parameters(node: ast.AST) -> list[str]:
-    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+def _parameters(scope: ast.AST) -> list[str]:
+    if not isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef):
         return []
-    args = node.args
+    args = scope.args
     return [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
 
 
-def _note(node: ast.AST, scope: _Scope, index: _Index) -> None:
-    """Records what ``node`` tells about saves in ``scope``."""
-    if isinstance(node, ast.Call):
-        scope.calls.append(node)
-        func = node.func
-        if (
-            isinstance(func, ast.Attribute)
-            and isinstance(func.value, ast.Name)
-            and func.attr in ("update", "setdefault", "append")
-        ):
-            for value in [*node.args, *(kw.value for kw in node.keywords)]:
-                scope.give(func.value.id, value)
-        if isinstance(func, ast.Attribute) and func.attr == "save_hyperparameters":
-            index.hyperparameters = True
-    elif isinstance(node, ast.Assign):
-        for target in node.targets:
-            if isinstance(target, ast.Name):
-                scope.give(target.id, node.value)
-            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
-                scope.give(target.value.id, node.value)
-    elif isinstance(node, ast.AnnAssign) and node.value is not None:
-        if isinstance(node.target, ast.Name):
-            scope.give(node.target.id, node.value)
-    elif isinstance(node, ast.Import):
-        index.torch_names.update(a.asname for a in node.names if a.name == "torch" and a.asname)
-    elif isinstance(node, ast.ImportFrom) and node.module == "torch":
-        index.torch_names.update(a.asname or a.name for a in node.names if a.name == "save")
-
-
-def _index(tree: ast.Module) -> _Index:
-    """Walks ``tree`` once (without recursion: deep code cannot overflow the stack)."""
-    module = _Scope(tree, [])
-    index = _Index([module], {"torch"}, False)
-    todo: list[tuple[ast.AST, _Scope]] = [(tree, module)]
-    while todo:
-        node, scope = todo.pop()
-        for child in ast.iter_child_nodes(node):
-            inner = scope
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                inner = _Scope(child, _parameters(child))
-                index.scopes.append(inner)
-            else:
-                _note(child, scope, index)
-            todo.append((child, inner))
-    return index
-
-
-def _facts(index: _Index) -> SaveFacts:
-    result = SaveFacts()
-    for scope in index.scopes:
-        for call in scope.calls:
-            payload = _save_payload(call, index.torch_names)
-            if payload is None:
-                continue
-            params = scope.params
-            node = scope.node
-            if (
-                isinstance(payload, ast.Name)
-                and payload.id in params
-                and payload.id not in scope.values
-                and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            ):
-                position = params.index(payload.id)
-                if params[0] in ("self", "cls"):
-                    position -= 1  # called as a method: the receiver is not an argument
-                result.savers[node.name] = (position, payload.id)
-            elif _holds_objects(payload, scope.values, set(), params):
-                result.objects = True
-    return result
-
-
-class FileSaves:
-    """The save facts of the file being checked, fed by the checker's own walk.
-
-    A rule hands over the nodes it gets (assignments, imports, the calls ``save``,
-    ``update``, ``setdefault``, ``append``, ``save_hyperparameters``) with the function
-    they are in, so the file is not walked a second time.
-    """
-
-    def __init__(self, tree: ast.Module) -> None:
-        self._module = _Scope(tree, [])
-        self._scopes: dict[int, _Scope] = {id(tree): self._module}
-        self._index = _Index([self._module], {"torch"}, False)
-
-    def note(self, node: ast.AST, function: ast.AST | None) -> None:
-        """Records ``node``, found in ``function`` (None: at module level)."""
-        scope = self._module
-        if function is not None:
-            scope = self._scopes.get(id(function)) or self._new_scope(function)
-        _note(node, scope, self._index)
-
-    def _new_scope(self, function: ast.AST) -> _Scope:
-        scope = self._scopes[id(function)] = _Scope(function, _parameters(function))
-        self._index.scopes.append(scope)
-        return scope
-
-    def saves_objects(self) -> bool:
-        """Whether a save of this file holds an object ``weights_only=True`` refuses."""
-        return self._index.hyperparameters or _facts(self._index).objects
+def _scopes(tree: ast.Module) -> list[ast.AST]:
+    found: list[ast.AST] = [tree]
+    found += [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return found
 
 
 def save_facts(tree: ast.Module) -> SaveFacts:
     """What the ``torch.save`` calls of one file hold (see :class:`SaveFacts`)."""
-    return _facts(_index(tree))
+    result = SaveFacts()
+    torch_names = _torch_save_names(tree)
+    for scope in _scopes(tree):
+        calls = [n for n in _own_nodes(scope) if isinstance(n, ast.Call)]
+        saves = [p for c in calls if (p := _save_payload(c, torch_names)) is not None]
+        if not saves:
+            continue
+        values = _assignments(scope)
+        params = _parameters(scope)
+        for payload in saves:
+            if isinstance(payload, ast.Name) and payload.id in params and payload.id not in values:
+                assert isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef)
+                index = params.index(payload.id)
+                if params[0] in ("self", "cls"):
+                    index -= 1  # called as a method: the receiver is not an argument
+                result.savers[scope.name] = (index, payload.id)
+            elif _holds_objects(payload, values, set(), params):
+                result.objects = True
+    return result
 
 
 def _saver_arguments_hold_objects(
-    index: _Index, savers: dict[str, tuple[int, str]], called: set[str]
+    tree: ast.Module, savers: dict[str, tuple[int, str]], called: set[str]
 ) -> bool:
-    """Whether a call of a saver function in the file passes it an object to save.
+    """Whether a call of a saver function in ``tree`` passes it an object to save.
 
-    Adds the savers called in the file to ``called``.
+    Adds the savers called in ``tree`` to ``called``.
     """
-    for scope in index.scopes:
-        for node in scope.calls:
+    for scope in _scopes(tree):
+        values: dict[str, list[ast.expr]] | None = None
+        for node in _own_nodes(scope):
+            if not isinstance(node, ast.Call):
+                continue
             name = last_name(node.func)
             if name not in savers:
                 continue
             called.add(name)
-            position, param = savers[name]
+            index, param = savers[name]
             kw = keyword(node, param)
             if kw is not None:
                 arg: ast.expr = kw.value
-            elif 0 <= position < len(node.args) and not any(
-                isinstance(a, ast.Starred) for a in node.args[: position + 1]
+            elif 0 <= index < len(node.args) and not any(
+                isinstance(a, ast.Starred) for a in node.args[: index + 1]
             ):
-                arg = node.args[position]
+                arg = node.args[index]
             else:
                 return True  # passed through *args/**kwargs: the code does not show it
-            if _holds_objects(arg, scope.values, set(), []):
+            if values is None:
+                values = _assignments(scope)
+            if _holds_objects(arg, values, set(), []):
                 return True
     return False
 
@@ -332,27 +283,26 @@ def saves_objects(trees: list[ast.Module]) -> bool:
     the checkpoints. Then ``torch.load(..., weights_only=True)`` may refuse the project's
     own checkpoints.
     """
-    return _saves_objects([_index(tree) for tree in trees])
-
-
-def _saves_objects(indexes: list[_Index]) -> bool:
     savers: dict[str, tuple[int, str]] = {}
-    for index in indexes:
-        facts = _facts(index)
-        if facts.objects or index.hyperparameters:
+    for tree in trees:
+        facts = save_facts(tree)
+        if facts.objects:
             return True
         savers.update(facts.savers)
+    for tree in trees:
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "save_hyperparameters"
+            ):
+                return True
     if not savers:
         return False
     called: set[str] = set()
-    if any(_saver_arguments_hold_objects(index, savers, called) for index in indexes):
+    if any(_saver_arguments_hold_objects(tree, savers, called) for tree in trees):
         return True
     return bool(set(savers) - called)
-
-
-def mentions_saving(source: str) -> bool:
-    """Whether ``source`` may save anything (a cheap test before parsing it)."""
-    return _SAVE_CALL.search(source) is not None
 
 
 #: Files whose presence makes a folder a project's root.
@@ -362,28 +312,31 @@ _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 _PROJECT_FILES = 5000
 
 
-def project_root(path: str) -> tuple[str, bool] | None:
-    """The project of the file at ``path``: (folder, whether to read its subfolders too).
-
-    The project is the nearest folder with a pyproject.toml, setup.py, setup.cfg or .git
-    and everything under it; without one, the file's own folder (not its subfolders).
-    None when ``path`` is not a file.
+def project_root(path: str) -> str | None:
+    """The project folder of the file at ``path``: the nearest with a pyproject.toml,
+    setup.py, setup.cfg or .git; else the file's own folder. None when no such file exists.
     """
     if not os.path.isfile(path):
         return None
     folder = os.path.dirname(os.path.abspath(path))
     current = folder
     while True:
-        if any(os.path.exists(os.path.join(current, m)) for m in _PROJECT_MARKERS):
-            return current, True
+        if _is_project(current):
+            return current
         parent = os.path.dirname(current)
         if parent == current:
-            return folder, False
+            return folder
         current = parent
 
 
-def _project_texts(root: str, recursive: bool) -> list[str]:
-    if recursive:
+def _is_project(folder: str) -> bool:
+    return any(os.path.exists(os.path.join(folder, m)) for m in _PROJECT_MARKERS)
+
+
+def _project_texts(root: str) -> list[str]:
+    """The Python sources of the project in ``root``: everything under a project's root,
+    only the folder itself for a folder without a project marker (a folder of scripts)."""
+    if _is_project(root):
         patterns = files.compile_patterns(list(files.DEFAULT_EXCLUDES), root)
         paths = list(itertools.islice(files.iter_python_files(root, patterns), _PROJECT_FILES))
     else:
@@ -401,30 +354,29 @@ def _project_texts(root: str, recursive: bool) -> list[str]:
     return texts
 
 
-def _parsed(texts: list[str]) -> list[_Index]:
-    out = []
+def _parse_all(texts: list[str]) -> list[ast.Module]:
+    trees = []
     for text in texts:
         try:
-            out.append(_index(ast.parse(text)))
+            trees.append(ast.parse(text))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-    return out
+    return trees
 
 
 @functools.lru_cache(maxsize=16)
-def project_saves_objects(root: str, recursive: bool = True) -> bool:
+def project_saves_objects(root: str) -> bool:
     """:func:`saves_objects` over the Python files of the project in folder ``root``.
 
     Computed once per project and process; only files that call ``save(...)`` (and the
     callers of the functions that save) are parsed.
     """
-    texts = _project_texts(root, recursive)
-    saving = [t for t in texts if mentions_saving(t)]
-    indexes = _parsed(saving)
-    savers: set[str] = set()
-    for index in indexes:
-        savers.update(_facts(index).savers)
+    texts = _project_texts(root)
+    trees = _parse_all([t for t in texts if _SAVE_CALL.search(t)])
+    savers: dict[str, tuple[int, str]] = {}
+    for tree in trees:
+        savers.update(save_facts(tree).savers)
     callers = [  # the callers of savers that do not save themselves
-        t for t in texts if not mentions_saving(t) and any(f"{n}(" in t for n in savers)
+        t for t in texts if not _SAVE_CALL.search(t) and any(f"{n}(" in t for n in savers)
     ]
-    return _saves_objects(indexes + _parsed(callers))
+    return saves_objects(trees + _parse_all(callers))

@@ -67,13 +67,6 @@ class TorchLoadUnsafe(Rule):
         self.saves_objects: bool | None = None
         #: ``def f(path, **kwargs): torch.load(path, **kwargs)``: function name -> load calls.
         self.wrappers: dict[str, list[ast.Call]] = {}
-        #: The loads to report once the whole file (and what it saves) is known.
-        self.loads: list[ast.Call] = []
-        self.file_saves = saves.FileSaves(ctx.tree)
-
-    def _note(self, node: ast.AST) -> None:
-        scope = self.ctx.function
-        self.file_saves.note(node, scope.node if scope is not None else None)
 
     @on(ast.Assign)
     def assign(self, node: ast.Assign) -> None:
@@ -81,17 +74,6 @@ class TorchLoadUnsafe(Rule):
         target = node.targets[0] if len(node.targets) == 1 else None
         if isinstance(target, ast.Name) and facts.is_model_name(target.id):
             self.whole_objects.add(id(node.value))
-        self._note(node)
-
-    @on(ast.AnnAssign, ast.Import, ast.ImportFrom)
-    def binding(self, node: ast.AST) -> None:
-        """Notes what names are given, for the file's save facts."""
-        self._note(node)
-
-    @on_call("save", "update", "setdefault", "append", "save_hyperparameters")
-    def saving(self, node: ast.Call) -> None:
-        """Notes a save (or a dict being filled), for the file's save facts."""
-        self._note(node)
 
     @on(ast.ExceptHandler, ast.If)
     def enter(self, node: ast.ExceptHandler | ast.If) -> None:
@@ -120,7 +102,7 @@ class TorchLoadUnsafe(Rule):
             if wrapper is not None:
                 self.wrappers.setdefault(wrapper, []).append(node)
             return
-        self.loads.append(node)
+        self.report(node, fix=self._fix(node))
 
     def _wrapper_name(self, node: ast.Call) -> str | None:
         """The enclosing function's name when ``node`` passes on only its own ``**kwargs``."""
@@ -137,10 +119,7 @@ class TorchLoadUnsafe(Rule):
         return scope.name
 
     def end_file(self) -> None:
-        """Reports the loads, and the ``**kwargs`` wrappers whose callers never pass
-        ``weights_only``."""
-        for node in self.loads:
-            self.report(node, fix=self._fix(node))
+        """Reports the ``**kwargs`` wrappers whose callers never pass ``weights_only``."""
         if not self.wrappers:
             return
         passes: dict[str, bool] = {}
@@ -164,13 +143,13 @@ class TorchLoadUnsafe(Rule):
     def _holds_objects(self) -> bool:
         """Whether this file or its project saves objects that ``weights_only`` refuses."""
         if self.saves_objects is None:
-            project = saves.project_root(self.ctx.path)
-            if project is None:  # code that is not in a file: it is the whole project
+            root = saves.project_root(self.ctx.path)
+            if root is None:  # code that is not in a file: it is the whole project
                 self.saves_objects = saves.saves_objects([self.ctx.tree])
             else:  # the text being checked may be newer than the file on disk
-                self.saves_objects = self.file_saves.saves_objects() or (
-                    saves.project_saves_objects(*project)
-                )
+                self.saves_objects = saves.save_facts(
+                    self.ctx.tree
+                ).objects or saves.project_saves_objects(root)
         return self.saves_objects
 
     def _fix(self, node: ast.Call) -> Fix | None:
