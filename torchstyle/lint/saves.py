@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 import os
 import re
 
 from torchstyle.lint import files
 from torchstyle.lint.facts import TENSOR_FACTORIES, is_model_name, keyword, last_name
 
+#: A call of ``save(...)``/``x.save(...)`` or ``save_hyperparameters``: a file with none
+#: of them saves nothing itself (``save_checkpoint(...)`` is found as a saver's caller).
+_SAVE_CALL = re.compile(r"\bsave\s*\(|save_hyperparameters")
 #: Receivers whose ``.save(obj, f)`` pickles ``obj`` like ``torch.save`` does.
 _SAVERS = frozenset({"torch", "accelerator", "fabric", "xm"})
 #: Names of objects that ``torch.load(..., weights_only=True)`` refuses: parsed arguments,
@@ -359,7 +363,7 @@ def project_root(path: str) -> str | None:
     folder = os.path.dirname(os.path.abspath(path))
     current = folder
     while True:
-        if any(os.path.exists(os.path.join(current, m)) for m in _PROJECT_MARKERS):
+        if _is_project(current):
             return current
         parent = os.path.dirname(current)
         if parent == current:
@@ -367,37 +371,53 @@ def project_root(path: str) -> str | None:
         current = parent
 
 
-@functools.lru_cache(maxsize=16)
-def project_saves_objects(root: str) -> bool:
-    """:func:`saves_objects` over the Python files of the project in folder ``root``.
+def _is_project(folder: str) -> bool:
+    return any(os.path.exists(os.path.join(folder, m)) for m in _PROJECT_MARKERS)
 
-    Computed once per project and process; only files that mention ``save`` and torch
-    (and the callers of the functions that save) are parsed, each once.
-    """
-    patterns = files.compile_patterns(list(files.DEFAULT_EXCLUDES), root)
-    texts: list[str] = []
-    for count, path in enumerate(files.iter_python_files(root, patterns)):
-        if count >= _PROJECT_FILES:
-            break
+
+def _project_texts(root: str) -> list[str]:
+    """The Python sources of the project in ``root``: everything under a project's root,
+    only the folder itself for a folder without a project marker (a folder of scripts)."""
+    if _is_project(root):
+        patterns = files.compile_patterns(list(files.DEFAULT_EXCLUDES), root)
+        paths = list(itertools.islice(files.iter_python_files(root, patterns), _PROJECT_FILES))
+    else:
+        try:
+            paths = sorted(e.path for e in os.scandir(root) if e.name.endswith(".py"))
+        except OSError:
+            paths = []
+    texts = []
+    for path in paths:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 texts.append(f.read())
         except OSError:
             continue
+    return texts
+
+
+@functools.lru_cache(maxsize=16)
+def project_saves_objects(root: str) -> bool:
+    """:func:`saves_objects` over the Python files of the project in folder ``root``.
+
+    Computed once per project and process; only files that call ``save(...)`` (and the
+    callers of the functions that save) are parsed.
+    """
+    texts = _project_texts(root)
     # Lightning's save_hyperparameters() puts hyperparameters in every checkpoint
     if any("save_hyperparameters(" in text for text in texts):
         return True
     parsed: list[tuple[str, ast.Module]] = []
     rest: list[str] = []
-    for text in texts:  # only a file that mentions torch can call torch.save
-        if "save" in text and "torch" in text:
+    for text in texts:
+        if _SAVE_CALL.search(text):
             tree = _parse(text)
             if tree is not None:
                 parsed.append((text, tree))
         else:
             rest.append(text)
     savers: dict[str, tuple[int, str]] = {}
-    for _, tree in parsed:
+    for _, tree in parsed:  # each file's save facts once
         facts = save_facts(tree)
         if facts.objects:
             return True
@@ -406,7 +426,7 @@ def project_saves_objects(root: str) -> bool:
         return False
     calls = tuple(f"{name}(" for name in savers)
     callers = [tree for text, tree in parsed if any(c in text for c in calls)]
-    for text in rest:  # the callers of savers elsewhere in the project
+    for text in rest:  # the callers of savers that do not save themselves
         if any(c in text for c in calls) and (tree := _parse(text)) is not None:
             callers.append(tree)
     called: set[str] = set()
@@ -418,5 +438,5 @@ def project_saves_objects(root: str) -> bool:
 def _parse(text: str) -> ast.Module | None:
     try:
         return ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None

@@ -148,6 +148,8 @@ class DeprecatedApi(Rule):
             return False
         if self.ctx.function is None or qualname != func.id:
             return False
+        if self.ctx.binding(func.id) is not None:
+            return False  # a parameter or variable of the function: not the import
         self.deferred.append((node, self._in_fallback(node)))
         return True
 
