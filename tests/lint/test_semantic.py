@@ -123,3 +123,26 @@ def test_numbers_through_names() -> None:
     expr = ast.parse("hw[0] * 2", mode="eval").body
     assert number_expr(expr, values.get)
     assert not number_expr(ast.parse("y * 2", mode="eval").body, values.get)
+
+
+def test_project_save_scan_reads_only_the_saving_functions(tmp_path: Path) -> None:
+    from torchstyle.lint import saves
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text(
+        "import torch\n\n"
+        "def unrelated(x):\n    return [x,\n)\n"  # a piece that does not parse on its own
+        "\n\ndef checkpoint(model, args, path):\n"
+        "    state = {'model': model.state_dict()}\n"
+        "    state['args'] = args\n"
+        "    torch.save(state, path)\n"
+    )
+    assert saves.project_saves_objects(str(tmp_path))  # args are saved, through `state`
+    (tmp_path / "train.py").write_text(
+        "import torch\n\n\ndef checkpoint(model, path):\n"
+        "    torch.save({'model': model.state_dict(), 'epoch': 3}, path)\n"
+    )
+    saves.project_saves_objects.cache_clear()
+    assert not saves.project_saves_objects(str(tmp_path))
+    module_level = "import torch\nstate = {'opt': opt}\ntorch.save(state, 'x.pt')\n"
+    assert saves._parse_blocks(module_level, saves._SAVE_CALL) is not None

@@ -411,7 +411,7 @@ def project_saves_objects(root: str) -> bool:
     rest: list[str] = []
     for text in texts:
         if _SAVE_CALL.search(text):
-            tree = _parse(text)
+            tree = _parse_blocks(text, _SAVE_CALL)
             if tree is not None:
                 parsed.append((text, tree))
         else:
@@ -425,14 +425,68 @@ def project_saves_objects(root: str) -> bool:
     if not savers:
         return False
     calls = tuple(f"{name}(" for name in savers)
-    callers = [tree for text, tree in parsed if any(c in text for c in calls)]
-    for text in rest:  # the callers of savers that do not save themselves
-        if any(c in text for c in calls) and (tree := _parse(text)) is not None:
+    called_here = re.compile("|".join(r"\b" + re.escape(c) for c in calls))
+    callers = []
+    for text in texts:  # the callers of savers, wherever they are
+        if any(c in text for c in calls) and (tree := _parse_blocks(text, called_here)):
             callers.append(tree)
     called: set[str] = set()
     if any(_saver_arguments_hold_objects(tree, savers, called) for tree in callers):
         return True
     return bool(set(savers) - called)
+
+
+_TOP_LEVEL_DEF = re.compile(r"(?:async\s+def|def|class)\s")
+_TORCH_IMPORT = re.compile(r"(?:import\s+torch\b|from\s+torch\s+import\s)[^(\\]*$")
+
+
+def _parse_blocks(text: str, pattern: re.Pattern[str]) -> ast.Module | None:
+    """Parses only the top-level functions and classes of ``text`` in which ``pattern``
+    occurs (with the file's torch imports): the project scan needs what is saved and by
+    which function, not the whole file. The whole file is parsed when a match is in
+    module-level code (its values may come from anywhere in the module) or the pieces do
+    not parse on their own."""
+    lines = text.split("\n")
+    starts = [
+        i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")
+    ]
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    chosen: dict[int, int] = {}
+    for match in pattern.finditer(text):
+        at = _line_of(offsets, match.start())
+        k = _last_at_most(starts, at)
+        if k < 0 or not _TOP_LEVEL_DEF.match(lines[starts[k]]):
+            return _parse(text)  # module-level code
+        chosen[starts[k]] = starts[k + 1] if k + 1 < len(starts) else len(lines)
+    imports = [line for line in lines if _TORCH_IMPORT.match(line)]
+    pieces = [*imports, *("\n".join(lines[a:b]) for a, b in sorted(chosen.items()))]
+    return _parse("\n".join(pieces)) or _parse(text)
+
+
+def _line_of(offsets: list[int], position: int) -> int:
+    """The 0-based line of character ``position`` (``offsets``: where each line starts)."""
+    low, high = 0, len(offsets) - 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        if offsets[mid] <= position:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _last_at_most(values: list[int], limit: int) -> int:
+    """The index of the last of the sorted ``values`` that is at most ``limit`` (-1: none)."""
+    low, high = 0, len(values)
+    while low < high:
+        mid = (low + high) // 2
+        if values[mid] <= limit:
+            low = mid + 1
+        else:
+            high = mid
+    return low - 1
 
 
 def _parse(text: str) -> ast.Module | None:
