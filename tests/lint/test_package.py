@@ -60,7 +60,7 @@ def test_one_rule_per_file_in_its_category_folder_and_unique_names() -> None:
 
 def test_off_by_default() -> None:
     off = {code for code, rule in RULES.items() if not rule.default_enabled}
-    assert off == {"TS104", "TS312", "TS601", "TS602"}
+    assert off == {"TS101", "TS104", "TS312", "TS601", "TS602"}
 
 
 def test_files_stay_small() -> None:

@@ -8,6 +8,7 @@ scopes, loops, guards, autograd mode, bindings) so that no rule has to walk the 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,8 +24,12 @@ from torchstyle.lint.context import (
     LoopFrame,
     Scope,
 )
+from torchstyle.lint.semantic import pairs
 
 Handler = Callable[[Any], None]
+
+#: Callee names that may build an optimizer (``Adam``, ``LARS``, a project's ``MyOptimizer``).
+_OPTIMIZER_WORDS = re.compile(r"Adam|SGD|LARS|Lamb|Optim|RMSprop|Adagrad|Adadelta|LBFGS|Lion")
 
 # Fields that never hold child nodes worth visiting (names, flags, expression contexts).
 _SKIP_FIELDS = frozenset(
@@ -259,6 +264,10 @@ def _function(w: Checker, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         ctx.bind(arg.arg, _annotation_kind(ctx, arg.annotation))
     w.visit_list(node.body)
     w.exit_scope(scope)
+    walk = ctx.walk_facts
+    walk.functions.append(node)
+    walk.function_steps[node.name] = walk.function_steps.get(node.name, False) or scope.has_step
+    walk.function_calls.setdefault(node.name, set()).update(scope.called)
     ctx.scope, ctx.loop, ctx.grad_off_depth = saved
 
 
@@ -269,22 +278,32 @@ def _class(w: Checker, node: ast.ClassDef) -> None:
     w.visit_list(node.bases)
     w.visit_list(node.keywords)
     is_module = is_dataset = is_loss = False
+    plain = True
     for base in node.bases:
         qualname = ctx.qualname(base)
         if qualname is None:
+            plain = False
             continue
         local = ctx.classes.get(qualname)
         if local is not None:
             is_module |= local.is_module
             is_dataset |= local.is_dataset
             is_loss |= local.is_loss
+            plain &= local.plain
         elif facts.is_nn_module_qualname(qualname):
             is_module = True
             is_loss |= qualname.endswith("Loss") or qualname.endswith("._Loss")
         elif qualname in facts.DATASET_BASES or qualname.startswith("torchvision.datasets."):
             is_dataset = True
+            plain = False
+        elif qualname not in ("object", "abc.ABC"):
+            # a base from the project's other files: follow it there
+            kind = ctx.semantic.class_is_module(base)
+            is_module |= kind is True
+            plain &= kind is False
     is_loss = is_module and (is_loss or node.name.endswith("Loss"))
     info = ClassInfo(node.name, node, is_module, is_dataset, is_loss)
+    info.plain = plain and not is_module
     ctx.classes[node.name] = info
     scope = Scope("class", node, ctx.scope, node.name, class_info=info)
     saved = (ctx.scope, ctx.loop)
@@ -438,8 +457,10 @@ def _assign(w: Checker, node: ast.Assign) -> None:
     assert ctx is not None
     w.visit(node.value)
     w.visit_list(node.targets)
+    assigns = ctx.walk_facts.assigns
     for target in node.targets:
         _bind_assignment(ctx, target, node.value)
+        pairs(target, node.value, assigns)
 
 
 def _ann_assign(w: Checker, node: ast.AnnAssign) -> None:
@@ -450,6 +471,7 @@ def _ann_assign(w: Checker, node: ast.AnnAssign) -> None:
     w.visit(node.target)
     if node.value is not None:
         _bind_assignment(ctx, node.target, node.value)
+        pairs(node.target, node.value, ctx.walk_facts.assigns)
 
 
 def _aug_assign(w: Checker, node: ast.AugAssign) -> None:
@@ -510,23 +532,42 @@ def _call(w: Checker, node: ast.Call) -> None:
         ):
             ctx.scope.grad_off = True
             ctx.grad_off_depth += 1  # until the end of this body
+        elif (
+            attr == "set_grad_enabled"
+            and node.args
+            and facts.is_true(node.args[0])
+            and ctx.scope.grad_off
+            and ctx.grad_off_depth == 1
+            and ctx.qualname(func) in facts.GRAD_OFF
+        ):
+            # torch.set_grad_enabled(True) in a @no_grad function: on again from here
+            ctx.scope.grad_off = False
+            ctx.grad_off_depth = 0
         if step:
             ctx.scope.has_step = True
             if loop is not None:
                 loop.direct_step = True
     if ctx.loop is not None and not ctx.loop.calls_model and ctx.is_model_callee(func):
         ctx.loop.calls_model = True
+    if isinstance(func, ast.Attribute):
+        key = func.attr
+    elif isinstance(func, ast.Name):
+        key = func.id
+        alias = ctx.imports.get(key)
+        if alias is not None:
+            key = alias.rpartition(".")[2]
+    else:
+        key = ""
+    walk = ctx.walk_facts
+    modes = walk.call_modes
+    modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth > 0 else 1)
+    if key == "save":
+        walk.save_calls.append(node)
+    elif key == "requires_grad_" or (key[:1].isupper() and _OPTIMIZER_WORDS.search(key)):
+        walk.optimizer_calls.append(node)
+    ctx.scope.called.add(key)
     calls = w._plan.calls
     if calls:
-        if isinstance(func, ast.Attribute):
-            key = func.attr
-        elif isinstance(func, ast.Name):
-            key = func.id
-            alias = ctx.imports.get(key)
-            if alias is not None:
-                key = alias.rpartition(".")[2]
-        else:
-            key = ""
         handlers = calls.get(key)
         if handlers is not None:
             for handler in handlers:

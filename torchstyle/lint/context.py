@@ -17,6 +17,8 @@ from typing import Any
 
 from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Finding, Fix
+from torchstyle.lint.fixes import without_duplicate_calls
+from torchstyle.lint.semantic import SemanticModel, WalkFacts, target_key
 
 #: What a binding holds. ``derived`` bindings hold whatever their dependencies hold.
 KIND_MODULE = "module"
@@ -46,6 +48,8 @@ class ClassInfo:
     is_loss: bool
     #: ``self.<attr>`` -> kind, for attributes assigned in the class's methods.
     attr_kinds: dict[str, str] = field(default_factory=dict)
+    #: Not a module for certain: every base is known (here or in the project) and none is.
+    plain: bool = False
 
 
 @dataclass(eq=False)
@@ -128,6 +132,27 @@ class Scope:
     deps: dict[tuple[str, int], tuple[Binding, ...]] = field(default_factory=dict)
     backwarded: set[tuple[str, int]] = field(default_factory=set)
     data: dict[str, Any] = field(default_factory=dict)
+    #: last names of the callees called in this body (for the semantic model)
+    called: set[str] = field(default_factory=set)
+
+
+def _strip_optional(annotation: ast.expr) -> ast.expr:
+    """``Foo | None`` / ``Optional[Foo]`` / ``"Foo"`` -> ``Foo``."""
+    if (
+        isinstance(annotation, ast.BinOp)
+        and isinstance(annotation.op, ast.BitOr)
+        and isinstance(annotation.right, ast.Constant)
+        and annotation.right.value is None
+    ):
+        return _strip_optional(annotation.left)
+    if isinstance(annotation, ast.Subscript) and facts.last_name(annotation.value) == "Optional":
+        return _strip_optional(annotation.slice)
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            return ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return annotation
+    return annotation
 
 
 class FileContext:
@@ -160,6 +185,71 @@ class FileContext:
         self._qualname: str | None = None
         #: Every name a backward pass started from, anywhere in the file.
         self.backward_names: set[str] = set()
+        self._semantic: SemanticModel | None = None
+        #: what the walk tells the semantic model (calls, functions that train)
+        self.walk_facts = WalkFacts()
+
+    @property
+    def semantic(self) -> SemanticModel:
+        """The file's semantic model (built on first use, once per file)."""
+        if self._semantic is None:
+            self._semantic = SemanticModel(self.tree, self.path, self.qualname, self.walk_facts)
+        return self._semantic
+
+    def class_is_module(self, ref: ast.expr) -> bool | None:
+        """Whether the class ``ref`` names is an ``nn.Module``: True, False (a plain class), or
+        None (unknown). Classes of this file first, then the project's other files."""
+        key = target_key(ref)
+        info = self.classes.get(key) if key is not None else None
+        if info is not None:
+            return True if info.is_module else (False if info.plain else None)
+        return self.semantic.class_is_module(ref)
+
+    def value_type(self, node: ast.expr) -> bool | None:
+        """For a name or ``self.attr``: True if it holds an ``nn.Module`` (annotation or
+        constructor), False if it holds an instance of a plain class, None if unknown."""
+        if isinstance(node, ast.Name):
+            return self._name_type(node.id)
+        if isinstance(node, ast.Attribute) and target_key(node) is not None:
+            key = target_key(node)
+            kinds = [
+                self._value_class(value)
+                for target, value in self.semantic.assigns
+                if target_key(target) == key
+            ]
+            if kinds and all(k is False for k in kinds):
+                return False
+            if any(kinds):
+                return True
+        return None
+
+    def _name_type(self, name: str) -> bool | None:
+        scope = self.function
+        if scope is None:
+            return None
+        node = scope.node
+        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        args = node.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            if arg.arg == name and arg.annotation is not None:
+                return self.class_is_module(_strip_optional(arg.annotation))
+        kinds = []
+        for stmt in ast.walk(node):
+            if isinstance(stmt, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in stmt.targets
+            ):
+                kinds.append(self._value_class(stmt.value))
+        if kinds and all(k is False for k in kinds):
+            return False
+        return True if any(kinds) else None
+
+    def _value_class(self, value: ast.expr) -> bool | None:
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name | ast.Attribute):
+            func = value.func
+            last = func.attr if isinstance(func, ast.Attribute) else func.id
+            if last[:1].isupper():
+                return self.class_is_module(func)
+        return None
 
     # -- source positions -----------------------------------------------------------------
 
@@ -231,6 +321,8 @@ class FileContext:
         end_line = getattr(last, "end_lineno", None) or line
         end_col = getattr(last, "end_col_offset", None)
         end_col = col if end_col is None else end_col
+        if fix is not None:
+            fix = without_duplicate_calls(fix, self.source)
         self.findings.append(
             Finding(
                 self.path,

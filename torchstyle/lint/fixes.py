@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-from torchstyle.lint.base import Edit, Finding
+from torchstyle.lint.base import Edit, Finding, Fix
+
+#: An edit that adds a call without arguments: ``.detach()``, ``.item()``.
+_CALL_SUFFIX = re.compile(r"\.\w+\(\)")
+
+
+def without_duplicate_calls(fix: Fix, source: str) -> Fix | None:
+    """``fix`` changed so that it never writes a call next to the same call already there.
+
+    An edit that writes ``.detach()`` where ``.detach()`` follows (``x.data.detach()``)
+    writes nothing instead (``x.detach()``); an insertion that would double a call next
+    to it is dropped. None when no edit is left.
+    """
+    edits: list[Edit] = []
+    changed = False
+    for edit in fix.edits:
+        text = edit.text
+        if _CALL_SUFFIX.fullmatch(text) and (
+            source.startswith(text, edit.end) or source.endswith(text, 0, edit.start)
+        ):
+            changed = True
+            if edit.start == edit.end:
+                continue  # the insertion adds nothing
+            edit = Edit(edit.start, edit.end, "")
+        edits.append(edit)
+    if not changed:
+        return fix
+    return Fix(tuple(edits), fix.applicability) if edits else None
 
 
 def fix_allowed(finding: Finding, *, unsafe: bool) -> bool:

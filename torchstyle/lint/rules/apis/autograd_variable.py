@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from torchstyle.lint.base import Rule, on_call
+from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.registry import register
 
 _VARIABLE = frozenset({"torch.autograd.Variable", "torch.autograd.variable.Variable"})
@@ -25,7 +25,8 @@ class AutogradVariable(Rule):
     """``torch.autograd.Variable``, deprecated since PyTorch 0.4.
 
     What:
-        Any call of ``Variable(...)`` (``torch.autograd.Variable``), however imported.
+        Any call of ``Variable(...)`` (``torch.autograd.Variable``), however imported, and
+        the line that imports it (``from torch.autograd import Variable``).
 
     Why:
         Since PyTorch 0.4 (2018) tensors carry autograd themselves; ``Variable(t)`` just
@@ -51,6 +52,19 @@ class AutogradVariable(Rule):
     message = "`Variable` is deprecated since PyTorch 0.4; use the tensor itself (`requires_grad=True` to track it)"
     fixable = "unsafe"
     triggers = ("Variable",)
+
+    @on(ast.ImportFrom)
+    def import_from(self, node: ast.ImportFrom) -> None:
+        """Reports the import of ``Variable`` where the name is imported."""
+        if node.level or not node.module:
+            return
+        for alias in node.names:
+            if f"{node.module}.{alias.name}" in _VARIABLE:
+                self.report(
+                    alias,
+                    "`Variable` is deprecated since PyTorch 0.4; drop this import and use "
+                    "tensors themselves (`requires_grad=True` to track them)",
+                )
 
     @on_call("Variable")
     def call(self, node: ast.Call) -> None:

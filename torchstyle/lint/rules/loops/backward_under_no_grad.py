@@ -100,6 +100,15 @@ class BackwardUnderNoGrad(Rule):
         if self.modes and self.modes[-1][0] is node:
             self.modes.pop()
 
+    @on_call("set_grad_enabled")
+    def switch(self, node: ast.Call) -> None:
+        """``torch.set_grad_enabled(True)`` as a statement: on again for the rest of the body."""
+        if not self.modes or self.modes[-1][1] != "off" or self.ctx.grad_off:
+            return  # the checker's model says whether the switch took (not inside a with)
+        if self._mode(node) == "on" and node.args and facts.is_true(node.args[0]):
+            block, _, where = self.modes[-1]
+            self.modes[-1] = (block, "on", where)
+
     @on_call("backward")
     def call(self, node: ast.Call) -> None:
         """Checks one backward call."""

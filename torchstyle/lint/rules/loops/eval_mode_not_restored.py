@@ -22,7 +22,10 @@ class EvalModeNotRestored(Rule):
         inside it) and calls ``<network>.eval()`` (or ``.train(False)``), with no
         ``.train()`` call anywhere in the loop: after the first evaluation, every later
         training step runs in evaluation mode. A network switched to evaluation on every
-        step of the step loop itself (a frozen teacher) is left alone.
+        step of the step loop itself (a frozen teacher) is left alone, and so is a copy
+        that is never trained: a module whose parameters reach no optimizer in the file and
+        that is deep-copied, frozen (``requires_grad_(False)``) or named as a copy (EMA,
+        teacher, target, momentum encoder), as the file's semantic model tells.
 
     Why:
         ``eval()`` is a switch, not a scope: it stays on until ``train()``. Training in
@@ -76,6 +79,8 @@ class EvalModeNotRestored(Rule):
             facts.is_model_name(receiver) or self.ctx.is_module_expr(func.value)
         ):
             return
+        if self.ctx.semantic.is_trained(func.value) is False:
+            return  # a copy (EMA, teacher, frozen): never trained, eval() is its only mode
         loop = self.ctx.loop
         self.collect((node, loop, self.ctx.guard_depth != loop.guard_base))
 

@@ -21,7 +21,11 @@ class EvalWithoutNoGrad(Rule):
         (context manager or decorator) around or inside it. Flagged only where nobody else
         can have turned autograd off: at module level, in a function that also trains, or in
         an evaluation function that sets ``model.eval()`` itself and is not called under
-        ``no_grad`` in the same file.
+        ``no_grad`` in the same file. A loop is judged by what it does, not by its
+        function's name: one that calls a function of the file that trains (``train(...)``
+        in ``eval_linear()``), or that iterates over training data, is training; a function
+        whose every call in the file is made with autograd off (a ``@torch.no_grad()``
+        caller, a ``with torch.no_grad():`` block) runs with it off.
 
     Why:
         Without it, every forward pass records the autograd graph and keeps every
@@ -74,12 +78,19 @@ class EvalWithoutNoGrad(Rule):
         if frame.grad_off or frame.grad_off_inside:
             return
         what = self.ctx.evaluation_loop(frame, self.test_framework)
+        if what is not None and what.startswith("in ") and _over_training_data(frame):
+            return  # named like evaluation, but it iterates over the training data
         if what is not None:
             self.candidates.append((frame.node, what, self.ctx.function))  # type: ignore[arg-type]
 
     def end_file(self) -> None:
         """Reports the loops whose callers cannot have turned autograd off."""
+        semantic = self.ctx.semantic
         for node, what, scope in self.candidates:
+            if scope is not None and semantic.grad_off_by_callers(scope.name):
+                continue  # every call of this function is made with autograd off
+            if semantic.loop_trains(node):
+                continue  # it calls a function of this file that trains: a training loop
             if (
                 scope is not None
                 and not scope.has_step
@@ -87,3 +98,11 @@ class EvalWithoutNoGrad(Rule):
             ):
                 continue
             self.report(node, self.message.format(what=what), end=node.iter)
+
+
+def _over_training_data(frame: LoopFrame) -> bool:
+    """Whether a loop iterates over something named as training data (``train_loader``)."""
+    return any(
+        name.lower().startswith("train") or name.lower().endswith("train_loader")
+        for name in frame.iter_names()
+    )

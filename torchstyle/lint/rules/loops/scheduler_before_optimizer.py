@@ -9,6 +9,7 @@ from torchstyle.lint import facts
 from torchstyle.lint.base import Edit, Fix, Rule, on_call
 from torchstyle.lint.context import FileContext, LoopFrame
 from torchstyle.lint.registry import register
+from torchstyle.lint.semantic import target_key
 
 _SCHEDULER = re.compile(r"sched", re.IGNORECASE)
 
@@ -75,12 +76,30 @@ class SchedulerBeforeOptimizer(Rule):
             return
         if not facts.is_optimizer_step(func):
             return
+        stepped = self._stepped(node)
         frame: LoopFrame | None = loop
         while frame is not None:  # a scheduler earlier in this loop or one around it
-            for sched in self.pending.pop(id(frame), ()):
+            waiting = self.pending.pop(id(frame), [])
+            for sched in list(waiting):
+                assert isinstance(sched.func, ast.Attribute)
+                own = self.ctx.semantic.scheduler_optimizer(sched.func.value)
+                if own is not None and stepped is not None and not _same(own, stepped):
+                    continue  # another optimizer's step: each scheduler has its own
+                waiting.remove(sched)
                 message = self.message.format(sched=self.ctx.text(sched.func))
                 self.report(sched, message, self._fix(sched, node))
+            if waiting:
+                self.pending[id(frame)] = waiting
             frame = frame.parent
+
+    @staticmethod
+    def _stepped(node: ast.Call) -> str | None:
+        """The optimizer a step call steps: ``opt`` in ``opt.step()`` and ``scaler.step(opt)``."""
+        func = node.func
+        assert isinstance(func, ast.Attribute)
+        if node.args and "scal" in (facts.last_name(func.value) or "").lower():
+            return target_key(node.args[0])
+        return target_key(func.value)
 
     def _fix(self, sched: ast.Call, step: ast.Call) -> Fix | None:
         """Moves the scheduler's line to just after the optimizer's, in the same block."""
@@ -112,6 +131,11 @@ class SchedulerBeforeOptimizer(Rule):
     def on_loop_exit(self, frame: LoopFrame) -> None:
         """Forgets the scheduler steps of a finished loop."""
         self.pending.pop(id(frame), None)
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two keys name the same object (``self.opt`` here, ``opt`` there counts)."""
+    return a == b or a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1]
 
 
 def _code(line: str) -> str:

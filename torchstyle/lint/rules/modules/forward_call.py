@@ -80,8 +80,10 @@ class ForwardCall(Rule):
         receiver_is_self = isinstance(receiver, ast.Name) and receiver.id == "self"
         if receiver_is_self:
             info = self.ctx.current_class()
-            if info is not None and not info.is_module and info.node.bases == []:
-                return  # self.forward(x) in a plain class: not a module
+            if info is not None and not info.is_module and (info.plain or not info.node.bases):
+                return  # self.forward(x) in a plain class (bases followed across files)
+        elif self.ctx.value_type(receiver) is False:
+            return  # p.forward(x) where p is annotated or built as a plain class
         first = node.args[0] if node.args else None
         if isinstance(first, ast.Name) and first.id == "self" and not receiver_is_self:
             return  # Base.forward(self, x): an explicit base-class call

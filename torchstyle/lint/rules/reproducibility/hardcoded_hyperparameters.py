@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 
-from torchstyle.lint import facts
+from torchstyle.lint import facts, semantic
 from torchstyle.lint import vocabulary as vocab
 from torchstyle.lint.base import Rule, on, on_call
 from torchstyle.lint.context import FileContext, LoopFrame
@@ -74,8 +75,12 @@ class HardcodedHyperparameters(Rule):
         ``for epoch in range(10)``) and no command-line or config parsing: none of argparse,
         click, typer, fire, hydra, jsonargparse, absl, tyro, simple_parsing, docopt,
         configargparse, omegaconf, gin, ml_collections, a YAML/TOML loader, ``sys.argv``, or
-        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``. Test
-        files (``test_*.py``, ``*_test.py``, anything under ``tests/``) are left alone.
+        a configurator file run with ``exec(open(...).read())`` or ``runpy.run_path``, nor a
+        function or module imported from the project's own files that parses flags
+        (``from utils import parse_args``). Test files (``test_*.py``, ``*_test.py``,
+        anything under ``tests/``), files whose every training loop is a short fixed-length
+        one that is timed (``for _ in range(20):`` between ``perf_counter()`` calls: a benchmark) and modules of a package not
+        named like an entry point (a library's ``__main__`` demo) are left alone.
 
     Why:
         The guide: "use command line arguments" for batch size, learning rate and the like,
@@ -111,6 +116,8 @@ class HardcodedHyperparameters(Rule):
         self.trains = False
         self.is_script = False
         self.parses = False
+        #: a training loop that is not a short fixed-length one (a benchmark or a demo)
+        self.long_training = False
 
     @on(ast.If)
     def main_guard(self, node: ast.If) -> None:
@@ -184,6 +191,15 @@ class HardcodedHyperparameters(Rule):
         """Notes that the file trains, and whether it runs an epoch loop at module level."""
         if frame.has_step:
             self.trains = True
+        if frame.direct_step:
+            # a benchmark steps a fixed handful of times; training iterates over data or
+            # over epochs
+            outer: LoopFrame | None = frame.parent
+            epochs = False
+            while outer is not None:
+                epochs |= any("epoch" in t.lower() for t in outer.targets)
+                outer = outer.parent
+            self.long_training |= epochs or not facts.short_fixed_loop(frame.node)
         if self.ctx.scope.kind == "module" and (
             frame.has_step or any("epoch" in t.lower() for t in frame.targets)
         ):
@@ -199,8 +215,37 @@ class HardcodedHyperparameters(Rule):
             return  # reads sys.argv itself
         if self.ctx.imports_any(*_CONFIG_MODULES):
             return
+        if not self.long_training and _BENCHMARK.search(self.ctx.source):
+            return  # every training loop is a short fixed-length one, timed: a benchmark
+        if _library_module(self.ctx.path):
+            return  # a module of a package: its __main__ block is a demo of the library
+        if self._parses_elsewhere():
+            return
         node, what = min(self.evidence, key=lambda e: (e[0].lineno, e[0].col_offset))  # type: ignore[attr-defined]
         self.report(node, self.message.format(what=what))
+
+    def _parses_elsewhere(self) -> bool:
+        """Whether a name this file imports from the project's own modules parses flags
+        (``from utils import parse_args``; ``import opts`` then ``opts.parse()``)."""
+        source = self.ctx.source
+        for alias in self.ctx.imports:
+            if f"{alias}(" not in source and f"{alias}." not in source:
+                continue
+            if semantic.PROJECT.parses_flags_via(self.ctx.path, alias):
+                return True
+        return False
+
+
+_BENCHMARK = re.compile(r"perf_counter|timeit|time\.time\(\)|benchmark|profiler|synchronize\(")
+_ENTRY_POINT = re.compile(r"^(?:train|main|run|finetune|pretrain|fit|launch)", re.IGNORECASE)
+
+
+def _library_module(path: str) -> bool:
+    """Whether ``path`` is a module of a package (not named like an entry point)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if _ENTRY_POINT.match(name):
+        return False
+    return os.path.isfile(os.path.join(folder, "__init__.py"))
 
 
 def _is_test_file(path: str) -> bool:
