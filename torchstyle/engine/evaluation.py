@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
+from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
@@ -144,7 +145,7 @@ def load_run_model(
 
         weights = consolidate(path.parent / str(state["shards"]), model)
     else:
-        weights = state["net"]
+        weights = inference_weights(state)  # --ema-eval: the average
     load_model_state(model, weights, path)
     model.to(device).eval()
     return model, state

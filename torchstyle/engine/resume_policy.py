@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from torchstyle.engine.recipes import BEFORE_RECIPES
 from torchstyle.errors import UserError
 
 
@@ -114,6 +115,23 @@ POLICY: dict[str, Entry] = {
     "cpu_offload": Entry(Rule.FREE, "where the shards live between steps"),
     "activation_checkpointing": Entry(Rule.FREE, "recomputes activations; the same results"),
     "tracker": Entry(Rule.FREE, "where the same scalars are also logged"),
+    # The fine-tuning recipe (engine/recipes.py).
+    "recipe": Entry(Rule.REFUSED, "the preset's values are the run's; change a setting itself"),
+    "label_smoothing": Entry(Rule.FREE, "the targets of the next step on are smoothed so"),
+    "mixup": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "cutmix": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "mix_switch_prob": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "random_erasing": Entry(Rule.FREE, "batches from the next step on are erased so"),
+    "warmup_epochs": Entry(Rule.REFUSED, "the saved schedule state includes the warm-up"),
+    "warmup_steps": Entry(Rule.REFUSED, "the saved schedule state includes the warm-up"),
+    "ema": Entry(Rule.REFUSED, "the saved average was taken with the run's decay"),
+    "ema_eval": Entry(Rule.REFUSED, "best.pt was chosen on the run's evaluated weights"),
+    "layer_decay": Entry(Rule.REFUSED, "the optimizer state was built for the run's groups"),
+    "drop_path": Entry(Rule.REFUSED, "the model was built with the run's stochastic depth"),
+    "decay_norms_and_biases": Entry(
+        Rule.REFUSED, "the optimizer state was built for the run's groups"
+    ),
+    "normalize": Entry(Rule.REFUSED, "the model was trained on inputs normalised so"),
     "run_dir": Entry(Rule.FOLDER, "the run stays in its folder; copy the folder to move it"),
     "resume": Entry(Rule.RESUME, "which run to continue"),
     "overwrite": Entry(Rule.RESUME, "refused together with a resume: it would delete the run"),
@@ -186,6 +204,9 @@ def check_resume(
         if entry.rule is Rule.RESUME:
             continue
         old, value = saved.get(name), new.get(name)
+        if name in BEFORE_RECIPES:  # unset: off (a run saved before the recipe settings)
+            old = BEFORE_RECIPES[name] if old is None else old
+            value = BEFORE_RECIPES[name] if value is None else value
         if name in _RESOLVED:
             old = defaults.get(name) if old is None else old
             value = old if value is None else value

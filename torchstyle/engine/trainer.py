@@ -30,7 +30,7 @@ from torch import Tensor
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, resume_policy, runs, setup
+from torchstyle.engine import building, finetune, recipes, resume_policy, runs, setup
 from torchstyle.engine.callbacks import (
     Callback,
     Checkpointing,
@@ -44,6 +44,7 @@ from torchstyle.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
+from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.evaluation import evaluate
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
@@ -56,7 +57,7 @@ from torchstyle.engine.reproducibility import (
     seed_everything,
 )
 from torchstyle.engine.rundir import RunFolderLostError, RunLock
-from torchstyle.engine.schedulers import build_schedulers, per_step, step_on_metric
+from torchstyle.engine.schedulers import per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, launched_by_torchrun, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
@@ -109,6 +110,8 @@ class Trainer:
         model_record: dict[str, Any] | None = None,
     ) -> None:
         cfg.validate()
+        recipes.resolve(cfg)  # the recipe's settings as they will run, recorded so
+        recipes.apply_drop_path(cfg)
         if cfg.data is None:  # recorded as resolved, so test and resume read the same data
             cfg.data = building.default_data(cfg, model)
         self.cfg = cfg
@@ -206,7 +209,16 @@ class Trainer:
             self.model, self.data.spec, self.strategy.device
         )
         total_steps = setup.total_steps(cfg, len(self.train_sampler))
-        self.schedulers = build_schedulers(cfg.scheduler, self.optimizers, total_steps)
+        # The recipe regroups the optimizers and puts its warm-up before the schedule.
+        self.optimizers, self.schedulers, self.recipe = finetune.build(
+            cfg,
+            self.model,
+            self.data.spec,
+            self.optimizers,
+            steps_per_epoch=math.ceil(len(self.train_sampler) / cfg.accumulate),
+            total_steps=total_steps,
+            strategy=self.strategy.name,
+        )
         self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
 
@@ -268,6 +280,10 @@ class Trainer:
         micro-batches give exactly the gradient of one batch of their combined size, even
         when the last one is short. The logged values are the true (unweighted) losses.
         """
+        micro_batches = [  # mixup, cutmix, erasing, label smoothing: keyed on the step
+            self.recipe.prepare(b, self.position.n_iter, i, self.strategy)
+            for i, b in enumerate(micro_batches)
+        ]
         weights = [1.0]
         if len(micro_batches) > 1:
             sizes = [self.model.batch_size_of(b) for b in micro_batches]
@@ -290,6 +306,7 @@ class Trainer:
                 logged = values
             else:
                 logged.update({f"{phase}/{k}": v for k, v in values.items()})
+        self.recipe.after_step(self.model)  # --ema
         if logged:
             self.buffer.append(self.position.n_iter + 1, logged)
 
@@ -342,7 +359,7 @@ class Trainer:
         best_state = load_checkpoint(best) if best.exists() else None
         if best_state is not None and "net" in best_state:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            load_model_state(self.model, best_state["net"], best)
+            load_model_state(self.model, inference_weights(best_state), best)
         elif best_state is not None:  # sharded: each process reads its shards of best.pt
             from torchstyle.engine.fsdp import load_shards
 
@@ -380,8 +397,8 @@ class Trainer:
 
     def _evaluate_and_log(self, epoch: int) -> None:
         self.hooks.on_evaluation_start(self, epoch)
-        with self.strategy.full_weights():  # each process runs its share on its own
-            metrics = self.evaluate()
+        with self.strategy.full_weights(), self.recipe.evaluating(self.model):
+            metrics = self.evaluate()  # each process its share; --ema-eval: the average
             images = self.model.sample_images(NUM_SAMPLES) if self.strategy.is_main else None
         self.metrics = metrics
         n_iter = self.position.n_iter
@@ -529,6 +546,7 @@ class Trainer:
             "monitor": list(self.monitor or []),
             "metrics": self.metrics,
             "callbacks": self.hooks.state_dict(),
+            **self.recipe.state_dict(),  # --ema: the average
         }
 
     def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
@@ -632,6 +650,7 @@ class Trainer:
             )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        self.recipe.load_state_dict(state)
         self.position = Position.from_state(state)
         self.metrics = state["metrics"]
         self.hooks.load_state_dict(state["callbacks"])
@@ -686,7 +705,7 @@ class Trainer:
         if strategy.is_main:
             setup.write_data_info(self.run_dir, getattr(self.data, "info", None))
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
-            for line in startup_lines(self._describe()):
+            for line in [*startup_lines(self._describe()), *recipes.describe(cfg)]:
                 log.info("%s", line)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
         purge_step = self.position.n_iter + 1 if self._resumed else None
