@@ -56,6 +56,7 @@ CONCRETE_MODELS = {p.stem for p in (PACKAGE / "models").glob("*.py")} - {
     "sources",
     "adapters",
     "loading",
+    "preprocessing",
     "registry",
 }
 

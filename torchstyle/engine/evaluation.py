@@ -14,7 +14,7 @@ from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_mod
 from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, preprocessing
 from torchstyle.models.loading import rebuild_for_run
 from torchstyle.spec import DataSpec
 
@@ -147,6 +147,9 @@ def load_run_model(
     else:
         weights = inference_weights(state)  # --ema-eval: the average
     load_model_state(model, weights, path)
+    pre = preprocessing.from_state(state)
+    if pre is not None:  # the run's input normalisation
+        preprocessing.install(model, pre)
     model.to(device).eval()
     return model, state
 

@@ -16,6 +16,7 @@ run stands is one :class:`~torchstyle.engine.position.Position`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -56,12 +57,12 @@ from torchstyle.engine.reproducibility import (
     restore_rng_state,
     seed_everything,
 )
-from torchstyle.engine.rundir import RunFolderLostError, RunLock
+from torchstyle.engine.rundir import RunFolderLostError, RunLock, atomic_write_text
 from torchstyle.engine.schedulers import per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, launched_by_torchrun, make_strategy
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +220,24 @@ class Trainer:
             total_steps=total_steps,
             strategy=self.strategy.name,
         )
+        self._preprocess()
         self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
         self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
+
+    def _preprocess(self) -> None:
+        """The weights' (or ``--normalize``'s) input normalisation, installed on the model and
+        recorded as the resolved ``--normalize`` value."""
+        cfg, spec = self.cfg, self.data.spec
+        self.preprocessing = preprocessing.resolve(
+            cfg.model,
+            self.model,
+            weights=cfg.weights,
+            normalize=cfg.normalize,
+            channels=spec.channels,
+            size=spec.image_size,
+        )
+        cfg.normalize = self.preprocessing.flag_value()
+        preprocessing.install(self.model, self.preprocessing)
 
     @property
     def monitor(self) -> tuple[str, str] | None:
@@ -547,6 +564,7 @@ class Trainer:
             "metrics": self.metrics,
             "callbacks": self.hooks.state_dict(),
             **self.recipe.state_dict(),  # --ema: the average
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
     def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
@@ -704,6 +722,10 @@ class Trainer:
             load_shards(self._shards, self.model, self.optimizers)
         if strategy.is_main:
             setup.write_data_info(self.run_dir, getattr(self.data, "info", None))
+            atomic_write_text(
+                self.run_dir / "preprocessing.json",
+                json.dumps(self.preprocessing.to_dict(), indent=2) + "\n",
+            )
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
             for line in [*startup_lines(self._describe()), *recipes.describe(cfg)]:
                 log.info("%s", line)
