@@ -15,6 +15,8 @@ from torch import nn
 
 from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from torchstyle.config import TrainConfig, add_train_arguments, config_from_args
+from torchstyle.data.augment import augment_batch
+from torchstyle.data.autoaugment import AUTO_POLICIES
 from torchstyle.data.mixing import BatchRecipe
 from torchstyle.engine import param_groups, recipes
 from torchstyle.engine.checkpoint import load_checkpoint
@@ -127,6 +129,43 @@ def test_layer_decay_uses_timm_groups():
         param_groups.regroup(
             {"m": opt}, nn.Linear(2, 2), decay_norms_and_biases=False, layer_decay=0.5
         )
+
+
+@pytest.mark.parametrize("policy", AUTO_POLICIES)
+def test_automatic_policies_are_keyed_per_sample(policy):
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    index = torch.tensor([3, 9, 27, 81])
+    batch = augment_batch(images, policy, 1, 0, index)
+    alone = torch.cat(
+        [augment_batch(images[i : i + 1], policy, 1, 0, index[i : i + 1]) for i in range(4)]
+    )
+    assert torch.equal(batch, alone)  # a sample's draws do not depend on its batch
+    assert not torch.equal(batch, augment_batch(images, policy, 1, 1, index))  # a new epoch
+
+
+def test_a_resumed_lr_change_scales_the_schedule_behind_the_warmup():
+    from torchstyle.engine.resume_policy import scale_learning_rates
+
+    net = nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    sched = param_groups.with_warmup({"m": cosine}, {"m": opt}, 2)["m"]
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    before = opt.param_groups[0]["lr"]
+    scale_learning_rates({"m": opt}, {"m": sched}, 0.5)
+    opt.step()
+    sched.step()
+    reference = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    ref = param_groups.with_warmup(
+        {"m": torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=10)}, {"m": reference}, 2
+    )["m"]
+    for _ in range(4):
+        reference.step()
+        ref.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * reference.param_groups[0]["lr"])
+    assert before == pytest.approx(2 * opt.param_groups[0]["lr"], rel=0.2)
 
 
 def _cfg(*argv: str) -> TrainConfig:

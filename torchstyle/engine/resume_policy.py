@@ -271,9 +271,12 @@ def scale_learning_rates(
             for key in ("lr", "initial_lr", "max_lr", "min_lr", "replan_lr"):
                 if key in group:
                     group[key] = group[key] * factor
-    for sched in schedulers.values():
-        sched.base_lrs = [b * factor for b in sched.base_lrs]
-        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+    for outer in schedulers.values():
+        # A warm-up chain (SequentialLR) holds its schedules inside: each is scaled too.
+        for sched in (outer, *getattr(outer, "_schedulers", ())):
+            if hasattr(sched, "base_lrs"):
+                sched.base_lrs = [b * factor for b in sched.base_lrs]
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
 
 def set_weight_decay(
