@@ -15,6 +15,7 @@ Get a checkout (any commit), for example:
     git clone https://github.com/huggingface/pytorch-image-models /tmp/timm
 
 Usage: python bench/timm_parity.py --timm-repo /tmp/timm [--model resnet10t] [--epochs 3]
+    [--per-class N]
     [--seeds 0 1 2] [--batch-size 64] [--data FOLDER] [--image-size 32] [--threads 2]
 On a GPU: --device cuda --image-size 224 --data an ImageNet-like folder.
 """
@@ -36,8 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_digits_folder(root: Path, size: int) -> Path:
-    """Digits as ``size`` px RGB PNGs: ``train/`` (80%) and ``val/`` (20%), class folders."""
+def make_digits_folder(root: Path, size: int, per_class: int | None = None) -> Path:
+    """Digits as ``size`` px RGB PNGs: ``train/`` (80%, at most ``per_class`` images of each
+    class) and ``val/`` (20%), class folders."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -46,8 +48,14 @@ def make_digits_folder(root: Path, size: int) -> Path:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(digits.target))
     n_val = len(order) // 5
+    kept: dict[int, int] = {}
     for rank, i in enumerate(order):
         split = "val" if rank < n_val else "train"
+        label = int(digits.target[i])
+        if split == "train":
+            kept[label] = kept.get(label, 0) + 1
+            if per_class is not None and kept[label] > per_class:
+                continue
         folder = root / split / str(int(digits.target[i]))
         folder.mkdir(parents=True, exist_ok=True)
         gray = (digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
@@ -140,6 +148,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timm-repo", type=Path, help="a pytorch-image-models source checkout")
     p.add_argument("--data", type=Path, help="image folder with train/ and val/ class folders")
     p.add_argument("--model", default="resnet10t", help="a timm model name")
+    p.add_argument(
+        "--per-class", type=int, help="digits: at most N training images per class (default: all)"
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--batch-size", type=int, default=64)
@@ -173,7 +184,7 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory(prefix="timm-parity-") as tmp:
         work = Path(tmp)
-        data = args.data or make_digits_folder(work / "data", args.image_size)
+        data = args.data or make_digits_folder(work / "data", args.image_size, args.per_class)
         ts_data = torchstyle_view(data, work / "torchstyle-data")
         args.classes = sum(1 for p in (data / "train").iterdir() if p.is_dir())
         n_train = count_images(data / "train")
