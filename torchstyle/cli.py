@@ -54,11 +54,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchstyle",
         description="The PyTorch style guide as working software.",
+        allow_abbrev=False,  # `--channels 1` must never be read as `--channels-last`
     )
     parser.add_argument("--version", action="version", version=f"torchstyle {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if command is None or name == command:
             module = importlib.import_module(module_name)
             getattr(module, f"add_{name}_arguments")(p)

@@ -45,19 +45,15 @@ def run_train(args: argparse.Namespace) -> CommandOutput:
     cfg = config_from_args(args, _resume_base(args))
     _setup_logging()
     from torchstyle.engine.trainer import Trainer
-    from torchstyle.experiments.callbacks import record_exit, train_callbacks
+    from torchstyle.experiments.callbacks import train_callbacks
 
     trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
     strategy, run_dir = trainer.strategy, trainer.run_dir
     interrupted: RunInterruptedError | None = None
-    try:
+    try:  # how the run ended reaches status.json through the engine's on_exception
         result = trainer.fit()
     except RunInterruptedError as e:  # every rank stops at the same step: leaving is safe
-        record_exit(trainer, e)
         interrupted = RunInterruptedError(e.signum, e.checkpoint)
-    except BaseException as e:  # status.json records how the run ended, then the error goes on
-        record_exit(trainer, e)
-        raise
     # Only the strategy outlives the trainer: it drops its wrapper, then leaves the group.
     del trainer
     strategy.teardown()
@@ -137,29 +133,10 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def format_summary(result: Any) -> str:
-    """The few lines printed at the end of training."""
-    lines = [
-        f"done: {result.epochs} epochs, {result.steps} steps"
-        + (f" ({result.stop_reason})" if result.stop_reason else "")
-    ]
-    for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
-        overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
-        if overall:
-            lines.append(
-                f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
-            )
-    # A best is named only with its checkpoint on disk (an untrained model has none).
-    if result.best_metric and result.best_value is not None and result.best_checkpoint:
-        lines.append(
-            f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
-        )
-    lines.append(f"run folder:      {result.run_dir}")
-    if result.best_checkpoint is not None:
-        lines.append(f"best checkpoint: {result.best_checkpoint}")
-    quoted = shlex.quote(str(result.run_dir))
-    lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
-    lines.append(f"evaluate again:  torchstyle test {quoted}")
-    return "\n".join(lines)
+    """The few lines printed at the end of training (as ``torchstyle.fit`` shows them)."""
+    from torchstyle.engine.summary import result_lines
+
+    return "\n".join(result_lines(result))
 
 
 # ---------------------------------------------------------------------------------- test
@@ -184,24 +161,25 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_test(args: argparse.Namespace) -> CommandOutput:
-    """Evaluates a run's checkpoint on the test split and prints the metrics."""
-    from torchstyle.data import (
-        DataOptions,
-        DevicePrefetcher,
-        EpochBatchSampler,
-        build_data,
-        make_loader,
-    )
+    """Evaluates a run's checkpoint on the test split with the engine's own batches and
+    evaluation (``setup.build_batches``, ``evaluation.evaluate_split``); prints the metrics."""
+    from torchstyle.data import DataOptions, build_data
     from torchstyle.data.checks import check_data_fits_run
-    from torchstyle.engine.evaluation import checkpoint_path, evaluate, load_run_model, run_spec
+    from torchstyle.engine.evaluation import (
+        checkpoint_path,
+        evaluate_split,
+        load_run_model,
+        run_spec,
+    )
     from torchstyle.engine.metrics import EvaluationMetrics, format_table
-    from torchstyle.engine.strategies import resolve_device
+    from torchstyle.engine.setup import BatchSettings, build_batches
+    from torchstyle.engine.strategies import SingleDeviceStrategy
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    device = resolve_device(args.device)
+    strategy = SingleDeviceStrategy.create(args.device, amp="off")
     path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, device, run_dir=Path(args.run))
+    model, state = load_run_model(path, strategy.device, run_dir=Path(args.run))
     cfg = state["config"]
     spec = run_spec(state)
     if cfg["data"] == "python" and not args.data:
@@ -224,11 +202,13 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         )
     )
     check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
-    n_test = _num_samples(data.test)
-    sampler = EpochBatchSampler(n_test, batch_size=args.batch_size, shuffle=False)
-    loader = DevicePrefetcher(make_loader(data.test, sampler, workers=0), device)
-    extra = EvaluationMetrics.for_model(model, spec, device)
-    metrics = evaluate(model, loader, device, metrics=extra)
+    settings = BatchSettings(data=args.data or cfg["data"], batch_size=args.batch_size, workers=0)
+    sampler, batches = build_batches(data.test, settings, strategy, train=False)
+    sampler.set_epoch(0)
+    metrics = evaluate_split(
+        strategy, model, batches, EvaluationMetrics.for_model(model, spec, strategy.device)
+    )
+    n_test = len(data.test)  # type: ignore[arg-type]  # every data source gives a sized split
     if args.json:
         return CommandOutput(
             stdout=json.dumps({"checkpoint": str(path), "samples": n_test, **metrics}) + "\n"
@@ -238,11 +218,6 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     ]
     lines.append(format_table(metrics, prefix="test "))
     return CommandOutput(stdout="\n".join(lines) + "\n")
-
-
-def _num_samples(dataset: Any) -> int:
-    """Samples in a split (every data source gives a sized dataset)."""
-    return len(dataset)
 
 
 # ---------------------------------------------------------------------------------- predict

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from torchstyle.choices import AMP_MODES, OPTIMIZERS, SCHEDULERS, STRATEGIES
 from torchstyle.errors import UserError
 
 NAN_POLICIES = ("stop", "skip")
@@ -23,29 +24,22 @@ DECODERS = ("cpu", "gpu")
 TRACKERS = ("none", "mlflow")  # torchstyle.experiments.tracking.TRACKERS
 
 
-# Choices that are the keys of a registry are read from it when asked for (imported then,
-# so that building the `lint` and `new` commands never imports torch).
+# Choices of the engine's tables are plain names (``choices.py``); the ones that are the keys
+# of a registry are read from it when asked for (imported then, so that building the `lint`
+# and `new` commands never imports torch).
 def _optimizers() -> list[str]:
-    from torchstyle.models.base import OPTIMIZERS
-
     return list(OPTIMIZERS)
 
 
 def _schedulers() -> list[str]:
-    from torchstyle.engine.schedulers import SCHEDULERS
-
     return ["none", *SCHEDULERS]
 
 
 def _amp_modes() -> list[str]:
-    from torchstyle.engine.strategies import AMP_DTYPES
-
-    return list(AMP_DTYPES)
+    return list(AMP_MODES)
 
 
 def _strategies() -> list[str]:
-    from torchstyle.engine.strategies import STRATEGIES
-
     return ["auto", *STRATEGIES]
 
 
@@ -135,6 +129,10 @@ class TrainConfig:
     )
     image_size: int | None = _opt(
         None, "resize images to this side (default: the model's or data's)"
+    )
+    channels: int | None = _opt(
+        None,
+        "convert every image to 1 (grayscale) or 3 (RGB) channels (default: decided from the images)",
     )
     download: bool = _opt(False, "allow downloading a missing named dataset (cifar10)")
     skip_bad_images: bool = _opt(False, "skip unreadable images (counted) instead of stopping")
@@ -291,6 +289,8 @@ class TrainConfig:
                 not isinstance(value, int) or value < (0 if name == "workers" else 1)
             ):
                 raise UserError(f"--{_flag(name)} is out of range: {value!r}")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
         if not 0 <= self.save_every_minutes < float("inf"):
             raise UserError(
                 f"--save-every-minutes must be a number >= 0, got {self.save_every_minutes!r}"

@@ -99,6 +99,7 @@ def export_run(
     """
     import torch
 
+    from torchstyle.engine.checkpoint import load_checkpoint
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
     from torchstyle.models import preprocessing
     from torchstyle.models.adapters import unwrap
@@ -112,6 +113,15 @@ def export_run(
     if with_preprocessing and fmt != "pt2":
         raise UserError("--with-preprocessing bakes it into a program: use --format pt2")
     path = checkpoint_path(run_dir, checkpoint)
+    if fmt == "safetensors":
+        state = load_checkpoint(path, map_location="cpu")
+        if "net" in state:  # weights alone: no model is built, so every run exports
+            output.parent.mkdir(parents=True, exist_ok=True)
+            _save_safetensors(network_weights(state), output, state, state["spec"])
+            pre = _preprocessing_of(state, run_spec(state))
+            record = {**pre.to_dict(), "baked_into_program": False}
+            preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
+            return output
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     pre = _preprocessing_of(state, run_spec(state))
     preprocessing.remove(model)  # the network alone takes normalised images
@@ -122,8 +132,8 @@ def export_run(
     if with_preprocessing:
         record["value_range"] = "pixel / 255; the program subtracts mean and divides by std"
         net = torch.nn.Sequential(preprocessing.Normalize(pre.mean, pre.std), net).eval()
-    if fmt == "safetensors":
-        _save_safetensors(net, output, state, spec.to_dict())
+    if fmt == "safetensors":  # sharded: the model consolidates the shards
+        _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
         _save_program(net, output, spec.channels, spec.image_size, type(model).__name__)
     preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
@@ -142,11 +152,26 @@ def _preprocessing_of(state: dict[str, Any], spec: Any) -> Any:
     return preprocessing.Preprocessing(spec.image_size, order, mean, list(mean), "none")
 
 
-def _save_safetensors(net: Any, output: Path, state: dict[str, Any], spec: dict[str, Any]) -> None:
+def network_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The user's network's weights in a checkpoint: an adapter's ``net.`` prefix removed, so
+    they load into the user's own class (as :func:`~torchstyle.models.adapters.unwrap` does)."""
+    source = state.get("model", {}).get("source")
+    adapter = source.get("adapter", "none") if isinstance(source, dict) else "none"
+    from torchstyle.engine.ema import inference_weights
+
+    weights: dict[str, Any] = inference_weights(state)  # --ema-eval: the average
+    if adapter in ("classification", "own-steps"):
+        return {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
+    return weights
+
+
+def _save_safetensors(
+    weights: dict[str, Any], output: Path, state: dict[str, Any], spec: dict[str, Any]
+) -> None:
     from safetensors.torch import save_file
 
     # Clones: tensors that share storage (tied weights) must be separate in the file.
-    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in weights.items()}
     info = state.get("model", {})
     metadata = {
         "format": EXPORT_FORMAT,
@@ -172,7 +197,7 @@ def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -
             f"torch.export cannot trace {name}.forward on ({channels}, {size}, {size}) images: "
             f"{first}; export --format safetensors instead"
         ) from None
-    tmp = output.with_name(f".{output.name}.tmp")
+    tmp = output.with_name(f".tmp-{output.name}")  # torch.export.save wants the suffix
     torch.export.save(program, str(tmp))
     tmp.replace(output)
 

@@ -44,6 +44,15 @@ def test_flag_choices_are_the_registry(dest, registry):
         bad.validate()
 
 
+def test_the_engine_tables_are_keyed_by_the_choices():
+    import torchstyle.choices as choices
+
+    assert tuple(OPTIMIZERS) == choices.OPTIMIZERS
+    assert tuple(SCHEDULERS) == choices.SCHEDULERS
+    assert tuple(STRATEGIES) == choices.STRATEGIES
+    assert tuple(AMP_DTYPES) == choices.AMP_MODES
+
+
 def test_model_help_lists_every_registered_model():
     help_text = _train_actions()["model"].help
     for name in list_models():
@@ -106,3 +115,24 @@ def test_user_input_is_checked_under_python_O(tmp_path, args, fragment):
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
     assert not run_dir.exists()
+
+
+def test_flags_are_never_abbreviated_and_channels_is_a_real_flag():
+    parser = build_parser("train")
+    args = parser.parse_args(["train", "--channels", "1"])
+    assert args.channels == 1 and "channels_last" not in vars(args)
+    for typed in (["--channel", "1"], ["--channels-l"], ["--epoch", "1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", *typed])
+    with pytest.raises(UserError, match=r"--channels must be 1 \(grayscale\) or 3"):
+        TrainConfig(channels=2).validate()
+
+
+def test_channels_reaches_the_data(tmp_path):
+    from torchstyle.engine.setup import build_data_and_model
+    from torchstyle.models.sources import parse_model_spec
+
+    cfg = TrainConfig(model="classifier", data="synthetic", channels=3)
+    source = parse_model_spec(cfg.model)
+    data, _ = build_data_and_model(cfg, None, None, source=source, run_dir=tmp_path)
+    assert data.spec.channels == 3

@@ -19,6 +19,7 @@ from torchstyle.models import (
     get_model_class,
     list_models,
 )
+from torchstyle.models.arguments import check_contract
 from torchstyle.models.base import OPTIMIZERS, StepModule, TorchstyleModel
 from torchstyle.spec import DataSpec
 
@@ -192,3 +193,40 @@ def test_optimizers_come_from_the_registry():
         assert isinstance(opt, cls)
     with pytest.raises(UserError, match="unknown optimizer 'lbfgs'; choose from sgd"):
         model.configure_optimizers("lbfgs", 0.1)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_keeps_the_constructor_contract(name):
+    """Hinted constructor arguments, and a from_spec whose arguments the constructor takes."""
+    check_contract(name, get_model_class(name), TorchstyleModel.from_spec.__func__)
+
+
+def test_a_broken_constructor_contract_is_one_line_naming_the_fix():
+    class Unhinted(TorchstyleModel):
+        def __init__(
+            self, *, width=8, in_channels: int = 1, image_size: int = 8, num_classes: int = 10
+        ):
+            super().__init__()
+
+    class NoClasses(TorchstyleModel):
+        def __init__(self, *, width: int = 8) -> None:
+            super().__init__()
+
+    base = TorchstyleModel.from_spec.__func__
+    with pytest.raises(
+        UserError, match=r"^model 'unhinted' .*width have no type hint; annotate"
+    ) as e:
+        check_contract("unhinted", Unhinted, base)
+    assert "\n" not in str(e.value)
+    with pytest.raises(
+        UserError,
+        match=r"^model 'noclasses' .*unexpected keyword argument 'in_channels'.*override from_spec",
+    ):
+        check_contract("noclasses", NoClasses, base)
+
+    class Overridden(NoClasses):
+        @classmethod
+        def from_spec(cls, spec, **kwargs):
+            return cls(**kwargs)
+
+    check_contract("overridden", Overridden, base)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstyle.config import TrainConfig
+from torchstyle.engine.programs import replayable, resume_refusal
 from torchstyle.engine.weights import freeze, load_weights
 from torchstyle.models.base import TorchstyleModel
 from torchstyle.models.loading import (
@@ -21,41 +22,44 @@ from torchstyle.models.loading import (
     rebuild_for_run,
     record_for_object,
 )
-from torchstyle.models.sources import parse_model_spec, save_copy
+from torchstyle.models.sources import ModelSource, save_copy
 from torchstyle.spec import DataSpec
 
 log = logging.getLogger(__name__)
 
 
-def model_preferences(cfg: TrainConfig, model: TorchstyleModel | None) -> tuple[int | None, str]:
+def model_preferences(
+    source: ModelSource | None, model: TorchstyleModel | None
+) -> tuple[int | None, str]:
     """The image size and folder layout the model wants, known before the data is built."""
-    if model is not None:
-        return type(model).default_image_size, type(model).data_layout
-    return model_defaults(cfg.model)
+    if model is not None or source is None:
+        cls = type(model) if model is not None else TorchstyleModel
+        return cls.default_image_size, cls.data_layout
+    return model_defaults(source)
 
 
-def model_class(model_spec: str) -> type[TorchstyleModel]:
-    """The class whose defaults (learning rate, optimizer) a run of ``model_spec`` takes.
+def model_class(source: ModelSource | None) -> type[TorchstyleModel]:
+    """The class whose defaults (learning rate, optimizer, data) a run of ``source`` takes.
 
     Library and file models train through a task adapter, which keeps the base defaults.
     """
-    source = parse_model_spec(model_spec)
-    if source.kind != "registered":
+    if source is None or source.kind != "registered":
         return TorchstyleModel
     from torchstyle.models import get_model_class
 
     return get_model_class(source.target)
 
 
-def default_data(cfg: TrainConfig, model: TorchstyleModel | None) -> str:
+def default_data(source: ModelSource | None, model: TorchstyleModel | None) -> str:
     """The data a run trains on when ``--data`` is not given: the model's own."""
-    return (type(model) if model is not None else model_class(cfg.model)).default_data
+    return (type(model) if model is not None else model_class(source)).default_data
 
 
 def prepare_model(
     cfg: TrainConfig,
     spec: DataSpec,
     *,
+    source: ModelSource | None = None,
     model: TorchstyleModel | None = None,
     record: dict[str, Any] | None = None,
     resume_state: dict[str, Any] | None = None,
@@ -66,6 +70,7 @@ def prepare_model(
     Args:
         cfg: The run's settings (``model``, ``model_args``, ``weights``, ``freeze``).
         spec: The data's channels, size and classes.
+        source: ``--model``, parsed once by the run's builder.
         model: A model the caller built (``Trainer(model=...)``, ``torchstyle.fit``).
         record: Its run record, when the caller knows it (``torchstyle.fit`` does).
         resume_state: The checkpoint being resumed: the model is rebuilt from its record.
@@ -79,9 +84,11 @@ def prepare_model(
         build = ModelBuild(model, rec)
     elif resume_state is not None and isinstance(resume_state.get("model", {}).get("source"), dict):
         rec = resume_state["model"]["source"]
+        if not replayable(rec):
+            raise resume_refusal(rec, run_dir)
         build = ModelBuild(rebuild_for_run(resume_state["model"], spec, run_dir), rec)
     else:
-        build = build_for_data(cfg.model, cfg.model_args, spec)
+        build = build_for_data(source or cfg.model, cfg.model_args, spec)
     if cfg.weights and resume_state is None:  # a resumed run's weights are its checkpoint's
         report = load_weights(build.model, Path(cfg.weights))
         build.notes.extend(line.strip() for line in report.lines(Path(cfg.weights)))

@@ -48,6 +48,10 @@ class Callback:
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last epoch, or after an early stop."""
 
+    def on_exception(self, trainer: Trainer, error: BaseException) -> None:
+        """Training ended with ``error`` (an interrupt, a NaN stop, any other error), which
+        goes on to the caller after every callback has seen it."""
+
     def state_dict(self) -> dict[str, Any]:
         """State to store in checkpoints."""
         return {}
@@ -112,14 +116,6 @@ class EarlyStopping(Callback):
         self.bad_evaluations = state["bad_evaluations"]
 
 
-class Checkpointing(Callback):
-    """Saves ``latest.pt`` (and epoch and best files) at the end of every epoch."""
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        """Writes the checkpoint of the finished epoch."""
-        trainer.save_checkpoint(epoch_end=epoch + 1)
-
-
 class Hooks:
     """Calls every callback's hook of one event, in order; one typed method per event.
 
@@ -134,45 +130,51 @@ class Hooks:
             c for c in self.callbacks if type(c).on_step_end is not Callback.on_step_end
         ]
 
+    def _call(self, event: str, *args: Any) -> None:
+        """The fan-out, written once: ``event`` of every callback that handles it, in order."""
+        for cb in self._per_step if event == "on_step_end" else self.callbacks:
+            getattr(cb, event)(*args)
+
     def on_train_start(self, trainer: Trainer) -> None:
         """See :meth:`Callback.on_train_start`."""
-        for cb in self.callbacks:
-            cb.on_train_start(trainer)
+        self._call("on_train_start", trainer)
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """See :meth:`Callback.on_epoch_start`."""
-        for cb in self.callbacks:
-            cb.on_epoch_start(trainer, epoch)
+        self._call("on_epoch_start", trainer, epoch)
 
     def on_step_end(self, trainer: Trainer, step: int) -> None:
         """See :meth:`Callback.on_step_end`."""
-        for cb in self._per_step:
-            cb.on_step_end(trainer, step)
+        self._call("on_step_end", trainer, step)
 
     def on_log(self, trainer: Trainer, step: int, scalars: dict[str, float]) -> None:
         """See :meth:`Callback.on_log`."""
-        for cb in self.callbacks:
-            cb.on_log(trainer, step, scalars)
+        self._call("on_log", trainer, step, scalars)
 
     def on_evaluation_start(self, trainer: Trainer, epoch: int) -> None:
         """See :meth:`Callback.on_evaluation_start`."""
-        for cb in self.callbacks:
-            cb.on_evaluation_start(trainer, epoch)
+        self._call("on_evaluation_start", trainer, epoch)
 
     def on_evaluation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         """See :meth:`Callback.on_evaluation_end`."""
-        for cb in self.callbacks:
-            cb.on_evaluation_end(trainer, epoch, metrics)
+        self._call("on_evaluation_end", trainer, epoch, metrics)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         """See :meth:`Callback.on_epoch_end`."""
-        for cb in self.callbacks:
-            cb.on_epoch_end(trainer, epoch)
+        self._call("on_epoch_end", trainer, epoch)
 
     def on_train_end(self, trainer: Trainer) -> None:
         """See :meth:`Callback.on_train_end`."""
+        self._call("on_train_end", trainer)
+
+    def on_exception(self, trainer: Trainer, error: BaseException) -> None:
+        """See :meth:`Callback.on_exception`; a callback that fails here is logged, so the
+        error the user sees is the one that ended training."""
         for cb in self.callbacks:
-            cb.on_train_end(trainer)
+            try:
+                cb.on_exception(trainer, error)
+            except Exception:
+                log.exception("%s.on_exception failed", type(cb).__name__)
 
     def state_dict(self) -> dict[str, Any]:
         """Every callback's state, by class name."""

@@ -159,16 +159,18 @@ class CheckpointManager:
     Args:
         directory: The run's ``checkpoints/`` folder.
         keep: Epoch checkpoints to keep (0 keeps none besides latest and best).
+        tidy: Remove stale temporary files now (else call :meth:`remove_stale_temporaries`).
     """
 
-    def __init__(self, directory: Path, keep: int) -> None:
+    def __init__(self, directory: Path, keep: int, *, tidy: bool = True) -> None:
         self.directory = directory
         self.keep = keep
         self._pending: _Writer | None = None
-        self._remove_stale_temporaries()
+        if tidy:  # a trainer tidies once it holds the run folder's lock
+            self.remove_stale_temporaries()
 
-    def _remove_stale_temporaries(self) -> None:
-        # A process killed mid-write leaves its temporary file behind; the target is intact.
+    def remove_stale_temporaries(self) -> None:
+        """Removes what a process killed mid-write left behind (its target is intact)."""
         if self.directory.is_dir():
             for stale in self.directory.glob(".*.tmp-*"):
                 with contextlib.suppress(OSError):

@@ -13,6 +13,8 @@ from torch import Tensor
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
 from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
+from torchstyle.engine.programs import load_program, replayable
+from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel, preprocessing
 from torchstyle.models.loading import rebuild_for_run
@@ -79,6 +81,26 @@ def evaluate(
     return averages
 
 
+def evaluate_split(
+    strategy: Strategy,
+    model: TorchstyleModel,
+    batches: Iterable[Any],
+    metrics: EvaluationMetrics | None,
+) -> dict[str, float]:
+    """A split's metrics as the engine computes them, under ``strategy`` (every process its
+    shard, reduced across them); ``Trainer`` and ``torchstyle test`` both call it."""
+    strategy.agree_buffers(model)
+    return evaluate(
+        model,
+        batches,
+        strategy.device,
+        autocast=strategy.autocast,
+        reduce_sum=strategy.all_reduce,
+        gather_objects=strategy.gather_objects,
+        metrics=metrics,
+    )
+
+
 def _global_means(
     sums: dict[str, Tensor],
     count: Tensor,
@@ -139,7 +161,12 @@ def load_run_model(
     info = state.get("model")
     if not isinstance(info, dict) or "name" not in info:
         raise UserError(f"{path} does not say which model it holds (no 'model' entry)")
-    model = rebuild_for_run(info, run_spec(state), run_dir or path.parent.parent)
+    folder = run_dir or path.parent.parent
+    record = info.get("source")
+    if isinstance(record, dict) and not replayable(record):  # a module given as an instance
+        model = load_program(record, folder)
+    else:
+        model = rebuild_for_run(info, run_spec(state), folder)
     if "shards" in state:
         from torchstyle.engine.fsdp import consolidate
 

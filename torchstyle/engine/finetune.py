@@ -27,7 +27,7 @@ from torchstyle.engine import param_groups, recipes
 from torchstyle.engine.ema import WeightAverage
 from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, preprocessing
 from torchstyle.spec import DataSpec
 
 if TYPE_CHECKING:
@@ -162,3 +162,21 @@ def build(
     ema = WeightAverage(model, float(cfg.ema)) if cfg.ema else None
     run = RecipeRun(batch=batch if batch.active else None, ema=ema, ema_eval=cfg.ema_eval)
     return optimizers, schedulers, run
+
+
+def install_preprocessing(
+    cfg: TrainConfig, model: TorchstyleModel, spec: DataSpec
+) -> preprocessing.Preprocessing:
+    """The weights' (or ``--normalize``'s) input normalisation, installed on the model; the
+    config records the resolved ``--normalize`` value."""
+    pre = preprocessing.resolve(
+        cfg.model,
+        model,
+        weights=cfg.weights,
+        normalize=cfg.normalize,
+        channels=spec.channels,
+        size=spec.image_size,
+    )
+    cfg.normalize = pre.flag_value()
+    preprocessing.install(model, pre)
+    return pre

@@ -37,14 +37,16 @@ CHECKPOINTS = "checkpoints"
 # What a run (and the commands working on it) writes at the top of its folder; anything else
 # belongs to the user. data.json: how the data was decided; status.json, mlflow.json and
 # sweep_trial.json: the experiment tracking's; model/: a copy of a user's model file;
+# model.pt2: the inference program of a module given as an instance (``programs.py``);
 # metrics/: evaluation images; export/ and predictions/: `export` and `predict` outputs.
 _RUN_FILES = {
     MARKER, LOCK, HISTORY, CHECKPOINTS, "config.json", "config.txt", "metrics.jsonl",
-    "data.json", "status.json", "mlflow.json", "sweep_trial.json",
+    "data.json", "status.json", "mlflow.json", "sweep_trial.json", "model.pt2",
 }  # fmt: skip
 _RUN_DIRS = {CHECKPOINTS, "samples", "metrics", "model", "export", "predictions"}
 _RUN_PREFIXES = (
     "events.out.tfevents.", ".config.json.tmp-", ".config.txt.tmp-", ".status.json.",
+    ".tmp-model.pt2",
 )  # fmt: skip
 
 

@@ -52,8 +52,10 @@ def _q(path: Path | str) -> str:
     return shlex.quote(str(path))
 
 
-def plan_run(cfg: TrainConfig) -> RunPlan:
+def plan_run(cfg: TrainConfig, *, model_name: str) -> RunPlan:
     """Decides new run, resume or replace; refuses what cannot be done. Writes nothing.
+
+    ``model_name`` names a new run's default folder (``runs/MODEL-DATA-TIME``).
 
     Raises:
         UserError: The folder cannot be a run folder, holds something that is not a run, has
@@ -75,10 +77,8 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
     elif cfg.run_dir:
         run_dir = Path(cfg.run_dir)
     else:
-        from torchstyle.models.sources import parse_model_spec
-
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        model = parse_model_spec(cfg.model).short_name
+        model = model_name
         source = cfg.data or "data"
         data = Path(source.split(":")[0]).stem if ":" in source else Path(source).name
         run_dir = Path("runs") / f"{model}-{data}-{stamp}"

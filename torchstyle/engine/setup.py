@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
 from torchstyle.models.loading import ModelBuild, build_for_data
+from torchstyle.models.sources import ModelSource
 
 
 def build_data_and_model(
@@ -40,6 +42,7 @@ def build_data_and_model(
     model: TorchstyleModel | None,
     data: DataBundle | None,
     *,
+    source: ModelSource | None = None,
     record: dict[str, Any] | None = None,
     resume_state: dict[str, Any] | None = None,
     run_dir: Path,
@@ -51,15 +54,18 @@ def build_data_and_model(
     and folder layout it wants. The model then takes ``--weights`` and ``--freeze``; a
     resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
     ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
+    ``source`` is ``--model`` as the run's builder parsed it (None for a given model): this
+    module never parses ``--model`` itself.
     """
-    model_size, layout = building.model_preferences(cfg, model)
+    model_size, layout = building.model_preferences(source, model)
     if device is not None and cfg.image_size:
         memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
     if data is None:
         options = DataOptions(
-            name=cfg.data or building.default_data(cfg, model),
+            name=cfg.data or building.default_data(source, model),
             data_dir=cfg.data_dir,
             image_size=cfg.image_size or model_size,
+            channels=cfg.channels,
             skip_bad_images=cfg.skip_bad_images,
             download=cfg.download,
             seed=cfg.seed,
@@ -71,13 +77,19 @@ def build_data_and_model(
     if model is None and resume_state is None and device is not None:
         spec = data.spec
         memory.check_model_fits(
-            lambda: build_for_data(cfg.model, cfg.model_args, spec).model,
+            lambda: build_for_data(source or cfg.model, cfg.model_args, spec).model,
             input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
             device=device,
             what=_size_settings(cfg),
         )
     made = building.prepare_model(
-        cfg, data.spec, model=model, record=record, resume_state=resume_state, run_dir=run_dir
+        cfg,
+        data.spec,
+        source=source,
+        model=model,
+        record=record,
+        resume_state=resume_state,
+        run_dir=run_dir,
     )
     return data, made
 
@@ -106,8 +118,45 @@ def channels_last(batch: Any) -> Any:
     return batch
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    """What batching a split needs: the fields of ``TrainConfig`` it reads, no more, so
+    ``torchstyle test`` batches with the engine's code without a training config.
+
+    Attributes:
+        data: ``--data`` as given (for messages).
+        batch_size: The global batch size (split over the processes).
+        seed: Seeds the shuffle.
+        workers: Loader worker processes (None: decided from the dataset).
+        data_on_device: Keep the whole split in device memory.
+        decode: ``cpu`` or ``gpu`` (decode image files on the device).
+        skip_bad_images: Skip unreadable images.
+    """
+
+    data: str | None
+    batch_size: int
+    seed: int = 0
+    workers: int | None = None
+    data_on_device: bool = False
+    decode: str = "cpu"
+    skip_bad_images: bool = False
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> BatchSettings:
+        """The batching a training run's settings ask for."""
+        return cls(
+            data=cfg.data,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            data_on_device=cfg.data_on_device,
+            decode=cfg.decode,
+            skip_bad_images=cfg.skip_bad_images,
+        )
+
+
 def build_batches(
-    dataset: Any, cfg: TrainConfig, strategy: Strategy, *, train: bool
+    dataset: Any, cfg: BatchSettings, strategy: Strategy, *, train: bool
 ) -> tuple[EpochBatchSampler, Any]:
     """The sampler of a split and an iterable of its batches, already on the device.
 

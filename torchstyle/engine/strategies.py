@@ -17,12 +17,14 @@ the global batch).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime
 import gc
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +57,26 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+@dataclass(frozen=True)
+class LaunchPlace:
+    """Where a launcher (torchrun) put this process: read once from its environment."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @classmethod
+    def from_env(cls) -> LaunchPlace | None:
+        """This process's place, or None when no launcher started it."""
+        if not launched_by_torchrun():
+            return None
+        return cls(
+            rank=int(os.environ["RANK"]),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            world_size=int(os.environ["WORLD_SIZE"]),
+        )
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """Turns ``auto|cpu|cuda|cuda:N`` into a device, refusing CUDA where there is none."""
     if name == "auto":
@@ -69,8 +91,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-class Strategy:
-    """One process on one device: no wrapper, no reductions; the base of the others.
+class Strategy(abc.ABC):
+    """How a run spreads over devices; the base of every strategy.
+
+    What processes must agree on (the reductions, ``barrier``, ``broadcast``) is abstract, so
+    a new multi-process strategy cannot inherit a single process's no-ops by accident.
+    A strategy declares the settings it takes in ``options`` (``TrainConfig`` field names);
+    :func:`make_strategy` refuses them for any other strategy.
 
     Args:
         device: The device this process computes on.
@@ -80,7 +107,9 @@ class Strategy:
         world_size: Number of processes.
     """
 
-    name: ClassVar[str] = "single"
+    name: ClassVar[str]
+    #: The ``TrainConfig`` fields only this strategy takes, passed to :meth:`create`.
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -100,13 +129,18 @@ class Strategy:
         self.sync_batchnorm = False  # --sync-batchnorm; set by make_strategy
 
     @classmethod
-    def create(cls, device_name: str, *, amp: str) -> Strategy:
+    def create(cls, device_name: str, *, amp: str, **options: Any) -> Strategy:
         """The strategy for ``--device`` in this process, checking what it needs.
+
+        Args:
+            device_name: ``--device``.
+            amp: ``--amp``.
+            **options: Values of the fields named in :attr:`options`.
 
         Raises:
             UserError: The device (or the launch) does not suit the strategy.
         """
-        return cls(resolve_device(device_name), amp=amp)
+        return cls(resolve_device(device_name), amp=amp, **options)
 
     @property
     def is_main(self) -> bool:
@@ -115,6 +149,7 @@ class Strategy:
 
     def launch(self) -> None:
         """Joins whatever the strategy runs in (the process group for DDP); here nothing."""
+        return None
 
     def wrap(
         self,
@@ -171,22 +206,23 @@ class Strategy:
         """The step's values as scalars (DataParallel returns one per replica)."""
         return out
 
+    @abc.abstractmethod
     def all_reduce(self, t: Tensor, op: str = "sum") -> Tensor:
         """Reduces ``t`` in place across processes with ``op`` (sum, min or max)."""
-        return t
 
     def mean(self, t: Tensor) -> Tensor:
         """The mean of ``t`` over the processes."""
         return self.all_reduce(t) / self.world_size
 
+    @abc.abstractmethod
     def mean_of(self, values: dict[str, float]) -> dict[str, float]:
         """Each value's mean over the processes (logged numbers)."""
-        return values
 
+    @abc.abstractmethod
     def first_of(self, step: int | None) -> int | None:
         """The smallest ``step`` of any process (None where none has one)."""
-        return step
 
+    @abc.abstractmethod
     def any_flag(self, value: int, *, at_sync_point: bool) -> int:
         """The largest ``value`` of any process, so that every process decides alike.
 
@@ -195,12 +231,16 @@ class Strategy:
             at_sync_point: Whether this is a step where processes may talk (a logging step);
                 elsewhere a strategy with several processes answers 0 without a collective.
         """
-        return value
 
+    @abc.abstractmethod
     def gather_objects(self, obj: object) -> list[object]:
         """Every process's ``obj``, in rank order."""
-        return [obj]
 
+    @abc.abstractmethod
+    def broadcast(self, obj: object) -> object:
+        """The main process's ``obj``, on every process."""
+
+    @abc.abstractmethod
     def barrier(self) -> None:
         """Waits for every process."""
 
@@ -231,6 +271,7 @@ class Strategy:
                 world,
             )
 
+    @abc.abstractmethod
     def agree_buffers(self, model: nn.Module) -> None:
         """Gives every process the main process's buffers (BatchNorm's running statistics),
         so that each evaluates its shard with the weights the main process saves."""
@@ -264,19 +305,56 @@ class Strategy:
 
     def checkpoint_saved(self, directory: Path) -> None:
         """Called on the main process once a checkpoint is complete; here nothing to tidy."""
+        return None
 
     def teardown(self) -> None:
         """Drops the wrapper and leaves whatever ``launch`` joined."""
         self.module = None
 
 
-class DataParallelStrategy(Strategy):
+class SingleDeviceStrategy(Strategy):
+    """One process on one device: no wrapper; every reduction is the process's own value."""
+
+    name = "single"
+
+    def all_reduce(self, t: Tensor, op: str = "sum") -> Tensor:
+        """``t`` itself: there is no other process."""
+        return t
+
+    def mean_of(self, values: dict[str, float]) -> dict[str, float]:
+        """The values themselves."""
+        return values
+
+    def first_of(self, step: int | None) -> int | None:
+        """``step`` itself."""
+        return step
+
+    def any_flag(self, value: int, *, at_sync_point: bool) -> int:
+        """``value`` itself."""
+        return value
+
+    def gather_objects(self, obj: object) -> list[object]:
+        """``[obj]``."""
+        return [obj]
+
+    def broadcast(self, obj: object) -> object:
+        """``obj`` itself."""
+        return obj
+
+    def barrier(self) -> None:
+        """Nothing to wait for."""
+
+    def agree_buffers(self, model: nn.Module) -> None:
+        """The buffers are this process's own already."""
+
+
+class DataParallelStrategy(SingleDeviceStrategy):
     """One process, several GPUs: ``nn.DataParallel`` splits each batch across them."""
 
     name = "dp"
 
     @classmethod
-    def create(cls, device_name: str, *, amp: str) -> Strategy:
+    def create(cls, device_name: str, *, amp: str, **options: Any) -> Strategy:
         """Needs CUDA GPUs: DataParallel splits batches across them."""
         device = resolve_device(device_name)
         if device.type != "cuda":
@@ -308,22 +386,25 @@ class DDPStrategy(Strategy):
     """
 
     name = "ddp"
+    #: What to run when no launcher started the process.
+    launch_hint: ClassVar[str] = (
+        "run `torchrun --nproc_per_node N -m torchstyle train ...` "
+        "(or use --strategy dp for several GPUs in one process)"
+    )
 
     @classmethod
-    def create(cls, device_name: str, *, amp: str) -> Strategy:
-        """Reads its place from the launcher's environment (joins nothing yet)."""
-        if not launched_by_torchrun():
-            raise UserError(
-                "--strategy ddp needs a launcher; run `torchrun --nproc_per_node N -m torchstyle "
-                "train ...` (or use --strategy dp for several GPUs in one process)"
-            )
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    def create(cls, device_name: str, *, amp: str, **options: Any) -> Strategy:
+        """Reads its place from the launcher's environment, once (joins nothing yet)."""
+        place = LaunchPlace.from_env()
+        if place is None:
+            raise UserError(f"--strategy {cls.name} needs a launcher; {cls.launch_hint}")
         return cls(
-            resolve_device(device_name, local_rank),
+            resolve_device(device_name, place.local_rank),
             amp=amp,
-            rank=int(os.environ["RANK"]),
-            local_rank=local_rank,
-            world_size=int(os.environ["WORLD_SIZE"]),
+            rank=place.rank,
+            local_rank=place.local_rank,
+            world_size=place.world_size,
+            **options,
         )
 
     def launch(self) -> None:
@@ -413,6 +494,12 @@ class DDPStrategy(Strategy):
         dist.all_gather_object(out, obj)
         return out
 
+    def broadcast(self, obj: object) -> object:
+        """The main process's ``obj``, on every process."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         """Waits for every process."""
         dist.barrier()
@@ -456,32 +543,8 @@ class FSDPStrategy(DDPStrategy):
     """
 
     name = "fsdp"
-
-    @classmethod
-    def create(
-        cls,
-        device_name: str,
-        *,
-        amp: str,
-        cpu_offload: bool = False,
-        activation_checkpointing: bool = False,
-    ) -> Strategy:
-        """Reads its place from the launcher's environment (joins nothing yet)."""
-        if not launched_by_torchrun():
-            raise UserError(
-                "--strategy fsdp needs a launcher; run `torchrun --nproc_per_node N -m "
-                "torchstyle train --strategy fsdp ...`"
-            )
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        return cls(
-            resolve_device(device_name, local_rank),
-            amp=amp,
-            rank=int(os.environ["RANK"]),
-            local_rank=local_rank,
-            world_size=int(os.environ["WORLD_SIZE"]),
-            cpu_offload=cpu_offload,
-            activation_checkpointing=activation_checkpointing,
-        )
+    options = ("cpu_offload", "activation_checkpointing")
+    launch_hint = "run `torchrun --nproc_per_node N -m torchstyle train --strategy fsdp ...`"
 
     def __init__(
         self,
@@ -596,7 +659,7 @@ class FSDPStrategy(DDPStrategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Strategy, DataParallelStrategy, DDPStrategy, FSDPStrategy)
+    cls.name: cls for cls in (SingleDeviceStrategy, DataParallelStrategy, DDPStrategy, FSDPStrategy)
 }
 
 
@@ -625,20 +688,20 @@ def make_strategy(
             where there is none, or an FSDP option without FSDP.
     """
     if name == "auto":
-        several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
-        name = DDPStrategy.name if several else Strategy.name
-    options = {"cpu_offload": cpu_offload, "activation_checkpointing": activation_checkpointing}
-    strategy = _created(name, device_name, amp=amp, options=options)
+        place = LaunchPlace.from_env()
+        several = place is not None and place.world_size > 1
+        name = DDPStrategy.name if several else SingleDeviceStrategy.name
+    cls = STRATEGIES[name]
+    given = {"cpu_offload": cpu_offload, "activation_checkpointing": activation_checkpointing}
+    for option, value in given.items():
+        if value and option not in cls.options:
+            takers = [n for n, c in STRATEGIES.items() if option in c.options]
+            raise UserError(
+                f"--{option.replace('_', '-')} is an option of --strategy {' or '.join(takers)}; "
+                f"add --strategy {takers[0]}, or drop --{option.replace('_', '-')}"
+            )
+    strategy = cls.create(
+        device_name, amp=amp, **{k: v for k, v in given.items() if k in cls.options}
+    )
     strategy.sync_batchnorm = sync_batchnorm
     return strategy
-
-
-def _created(name: str, device_name: str, *, amp: str, options: dict[str, bool]) -> Strategy:
-    if name == FSDPStrategy.name:
-        return FSDPStrategy.create(device_name, amp=amp, **options)
-    for flag, given in zip(
-        ("--cpu-offload", "--activation-checkpointing"), options.values(), strict=True
-    ):
-        if given:
-            raise UserError(f"{flag} shards with FSDP: add --strategy fsdp (under torchrun)")
-    return STRATEGIES[name].create(device_name, amp=amp)

@@ -6,6 +6,7 @@ not expect, or a batch size that does not divide, before spending the run on it.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,3 +112,29 @@ def source_text(record: dict[str, Any]) -> str:
     if kind == "python":
         return f"Python object from {record.get('where')}"
     return kind
+
+
+def result_lines(result: Any) -> list[str]:
+    """The few lines shown at the end of training, by `torchstyle train` and `torchstyle.fit`."""
+    lines = [
+        f"done: {result.epochs} epochs, {result.steps} steps"
+        + (f" ({result.stop_reason})" if result.stop_reason else "")
+    ]
+    for split, metrics in (("val", result.val_metrics), ("test", result.metrics)):
+        overall = {k: v for k, v in metrics.items() if "/" not in k}  # per-class: TensorBoard
+        if overall:
+            lines.append(
+                f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(overall.items()))
+            )
+    # A best is named only with its checkpoint on disk (an untrained model has none).
+    if result.best_metric and result.best_value is not None and result.best_checkpoint:
+        lines.append(
+            f"best {result.best_metric}: {result.best_value:.4f} (epoch {result.best_epoch})"
+        )
+    lines.append(f"run folder:      {result.run_dir}")
+    if result.best_checkpoint is not None:
+        lines.append(f"best checkpoint: {result.best_checkpoint}")
+    quoted = shlex.quote(str(result.run_dir))
+    lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
+    lines.append(f"evaluate again:  torchstyle test {quoted}")
+    return lines

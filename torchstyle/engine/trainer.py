@@ -31,14 +31,8 @@ from torch import Tensor
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, finetune, recipes, resume_policy, runs, setup
-from torchstyle.engine.callbacks import (
-    Callback,
-    Checkpointing,
-    EarlyStopping,
-    Hooks,
-    LearningRateLogger,
-)
+from torchstyle.engine import building, recipes, resume_policy, runs, setup
+from torchstyle.engine.callbacks import Callback
 from torchstyle.engine.checkpoint import (
     CheckpointManager,
     SaveSchedule,
@@ -46,23 +40,19 @@ from torchstyle.engine.checkpoint import (
     load_model_state,
 )
 from torchstyle.engine.ema import inference_weights
-from torchstyle.engine.evaluation import evaluate
+from torchstyle.engine.evaluation import evaluate_split
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
-from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.position import Position
-from torchstyle.engine.reproducibility import (
-    capture_rng_state,
-    configure_backends,
-    restore_rng_state,
-    seed_everything,
-)
+from torchstyle.engine.programs import keep_program
+from torchstyle.engine.reproducibility import capture_rng_state, restore_rng_state
+from torchstyle.engine.run import Run, build_run
 from torchstyle.engine.rundir import RunFolderLostError, RunLock, atomic_write_text
 from torchstyle.engine.schedulers import per_step, step_on_metric
-from torchstyle.engine.strategies import StepFn, launched_by_torchrun, make_strategy
+from torchstyle.engine.strategies import StepFn, launched_by_torchrun
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
-from torchstyle.models import TorchstyleModel, preprocessing
+from torchstyle.models import TorchstyleModel
 
 log = logging.getLogger(__name__)
 
@@ -109,135 +99,47 @@ class Trainer:
         model: TorchstyleModel | None = None,
         data: DataBundle | None = None,
         model_record: dict[str, Any] | None = None,
+        run: Run | None = None,
     ) -> None:
-        cfg.validate()
-        recipes.resolve(cfg)  # the recipe's settings as they will run, recorded so
-        recipes.apply_drop_path(cfg)
-        if cfg.data is None:  # recorded as resolved, so test and resume read the same data
-            cfg.data = building.default_data(cfg, model)
-        self.cfg = cfg
-        self.strategy = make_strategy(
-            cfg.strategy,
-            cfg.device,
-            amp=cfg.amp,
-            cpu_offload=cfg.cpu_offload,
-            activation_checkpointing=cfg.activation_checkpointing,
-            sync_batchnorm=cfg.sync_batchnorm,
+        run = run or build_run(
+            cfg, model=model, data=data, model_record=model_record, callbacks=callbacks
         )
-        resume_state = self._plan(model)
-        seed_everything(cfg.seed + self.strategy.rank)
-        configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
-        self._build(model, data, model_record, resume_state)
-
-        early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
-        self.hooks = Hooks([LearningRateLogger(), Checkpointing(), *early, *callbacks])
+        self.run = run
+        self.cfg = run.cfg
+        self.strategy = run.strategy
+        self.plan, self.run_dir, self._changes = run.plan, run.plan.run_dir, run.changes
+        self.data, self.build = run.data, run.build
+        self.model, self.model_record = run.build.model, run.build.record
+        self.optimizers, self.schedulers, self.scaler = run.optimizers, run.schedulers, run.scaler
+        self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
+        self.train_sampler, self.train_batches = run.train_sampler, run.train_batches
+        self.eval_split, self.eval_metrics = run.eval_split, run.eval_metrics
+        self.eval_sampler, self.eval_batches = run.eval_sampler, run.eval_batches
+        self.hooks = run.hooks
+        self.recipe, self.preprocessing = run.recipe, run.preprocessing  # fine-tuning
         self.position = Position()
         self.metrics: dict[str, float] = {}  # the latest evaluation's
         self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
         self.stop_reason: str | None = None
-        self._resumed = resume_state is not None
+        self._resumed = run.resume_state is not None
         self._shards: Path | None = None  # a sharded checkpoint's folder, read in `_start`
-        if resume_state is not None:
-            self._restore(resume_state)
-            self._apply_resume_changes(resume_state["config"])
+        if run.resume_state is not None:
+            self._restore(run.resume_state)
+            self._apply_resume_changes(run.resume_state["config"])
         self._save_schedule = SaveSchedule(
             every_steps=cfg.save_every or None, every_minutes=cfg.save_every_minutes or None
         )
+        # What `fit` opens: the step is wrapped, the files written, only when training starts.
+        self._step: StepFn = self.model.training_step
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep, tidy=False)
+        purge_step = self.position.n_iter + 1 if self._resumed else None
+        self.logger = RunLogger(self.run_dir, enabled=self.strategy.is_main, purge_step=purge_step)
+        self.buffer = MetricBuffer()
+        self.meter = EfficiencyMeter(self.strategy.device)
         self._lock: RunLock | None = None
         self._interrupt: int | None = None
-        self._is_best = False
         self._pbar: Any = None
         self._last_train_loss: float | None = None
-
-    def _plan(self, model: TorchstyleModel | None) -> dict[str, Any] | None:
-        """Decides what the command means for the run folder and reads the checkpoint to
-        resume (None for a new run); refuses flags a resume may not change. Writes nothing."""
-        cfg = self.cfg
-        # What the command means for the run folder, and whether its flags may change on
-        # resume: decided (and refused) here, before fit writes anything.
-        self.plan = runs.plan_run(cfg)
-        self.run_dir = self.plan.run_dir
-        resume_state = runs.load_resume_state(self.plan, self.strategy.device)
-        self._changes = None
-        if resume_state is not None:
-            model_cls = type(model) if model is not None else building.model_class(cfg.model)
-            self._changes = runs.check_resume(
-                cfg, resume_state, run_dir=self.run_dir, model_cls=model_cls
-            )
-        return resume_state
-
-    def _build(
-        self,
-        model: TorchstyleModel | None,
-        data: DataBundle | None,
-        model_record: dict[str, Any] | None,
-        resume_state: dict[str, Any] | None,
-    ) -> None:
-        """The data, the model and everything that steps it: optimizers, batches of each
-        split, evaluation metrics, schedules and the gradient scaler."""
-        cfg = self.cfg
-        self.data, self.build = setup.build_data_and_model(
-            cfg,
-            model,
-            data,
-            record=model_record,
-            resume_state=resume_state,
-            run_dir=self.run_dir,
-            device=self.strategy.device,
-        )
-        self.model, self.model_record = self.build.model, self.build.record
-        if resume_state is not None:
-            resume_policy.check_spec(
-                resume_state["spec"], self.data.spec.to_dict(), run_dir=self.run_dir
-            )
-        self.model.to(self.strategy.device)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.optimizers = self.model.configure_optimizers(cfg.optimizer, cfg.lr, cfg.weight_decay)
-        self.train_sampler, self.train_batches = setup.build_batches(
-            self.data.train, cfg, self.strategy, train=True
-        )
-        # Evaluations during training run on validation when there is one: it picks best.pt
-        # and drives early stopping; the test split is evaluated once, at the end.
-        self.eval_split = "val" if self.data.val is not None else "test"
-        self.eval_sampler, self.eval_batches = setup.build_batches(
-            self.data.val if self.data.val is not None else self.data.test,
-            cfg,
-            self.strategy,
-            train=False,
-        )
-        self.eval_metrics = EvaluationMetrics.for_model(
-            self.model, self.data.spec, self.strategy.device
-        )
-        total_steps = setup.total_steps(cfg, len(self.train_sampler))
-        # The recipe regroups the optimizers and puts its warm-up before the schedule.
-        self.optimizers, self.schedulers, self.recipe = finetune.build(
-            cfg,
-            self.model,
-            self.data.spec,
-            self.optimizers,
-            steps_per_epoch=math.ceil(len(self.train_sampler) / cfg.accumulate),
-            total_steps=total_steps,
-            strategy=self.strategy.name,
-        )
-        self._preprocess()
-        self._step_schedulers = per_step(self.schedulers)  # --scheduler plateau: at evaluations
-        self.scaler = torch.amp.GradScaler(self.strategy.device.type, enabled=cfg.amp == "fp16")
-
-    def _preprocess(self) -> None:
-        """The weights' (or ``--normalize``'s) input normalisation, installed on the model and
-        recorded as the resolved ``--normalize`` value."""
-        cfg, spec = self.cfg, self.data.spec
-        self.preprocessing = preprocessing.resolve(
-            cfg.model,
-            self.model,
-            weights=cfg.weights,
-            normalize=cfg.normalize,
-            channels=spec.channels,
-            size=spec.image_size,
-        )
-        cfg.normalize = self.preprocessing.flag_value()
-        preprocessing.install(self.model, self.preprocessing)
 
     @property
     def monitor(self) -> tuple[str, str] | None:
@@ -246,49 +148,63 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Runs the remaining epochs; returns the summary of the run."""
-        cfg, pos = self.cfg, self.position
-        self._start()  # joins the processes, wraps the step, opens the run folder
-        with self._run_folder_held(), self._signals_handled():
-            self.hooks.on_train_start(self)
-            while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
-                self.model.train()
-                self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
-                self.hooks.on_epoch_start(self, pos.epoch)
-                for micro_batches in self._batch_groups(self._progress(pos.epoch)):
-                    self._train_step(micro_batches)  # forward, backward, step: every phase
-                    pos.n_iter += 1
-                    pos.batch += len(micro_batches)
-                    self.hooks.on_step_end(self, pos.n_iter)
-                    log_step = pos.n_iter % cfg.log_every == 0
-                    if log_step:
-                        self._log_training()
-                    self._stop_if_signalled(at_sync_point=log_step, save=True)
-                    self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
-                    if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
-                        self.request_stop(f"reached --max-steps {cfg.max_steps}")
-                    if self.should_stop:  # --max-steps, or a callback asked
-                        break
-                self._log_training()  # the epoch's tail, and a NaN check before saving
-                if pos.batch < self.train_sampler.batches_per_epoch():
-                    self.save_checkpoint(epoch_end=None)  # stopped mid-epoch: resumable here
-                    break
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-                if (cfg.eval_every and pos.epoch % cfg.eval_every == 0) or pos.epoch == cfg.epochs:
-                    self._evaluate_and_log(pos.epoch - 1)
-                self.hooks.on_epoch_end(self, pos.epoch - 1)  # writes the epoch's checkpoint
-                self._stop_if_signalled(at_sync_point=True, save=False)
-                if self.should_stop:  # early stopping, or a callback asked
-                    break
-            if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
-                self._evaluate_and_log(max(pos.epoch - 1, 0))
-                if self._is_best and pos.n_iter:  # the summary's best must exist on disk
-                    self.save_checkpoint(epoch_end=None)
-            if self.eval_split == "val" and self.data.test is not None:
-                self._final_test()  # once, on best.pt: the figure to report
-            self.hooks.on_train_end(self)
+        """Runs the remaining epochs; returns the summary of the run.
+
+        However training ends, the callbacks hear it: ``on_train_end``, or ``on_exception``
+        (``status.json``, trackers) before the error goes on to the caller.
+        """
+        try:
+            self._start()  # joins the processes, wraps the step, opens the run folder
+            with self._run_folder_held(), self._signals_handled():
+                self._loop()
+        except BaseException as e:
+            self.hooks.on_exception(self, e)
+            raise
         self.logger.close()
         return self._result()
+
+    def _loop(self) -> None:
+        """The epochs, their steps, evaluations and checkpoints."""
+        cfg, pos = self.cfg, self.position
+        self.hooks.on_train_start(self)
+        while pos.epoch < cfg.epochs and self.stop_reason is None:  # a resume may find it done
+            self.model.train()
+            self.train_sampler.set_epoch(pos.epoch, start_batch=pos.batch)
+            self.hooks.on_epoch_start(self, pos.epoch)
+            for micro_batches in self._batch_groups(self._progress(pos.epoch)):
+                self._train_step(micro_batches)  # forward, backward, step: every phase
+                pos.n_iter += 1
+                pos.batch += len(micro_batches)
+                self.hooks.on_step_end(self, pos.n_iter)
+                log_step = pos.n_iter % cfg.log_every == 0
+                if log_step:
+                    self._log_training()
+                self._stop_if_signalled(at_sync_point=log_step, save=True)
+                self._save_if_due(at_sync_point=log_step)  # --save-every, -minutes
+                if cfg.max_steps is not None and pos.n_iter >= cfg.max_steps:
+                    self.request_stop(f"reached --max-steps {cfg.max_steps}")
+                if self.should_stop:  # --max-steps, or a callback asked
+                    break
+            self._log_training()  # the epoch's tail, and a NaN check before saving
+            if pos.batch < self.train_sampler.batches_per_epoch():
+                self.save_checkpoint(epoch_end=None)  # stopped mid-epoch: resumable here
+                break
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+            best = False
+            if (cfg.eval_every and pos.epoch % cfg.eval_every == 0) or pos.epoch == cfg.epochs:
+                best = self._evaluate_and_log(pos.epoch - 1)
+            self.save_checkpoint(epoch_end=pos.epoch, is_best=best)  # latest, epoch, best
+            self.hooks.on_epoch_end(self, pos.epoch - 1)
+            self._stop_if_signalled(at_sync_point=True, save=False)
+            if self.should_stop:  # early stopping, or a callback asked
+                break
+        if not self.metrics:  # stopped before any evaluation (--max-steps, a callback)
+            best = self._evaluate_and_log(max(pos.epoch - 1, 0))
+            if best and pos.n_iter:  # the summary's best must exist on disk
+                self.save_checkpoint(epoch_end=None, is_best=True)
+        if self.eval_split == "val" and self.data.test is not None:
+            self._final_test()  # once, on best.pt: the figure to report
+        self.hooks.on_train_end(self)
 
     def _train_step(self, micro_batches: list[Any]) -> None:
         """One optimizer step per phase over ``micro_batches`` (gradient accumulation).
@@ -356,16 +272,7 @@ class Trainer:
         return self._evaluate(self.eval_batches)
 
     def _evaluate(self, batches: Any) -> dict[str, float]:
-        self.strategy.agree_buffers(self.model)
-        return evaluate(
-            self.model,
-            batches,
-            self.strategy.device,
-            autocast=self.strategy.autocast,
-            reduce_sum=self.strategy.all_reduce,
-            gather_objects=self.strategy.gather_objects,
-            metrics=self.eval_metrics,
-        )
+        return evaluate_split(self.strategy, self.model, batches, self.eval_metrics)
 
     def _final_test(self) -> None:
         """The test split, once, on best.pt's weights; the model is put back afterwards."""
@@ -382,7 +289,9 @@ class Trainer:
 
             current = {}  # the latest shards bring the last weights back
             load_shards(best.parent / str(best_state["shards"]), self.model, self.optimizers)
-        sampler, batches = setup.build_batches(self.data.test, self.cfg, self.strategy, train=False)
+        sampler, batches = setup.build_batches(
+            self.data.test, self.run.batches, self.strategy, train=False
+        )
         sampler.set_epoch(0)
         with self.strategy.full_weights():  # each process runs its share on its own
             self.test_metrics = self._evaluate(batches)
@@ -412,7 +321,8 @@ class Trainer:
                 self.position.n_iter, f"{split}/{name}", image[None] * 2 - 1, path
             )
 
-    def _evaluate_and_log(self, epoch: int) -> None:
+    def _evaluate_and_log(self, epoch: int) -> bool:
+        """Evaluates, logs, steps a plateau schedule; returns whether this is the best yet."""
         self.hooks.on_evaluation_start(self, epoch)
         with self.strategy.full_weights(), self.recipe.evaluating(self.model):
             metrics = self.evaluate()  # each process its share; --ema-eval: the average
@@ -435,9 +345,10 @@ class Trainer:
             ", ".join(f"{self.eval_split} {k} {v:.4f}" for k, v in overall.items()),
         )
         value, mode = self._monitored(metrics)
-        self._is_best = self.position.record_evaluation(epoch + 1, value, mode)
+        is_best = self.position.record_evaluation(epoch + 1, value, mode)
         step_on_metric(self.schedulers, value, mode)
         self.hooks.on_evaluation_end(self, epoch, metrics)
+        return is_best
 
     def _monitored(self, metrics: dict[str, float]) -> tuple[float | None, str | None]:
         """The monitored metric's value and mode (None, None when the model monitors none)."""
@@ -567,8 +478,13 @@ class Trainer:
             "preprocessing": self.preprocessing.to_dict(),
         }
 
-    def save_checkpoint(self, *, epoch_end: int | None, background: bool = False) -> None:
-        """Saves the current state; ``epoch_end``: the epoch just finished, or None mid-epoch.
+    def save_checkpoint(
+        self, *, epoch_end: int | None, is_best: bool = False, background: bool = False
+    ) -> None:
+        """Saves the current state; the trainer is the one place that writes checkpoints.
+
+        ``epoch_end``: the epoch just finished, or None mid-epoch. ``is_best``: the evaluation
+        just before this save was the best so far (the state is also ``best.pt``).
 
         Every process calls it (their RNG states are gathered); only the main one writes. With
         ``background`` (the periodic mid-epoch saves) the state is copied to host memory and
@@ -581,7 +497,6 @@ class Trainer:
         self._save_schedule.saved()
         if not self.strategy.is_main:
             return
-        is_best = self._is_best  # set by the evaluation just before this save
         state = self.state_dict(rng_states, weights)
         if self._lock is not None and self._lock.folder_lost():
             runs.recover_lost_folder(self.cfg, self.run_dir, self.checkpoints, state)
@@ -593,7 +508,6 @@ class Trainer:
         )
         if sharded:
             self.strategy.checkpoint_saved(self.checkpoints.directory)
-        self._is_best = False
 
     def _check_run_folder(self) -> None:
         """A run folder deleted or moved away under the run: it is recreated with its config
@@ -707,7 +621,7 @@ class Trainer:
         cfg, strategy = self.cfg, self.strategy
         strategy.launch()
         several_phases = len(self.optimizers) > 1
-        self._step: StepFn = strategy.wrap(
+        self._step = strategy.wrap(
             self.model,
             compile=cfg.compile,
             several_phases=several_phases,
@@ -729,12 +643,11 @@ class Trainer:
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
             for line in [*startup_lines(self._describe()), *recipes.describe(cfg)]:
                 log.info("%s", line)
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.keep)
-        purge_step = self.position.n_iter + 1 if self._resumed else None
-        self.logger = RunLogger(self.run_dir, enabled=strategy.is_main, purge_step=purge_step)
+            self.model_record = keep_program(
+                self.model, self.model_record, self.data.train, self.run_dir
+            )
+        self.checkpoints.remove_stale_temporaries()  # the folder is this process's now
         self.logger.open()  # not at the first log, inside the first measured window
-        self.buffer = MetricBuffer()
-        self.meter = EfficiencyMeter(strategy.device)
         pos = self.position
         if self._resumed and (
             pos.epoch >= cfg.epochs or pos.n_iter >= (cfg.max_steps or pos.n_iter + 1)

@@ -1,13 +1,8 @@
-"""The experiment callbacks a ``torchstyle train`` run gets, and the exit hook for its errors.
-
-The engine's CLI calls two functions, nothing else::
+"""The experiment callbacks every run gets, whichever door started it (``torchstyle train``,
+``torchstyle.fit``, a sweep's trial)::
 
     trainer = Trainer(cfg, callbacks=train_callbacks(cfg))
-    try:
-        result = trainer.fit()
-    except BaseException as e:
-        record_exit(trainer, e)
-        raise
+    result = trainer.fit()  # an error reaches the callbacks' on_exception, then the caller
 """
 
 from __future__ import annotations
@@ -15,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from torchstyle.engine.callbacks import Callback
-from torchstyle.experiments.status import RunStatus, record_exit
+from torchstyle.experiments.status import RunStatus
 
-__all__ = ["record_exit", "train_callbacks"]
+__all__ = ["train_callbacks"]
 
 
 def train_callbacks(cfg: Any) -> list[Callback]:

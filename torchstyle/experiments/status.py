@@ -16,8 +16,8 @@ Schema (``version`` 1)::
     stop_reason  why training ended early (early stopping, --max-steps, a sweep's pruner)
     error        the one-line error of a failed or NaN-stopped run
 
-The engine writes it through :class:`RunStatus` (a callback) and, at the CLI's error exits,
-through :func:`record_exit`. A run still marked ``running`` whose process is gone was killed
+The engine writes it through :class:`RunStatus` (a callback; the engine's ``on_exception``
+event records how a failed or interrupted run ended, whichever door started it). A run still marked ``running`` whose process is gone was killed
 (SIGKILL, power loss): :func:`read_status` reports it as interrupted at its last step.
 """
 
@@ -185,8 +185,7 @@ def _monitored(trainer: Trainer, metrics: dict[str, float]) -> tuple[str, float]
 class RunStatus(Callback):
     """Keeps ``status.json`` up to date: running at the start and at every epoch, finished at the end.
 
-    Only the main process writes. Errors are recorded by :func:`record_exit`, which the CLI
-    calls where training ends with an exception.
+    Only the main process writes. Errors arrive through the engine's ``on_exception`` event.
     """
 
     def __init__(self) -> None:
@@ -252,7 +251,7 @@ class RunStatus(Callback):
         self._write(trainer)
 
     def on_exception(self, trainer: Trainer, error: BaseException) -> None:
-        """Records how training ended with ``error`` (see :func:`record_exit`)."""
+        """Records how training ended with ``error``."""
         from torchstyle.errors import RunInterruptedError, TrainingError
 
         if isinstance(error, (RunInterruptedError, KeyboardInterrupt)):
@@ -284,21 +283,3 @@ class RunStatus(Callback):
             write_status(trainer.run_dir, self.status)
         except OSError as e:  # a full disk must not kill a run that could still checkpoint
             log.warning("could not write %s: %s", trainer.run_dir / STATUS_FILE, e)
-
-
-def record_exit(trainer: Trainer, error: BaseException) -> None:
-    """Tells every callback with an ``on_exception`` method that training ended with ``error``.
-
-    The CLI calls it where ``Trainer.fit`` raised (interrupt, NaN stop, any other error), before
-    re-raising; it never raises itself, so the original error is what the user sees.
-    """
-    hooks = getattr(trainer, "hooks", None) or getattr(trainer, "callbacks", None)
-    callbacks = getattr(hooks, "callbacks", hooks) or []  # a Hooks object or a list
-    for cb in callbacks:
-        hook = getattr(cb, "on_exception", None)
-        if hook is None:
-            continue
-        try:
-            hook(trainer, error)
-        except Exception:  # recording the failure must not hide it
-            log.exception("%s.on_exception failed", type(cb).__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torchstyle.errors import UserError
-from torchstyle.models.arguments import accepted_arguments, check_arguments
+from torchstyle.models.arguments import accepted_arguments, check_arguments, check_contract
 from torchstyle.models.base import TorchstyleModel, build_optimizer
 from torchstyle.nn.errors import ArgumentError
 from torchstyle.spec import DataSpec
@@ -121,6 +121,7 @@ def create_model(name: str, spec: DataSpec | None = None, **kwargs: Any) -> Torc
             message lists the arguments it accepts and their types.
     """
     cls = get_model_class(name)
+    check_contract(name, cls, TorchstyleModel.from_spec.__func__)  # type: ignore[attr-defined]
     check_arguments(name, cls, kwargs)
     try:
         return cls(**kwargs) if spec is None else cls.from_spec(spec, **kwargs)

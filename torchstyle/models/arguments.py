@@ -28,6 +28,45 @@ def accepted_arguments(cls: type[Any]) -> dict[str, Any]:
     }
 
 
+#: What the base ``TorchstyleModel.from_spec`` passes the constructor, from the data.
+SPEC_ARGUMENTS = ("in_channels", "image_size", "num_classes")
+
+
+def check_contract(model_name: str, cls: type[Any], base_from_spec: Any) -> None:
+    """Refuses a model class whose constructor ``--model-arg`` and ``from_spec`` cannot use.
+
+    Args:
+        model_name: The registered name (for the message).
+        cls: The model class.
+        base_from_spec: ``TorchstyleModel.from_spec``'s function, which passes
+            :data:`SPEC_ARGUMENTS`; a class that keeps it must take them.
+
+    Raises:
+        UserError: One line naming the model and the fix: a constructor argument without a
+            type hint, or the inherited ``from_spec`` passing an argument it does not take.
+    """
+    params = inspect.signature(cls.__init__).parameters
+    hints = get_type_hints(cls.__init__)
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    bare = [n for n, p in params.items() if n != "self" and p.kind in kinds and n not in hints]
+    if bare:
+        raise UserError(
+            f"model {model_name!r} ({cls.__module__}.{cls.__qualname__}): constructor "
+            f"argument(s) {', '.join(bare)} have no type hint; annotate them (e.g. "
+            f"`{bare[0]}: int = 8`): --model-arg values are checked against the hints"
+        )
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    inherited = getattr(cls.from_spec, "__func__", None) is base_from_spec
+    missing = [n for n in SPEC_ARGUMENTS if n not in params]
+    if inherited and missing and not takes_any:
+        raise UserError(
+            f"model {model_name!r} ({cls.__module__}.{cls.__qualname__}): the inherited "
+            f"from_spec passes {', '.join(missing)}, which its constructor does not take "
+            f"(unexpected keyword argument {missing[0]!r}); override from_spec to pass the "
+            "arguments it takes, or add them to __init__"
+        )
+
+
 def type_name(hint: Any) -> str:
     """``int``, ``float | None``, ``tuple[int, ...] | list[int]``: a hint as written."""
     if isinstance(hint, type) and get_origin(hint) is None:

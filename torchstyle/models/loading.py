@@ -54,12 +54,12 @@ class ModelBuild:
         return str(self.record.get("adapter", "none"))
 
 
-def model_defaults(model_spec: str) -> tuple[int | None, str]:
+def model_defaults(model_spec: str | ModelSource) -> tuple[int | None, str]:
     """The model's preferred image size and data layout, read before the data is built.
 
     Library and file models take the data's own size and class folders.
     """
-    source = parse_model_spec(model_spec)
+    source = model_spec if isinstance(model_spec, ModelSource) else parse_model_spec(model_spec)
     if source.kind != "registered":
         return None, "classes"
     from torchstyle.models import get_model_class
@@ -68,13 +68,16 @@ def model_defaults(model_spec: str) -> tuple[int | None, str]:
     return cls.default_image_size, cls.data_layout
 
 
-def build_for_data(model_spec: str, args: dict[str, Any], spec: DataSpec) -> ModelBuild:
-    """Builds ``--model`` with ``--model-arg`` values for the data ``spec`` describes.
+def build_for_data(
+    model_spec: str | ModelSource, args: dict[str, Any], spec: DataSpec
+) -> ModelBuild:
+    """Builds ``--model`` (as typed, or already parsed) with ``--model-arg`` values for the
+    data ``spec`` describes.
 
     Raises:
         UserError: Unknown model, bad arguments, or a model that does not fit the data.
     """
-    source = parse_model_spec(model_spec)
+    source = model_spec if isinstance(model_spec, ModelSource) else parse_model_spec(model_spec)
     built = build(source, spec, args)
     model, adapter = adapt(built.module)
     return ModelBuild(model, record(source, built.args, adapter), built.notes)
