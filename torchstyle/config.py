@@ -150,7 +150,7 @@ class TrainConfig:
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
     amp: str = _opt("off", "mixed precision autocast")
 
-    # The fine-tuning recipe (torchstyle.engine.recipes). None: the --recipe preset's value,
+    # The fine-tuning recipe (torchstyle.recipes). None: the --recipe preset's value,
     # else off; the run records what each resolved to.
     recipe: str | None = _opt(
         None,
@@ -320,7 +320,7 @@ class TrainConfig:
             )
         if self.deterministic and self.cudnn_benchmark:
             raise UserError("--deterministic and --cudnn-benchmark contradict each other; pick one")
-        from torchstyle.engine.recipes import check_recipe_values
+        from torchstyle.recipes import check_recipe_values
 
         check_recipe_values(self)
 
@@ -505,7 +505,7 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
             if name == "model_args":
                 value = {**merged.get("model_args", {}), **dict(value)}
             merged[name] = value
-    from torchstyle.engine.recipes import preset_defaults
+    from torchstyle.recipes import preset_defaults
 
     merged = preset_defaults(merged)  # --recipe fills what no flag or file gave
     cfg = TrainConfig.from_dict(merged, source=getattr(args, "config", None) or "flags")

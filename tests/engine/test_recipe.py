@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import torchstyle.recipes as recipes
 from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from torchstyle.config import TrainConfig, add_train_arguments, config_from_args
 from torchstyle.data.augment import augment_batch
 from torchstyle.data.autoaugment import AUTO_POLICIES
 from torchstyle.data.mixing import BatchRecipe
-from torchstyle.engine import param_groups, recipes
+from torchstyle.engine import param_groups
 from torchstyle.engine.checkpoint import load_checkpoint
 from torchstyle.engine.ema import WeightAverage
 from torchstyle.errors import UserError

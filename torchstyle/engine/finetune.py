@@ -23,11 +23,12 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as lr_sched
 
 from torchstyle.data.mixing import BatchRecipe
-from torchstyle.engine import param_groups, recipes
+from torchstyle.engine import param_groups
 from torchstyle.engine.ema import WeightAverage
 from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel, preprocessing
+from torchstyle.recipes import warmup_steps as recipe_warmup_steps
 from torchstyle.spec import DataSpec
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def build(
         decay_norms_and_biases=cfg.decay_norms_and_biases,
         layer_decay=float(cfg.layer_decay or 0.0),
     )
-    warmup = min(recipes.warmup_steps(cfg, steps_per_epoch), total_steps)
+    warmup = min(recipe_warmup_steps(cfg, steps_per_epoch), total_steps)
     schedulers = build_schedulers(cfg.scheduler, optimizers, total_steps - warmup)
     schedulers = param_groups.with_warmup(schedulers, optimizers, warmup)
     batch = BatchRecipe(

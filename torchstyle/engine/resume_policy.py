@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from torchstyle.engine.recipes import BEFORE_RECIPES
 from torchstyle.errors import UserError
+from torchstyle.recipes import BEFORE_RECIPES
 
 
 class Rule(enum.Enum):

@@ -28,7 +28,7 @@ import torch
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, finetune, recipes, resume_policy, runs, setup
+from torchstyle.engine import building, finetune, resume_policy, runs, setup
 from torchstyle.engine.callbacks import Callback, EarlyStopping, Hooks, LearningRateLogger
 from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.programs import replayable, resume_refusal
@@ -39,6 +39,8 @@ from torchstyle.models import TorchstyleModel
 from torchstyle.models.loading import ModelBuild
 from torchstyle.models.preprocessing import Preprocessing
 from torchstyle.models.sources import ModelSource, parse_model_spec
+from torchstyle.recipes import apply_drop_path
+from torchstyle.recipes import resolve as resolve_recipe
 
 
 @dataclass
@@ -118,8 +120,8 @@ def build_run(
         UserError: A bad setting, or a request the run folder cannot take.
     """
     cfg.validate()
-    recipes.resolve(cfg)  # the recipe's settings as they will run, recorded so
-    recipes.apply_drop_path(cfg)
+    resolve_recipe(cfg)  # the recipe's settings as they will run, recorded so
+    apply_drop_path(cfg)
     source = parse_model_spec(cfg.model) if model is None else None
     if cfg.data is None:  # recorded as resolved, so test and resume read the same data
         cfg.data = building.default_data(source, model)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, recipes, resume_policy, runs, setup
+from torchstyle.engine import building, resume_policy, runs, setup
 from torchstyle.engine.callbacks import Callback
 from torchstyle.engine.checkpoint import (
     CheckpointManager,
@@ -53,6 +53,7 @@ from torchstyle.engine.strategies import StepFn, launched_by_torchrun
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel
+from torchstyle.recipes import describe as describe_recipe
 
 log = logging.getLogger(__name__)
 
@@ -641,7 +642,7 @@ class Trainer:
                 json.dumps(self.preprocessing.to_dict(), indent=2) + "\n",
             )
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
-            for line in [*startup_lines(self._describe()), *recipes.describe(cfg)]:
+            for line in [*startup_lines(self._describe()), *describe_recipe(cfg)]:
                 log.info("%s", line)
             self.model_record = keep_program(
                 self.model, self.model_record, self.data.train, self.run_dir

@@ -1,4 +1,4 @@
-"""The training recipe: presets (``--recipe``), their resolution, and the checks of each value.
+"""The training recipe (a leaf module: the config and the engine both read it): presets (``--recipe``), their resolution, and the checks of each value.
 
 A recipe setting left unset (None) takes the value of the ``--recipe`` preset, else its
 "off" value; a flag (or config-file key) given always wins over the preset. Presets may also
@@ -10,12 +10,13 @@ into the run's config, so ``config.json`` says what ran and a resume compares li
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchstyle.errors import UserError
 
-if TYPE_CHECKING:
-    from torchstyle.config import TrainConfig
+# The settings (a torchstyle.config.TrainConfig); this module imports nothing of ours but the
+# errors, so that the config and the engine may both import it.
+TrainConfig = Any
 
 #: The value each recipe setting takes when neither a flag nor a preset gives one.
 OFF: dict[str, Any] = {
