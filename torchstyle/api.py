@@ -282,7 +282,7 @@ def _bundle(bundle_cls: Any, splits: dict[str, Any], spec: Any) -> Any:
 def infer_spec(
     dataset: Any, *, num_classes: int | None = None, class_names: Sequence[str] | None = None
 ) -> Any:
-    """Channels, image size and classes of a dataset of ``(image, label)`` pairs.
+    """Sample shape and classes of a dataset of ``(image, label)`` or ``(vector, label)`` pairs.
 
     Raises:
         UserError: Samples are not ``(image, label)`` with a ``(C, H, W)`` tensor image.
@@ -295,11 +295,11 @@ def infer_spec(
     if not (isinstance(first, (tuple, list)) and len(first) >= 2):
         raise UserError(f"a sample must be (image, label), got {type(first).__name__}")
     image = first[0]
-    if not isinstance(image, torch.Tensor) or image.ndim != 3:
+    if not isinstance(image, torch.Tensor) or image.ndim not in (1, 3):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise UserError(
-            f"a sample's image must be a (C, H, W) tensor, got {shape}; add a transform "
-            "such as torchvision.transforms.ToTensor()"
+            f"a sample's image must be a (C, H, W) tensor (or a 1-D feature vector), got "
+            f"{shape}; add a transform such as torchvision.transforms.ToTensor()"
         )
     names = tuple(class_names or getattr(dataset, "classes", None) or ())
     if num_classes is None:
@@ -308,12 +308,11 @@ def infer_spec(
         raise UserError(
             f"{len(names)} class names for {num_classes} classes; give one name per class"
         )
-    return DataSpec(
-        channels=int(image.shape[0]),
-        image_size=int(image.shape[-1]),
-        num_classes=int(num_classes),
-        class_names=names or tuple(str(i) for i in range(num_classes)),
-    )
+    names = names or tuple(str(i) for i in range(num_classes))
+    if image.ndim == 1:
+        return DataSpec.for_features(int(image.shape[0]), int(num_classes), names)
+    c, h, w = (int(n) for n in image.shape)
+    return DataSpec.for_images(c, h, w, int(num_classes), names)
 
 
 def _count_classes(dataset: Any) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -268,7 +269,7 @@ class TrainConfig:
     )
 
     def validate(self) -> None:
-        """Checks value ranges.
+        """Checks value ranges, then makes the paths absolute.
 
         Raises:
             UserError: A value is out of range; the message names the flag and the fix.
@@ -323,6 +324,19 @@ class TrainConfig:
         from torchstyle.recipes import check_recipe_values
 
         check_recipe_values(self)
+        self._make_paths_absolute()
+
+    def _make_paths_absolute(self) -> None:
+        """Records every path absolute, so the run opens from any directory and a later
+        value is compared with it after resolving."""
+        from torchstyle.data.registry import absolute_data
+
+        if self.data:
+            self.data = absolute_data(self.data)
+        for name in ("data_dir", "weights", "run_dir", "resume"):
+            value = getattr(self, name)
+            if value and value != "auto":
+                setattr(self, name, str(Path(os.path.expanduser(value)).resolve()))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict."""

@@ -2,8 +2,10 @@
 
 * ``safetensors``: the weights of the user's network (no pickle, so loading runs no code),
   with the model's source, arguments and data spec as metadata; ``--weights`` reads it back.
-* ``pt2``: a ``torch.export`` program of ``forward`` on images, batch size free; load it with
-  ``torch.export.load(path).module()``, without torchstyle or the model's code.
+* ``pt2``: a ``torch.export`` program of ``forward`` on batches of samples of the training
+  data's own shape (``(B, C, H, W)`` images, ``(B, F)`` feature vectors), batch size free;
+  load it with ``torch.export.load(path).module()``, without torchstyle or the model's code.
+  It expects inputs preprocessed as training saw them (``docs/export.md`` says how).
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def export_run(
     if fmt == "safetensors":  # sharded: the model consolidates the shards
         _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
-        _save_program(net, output, spec.channels, spec.image_size, type(model).__name__)
+        _save_program(net, output, spec.sample_shape, type(model).__name__)
     preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
     return output
 
@@ -185,16 +187,17 @@ def _save_safetensors(
     tmp.replace(output)
 
 
-def _save_program(net: Any, output: Path, channels: int, size: int, name: str) -> None:
+def _save_program(net: Any, output: Path, shape: tuple[int, ...], name: str) -> None:
+    """Traces ``net`` on samples of the training data's own ``shape``, batch size free."""
     import torch
 
-    example = (torch.zeros(2, channels, size, size),)
+    example = (torch.zeros(2, *shape),)
     try:
         program = torch.export.export(net, example, dynamic_shapes=({0: torch.export.Dim.AUTO},))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(
-            f"torch.export cannot trace {name}.forward on ({channels}, {size}, {size}) images: "
+            f"torch.export cannot trace {name}.forward on {tuple(shape)} samples: "
             f"{first}; export --format safetensors instead"
         ) from None
     tmp = output.with_name(f".tmp-{output.name}")  # torch.export.save wants the suffix

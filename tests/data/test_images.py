@@ -159,7 +159,7 @@ def test_channels_come_from_every_image_and_are_logged(tmp_path, caplog):
     assert build_data(DataOptions(name=str(gray_root), image_size=8)).spec.channels == 1
     forced = build_data(DataOptions(name=str(root), image_size=8, channels=1))
     assert forced.spec.channels == 1 and forced.train[0][0].shape == (1, 8, 8)
-    with pytest.raises(UserError, match="--channels must be 1"):
+    with pytest.raises(UserError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels, not 2"):
         build_data(DataOptions(name=str(root), image_size=8, channels=2))
 
 

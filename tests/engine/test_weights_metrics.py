@@ -1,4 +1,4 @@
-"""--weights, --freeze, the torchmetrics evaluation metrics, and the safetensors export."""
+"""--weights, --freeze, the evaluation metrics, and the safetensors export."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_freeze_by_prefix():
         freeze(model, ["backbone"])
 
 
-def test_classification_metrics_from_torchmetrics():
+def test_classification_metrics_on_known_predictions():
     model = build_for_data("mlp", {}, SPEC3).model
     metrics = EvaluationMetrics.for_model(model, SPEC3, torch.device("cpu"))
     assert metrics is not None

@@ -83,7 +83,8 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
     ``(index, epoch)`` keys, the draws' keys.
 
     Args:
-        images: ``(N, C, H, W)`` uint8 images, or float images in ``[-1, 1]``.
+        images: ``(N, C, H, W)`` uint8 images, or float images in ``[-1, 1]``; or ``(N, F)``
+            float feature vectors (``features`` layout, never augmented).
         labels: ``(N,)`` int64 labels.
         augment: ``none``, ``flip`` or ``crop-flip`` (see ``torchstyle.data.augment``).
         seed: Base seed of the augmentation draws.
@@ -94,7 +95,10 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
     def __init__(
         self, images: Tensor, labels: Tensor, *, augment: str = "none", seed: int = 0
     ) -> None:
-        assert images.ndim == 4, f"images must be (N, C, H, W), got {tuple(images.shape)}"
+        # Feature vectors (N, F) are held the same way; they are never augmented.
+        assert images.ndim == 4 or (images.ndim == 2 and augment == "none"), (
+            f"images must be (N, C, H, W) or un-augmented (N, F), got {tuple(images.shape)}"
+        )
         assert labels.shape == images.shape[:1], "one label per image"
         assert augment in ("none", "flip", "crop-flip", *AUTO_POLICIES), (
             f"unsupported augment {augment!r} for in-memory data"

@@ -23,6 +23,12 @@ def check_data_fits_run(data: DataSpec, run: DataSpec, data_name: str, run_dir: 
     Raises:
         UserError: The classes or the channels differ; the message names the difference.
     """
+    features = "features" in (data.layout, run.layout)
+    if features and (data.sample_shape, data.layout) != (run.sample_shape, run.layout):
+        raise UserError(
+            f"--data {data_name} has samples of {data.describe()} but run {run_dir} was "
+            f"trained on {run.describe()}; evaluate on data of the run's shape"
+        )
     if data.channels != run.channels:
         raise UserError(
             f"--data {data_name} has {data.channels}-channel images but run {run_dir} was trained "

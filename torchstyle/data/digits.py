@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from torchstyle.data.base import (
@@ -14,6 +16,7 @@ from torchstyle.data.base import (
     TensorImageDataset,
     check_fixed_size_options,
 )
+from torchstyle.data.digits_split import ORDER, TRAIN_SIZE
 from torchstyle.data.splits import DEFAULT_VAL_FRACTION, carve_val
 from torchstyle.spec import DataSpec
 
@@ -37,24 +40,15 @@ def load_digits_split(
     Returns:
         1,437 training (less validation) and 360 test images, 1 channel, in ``[-1, 1]``.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
+    pixels, target = read_digits()
     # Pixel values are counts 0..16 of a 4x4 block; scale to [0, 1], then to [-1, 1].
-    images = torch.tensor(digits.images, dtype=torch.float32) / 16.0  # (N, 8, 8)
-    images = images.unsqueeze(1) * 2.0 - 1.0  # (N, 1, 8, 8)
-    labels = torch.tensor(digits.target, dtype=torch.long)
+    images = torch.tensor(pixels, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
+    images = images * 2.0 - 1.0  # (N, 1, 8, 8)
+    labels = torch.tensor(target, dtype=torch.long)
     size = image_size or 8
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    train_idx, test_idx = train_test_split(
-        range(len(labels)),
-        test_size=TEST_FRACTION,
-        stratify=labels.numpy(),
-        random_state=SPLIT_SEED,
-    )
-    train_idx_t, test_idx_t = torch.tensor(train_idx), torch.tensor(test_idx)
+    train_idx_t, test_idx_t = split_order()
     spec = DataSpec(
         channels=1, image_size=size, num_classes=10, class_names=tuple(str(i) for i in range(10))
     )
@@ -69,6 +63,41 @@ def load_digits_split(
         val=val,
         info=info,
     )
+
+
+def read_digits() -> tuple[Any, Any]:
+    """The 1,797 digits as scikit-learn ships them: pixels ``(N, 64)`` and labels ``(N,)``.
+
+    Read from scikit-learn's data file without importing scikit-learn (its import costs about
+    a second of start-up); through ``sklearn.datasets.load_digits`` if the file is elsewhere.
+    """
+    import importlib.util
+
+    import numpy as np
+
+    found = importlib.util.find_spec("sklearn")
+    folders = list(found.submodule_search_locations or []) if found else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.data, digits.target
+
+
+def split_order() -> tuple[Tensor, Tensor]:
+    """The fixed split's training and test indices, in scikit-learn's order."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    raw = zlib.decompress(base64.b64decode("".join(ORDER)))
+    order = torch.from_numpy(np.frombuffer(raw, dtype="<u2").astype(np.int64))
+    return order[:TRAIN_SIZE], order[TRAIN_SIZE:]
 
 
 def build_digits(options: DataOptions) -> DataBundle:

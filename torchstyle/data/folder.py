@@ -294,7 +294,17 @@ def _scan(
 def _decide(
     splits: dict[str, list[tuple[Path, int]]], options: DataOptions
 ) -> tuple[int, int, dict[str, str]]:
-    """Channels and image size, and the records of why; drops bad images if asked."""
+    """Channels and image size, and the records of why; drops bad images if asked.
+
+    Raises:
+        UserError: Channels asked for that image files cannot be read as (1 or 3).
+    """
+    if options.channels not in (None, 1, 3):  # a folder's images read as grayscale or RGB
+        raise UserError(
+            f"image folders are read with 1 (grayscale) or 3 (RGB) channels, not "
+            f"{options.channels}; evaluate a run of {options.channels}-channel data on data "
+            "of its own kind"
+        )
     need = options.skip_bad_images or options.channels is None or options.image_size is None
     if not need:
         return options.channels or 3, options.image_size or 1, {}
@@ -343,8 +353,9 @@ def build_folder(options: DataOptions) -> DataBundle:
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
         raise UserError(
-            f"data folder {root} does not exist; pass --data digits, --data cifar10, or a folder "
-            "with train/ and test/ subfolders of class folders"
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH (where it is "
+            "now); otherwise --data digits, --data cifar10, or a folder with train/ and test/ "
+            "subfolders of class folders"
         )
     classes, splits = _scan(root, options)
     channels, size, info = _decide(splits, options)

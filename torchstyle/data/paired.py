@@ -261,7 +261,9 @@ def build_paired(options: DataOptions) -> DataBundle:
     """
     root = Path(os.path.expanduser(options.name))
     if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist; {_LAYOUT_HINT}")
+        raise UserError(
+            f"data folder {root} does not exist; if it moved, pass --data NEW_PATH; {_LAYOUT_HINT}"
+        )
     augment = options.augment or "flip"
     if augment not in ("none", "flip"):
         raise UserError(

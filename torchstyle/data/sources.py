@@ -10,7 +10,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torchstyle.data.registry import DATA_SOURCES, get_source, layout_error, register_source
+from torchstyle.data.registry import (
+    DATA_SOURCES,
+    get_source,
+    layout_error,
+    layout_fits,
+    register_source,
+)
 from torchstyle.errors import UserError
 
 if TYPE_CHECKING:
@@ -62,6 +68,17 @@ def _stdlib(options: DataOptions) -> DataBundle:
     return build_stdlib(options)
 
 
+@register_source(
+    "breast-cancer",
+    description="breast cancer diagnosis, 30 features per sample, in scikit-learn (offline)",
+    layout="features",
+)
+def _breast_cancer(options: DataOptions) -> DataBundle:
+    from torchstyle.data.tabular import build_breast_cancer
+
+    return build_breast_cancer(options)
+
+
 def build_data(options: DataOptions) -> DataBundle:
     """Builds the splits that ``options.name`` names, in the layout ``options.layout`` needs.
 
@@ -69,16 +86,14 @@ def build_data(options: DataOptions) -> DataBundle:
         UserError: The source is missing or malformed, or its layout is not the one asked
             for; the message names the fix.
     """
-    if options.channels not in (None, 1, 3):
-        raise UserError(f"--channels must be 1 (grayscale) or 3 (RGB), got {options.channels}")
     source = get_source(options.name)
     if source is not None:
-        if source.layout != options.layout:
+        if not layout_fits(options.layout, source.layout):
             raise UserError(layout_error(options.layout, source.layout, options.name))
         bundle = source.build(options)
     else:
         bundle = _build_unnamed(options)
-    if bundle.spec.layout != options.layout:
+    if not layout_fits(options.layout, bundle.spec.layout):
         raise UserError(layout_error(options.layout, bundle.spec.layout, options.name))
     return bundle
 

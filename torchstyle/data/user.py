@@ -7,9 +7,10 @@ returns the splits as datasets, map-style or iterable, in any of these forms:
 * ``(train, test)`` or ``(train, val, test)``;
 * a :class:`~torchstyle.data.DataBundle`, used as it is.
 
-A sample is ``(image, label)`` (``classes`` layout: image a ``(C, H, W)`` float tensor,
-label an int) or ``(a, b)``, two images (``paired`` layout). Channels, image size and
-layout are read from the first training sample; the class names from ``"classes"``, the
+A sample is ``(image, label)`` (``classes`` layout: image a ``(C, H, W)`` float tensor of
+any height and width, label an int), ``(vector, label)`` (``features`` layout: tabular data,
+the vector a 1-D float tensor) or ``(a, b)``, two images (``paired`` layout). The sample shape
+and layout are read from the first training sample; the class names from ``"classes"``, the
 dataset's ``classes`` attribute (torchvision's convention), or by reading every training
 label once. Images are used at the size the datasets yield; ``--image-size`` does not
 resize them.
@@ -83,8 +84,14 @@ def _import(target: str, reference: str) -> Any:
     if target.endswith(".py"):
         path = Path(os.path.expanduser(target))
         if not path.is_file():
-            raise UserError(f"--data {reference}: no such file {path}; check the path")
+            raise UserError(
+                f"--data {reference}: no such file {path}; check the path (if it moved, pass "
+                "--data NEW_PATH.py:function)"
+            )
         module_name = f"torchstyle_user_data_{abs(hash(str(path.resolve())))}"
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # as `python file.py` does: its neighbours import
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None, f"{path} is a .py file"
         module = importlib.util.module_from_spec(spec)
@@ -169,12 +176,15 @@ def _layout_of(sample: Any, reference: str) -> tuple[str, Tensor]:
     ):
         raise UserError(
             f"--data {reference}: a sample must be (image, label) or (a, b) with (C, H, W) "
-            f"image tensors; got {type(sample).__name__}"
+            f"image tensors, or (vector, label) with a 1-D tensor; got {type(sample).__name__}"
         )
     x, y = sample
+    if x.ndim == 1:
+        return "features", x
     if x.ndim != 3:
         raise UserError(
-            f"--data {reference}: images must be (C, H, W) tensors; got shape {tuple(x.shape)}"
+            f"--data {reference}: a sample must be a (C, H, W) image or a 1-D feature vector; "
+            f"got shape {tuple(x.shape)} (flatten a table row to 1-D)"
         )
     paired = isinstance(y, Tensor) and y.ndim == 3
     return ("paired" if paired else "classes"), x
@@ -215,13 +225,13 @@ def build_user_data(options: DataOptions) -> DataBundle:
         return result
     train, val, test, classes = _splits(result, reference)
     layout, x = _layout_of(_first(train, "train", reference), reference)
-    if options.channels is not None and options.channels != x.shape[0]:
+    if layout != "features" and options.channels is not None and options.channels != x.shape[0]:
         raise UserError(
             f"{reference} yields {x.shape[0]}-channel images, not --channels {options.channels}; "
             "convert inside the datasets, or drop --channels"
         )
     _first(test, "test", reference)
-    names = _class_names(train, classes, reference) if layout == "classes" else ()
+    names = _class_names(train, classes, reference) if layout != "paired" else ()
     info: dict[str, Any] = {"source": f"{reference} ({type(train).__name__})"}
     if val is not None:
         info["val"] = f"the val split {reference} returned"
@@ -230,7 +240,7 @@ def build_user_data(options: DataOptions) -> DataBundle:
         info.update(record)
     else:
         info["val"] = "none (return a 'val' split, or pass --val-split F)"
-    if options.image_size is not None and options.image_size != x.shape[-1]:
+    if layout != "features" and options.image_size not in (None, max(x.shape[-2:])):
         log.info(
             "data: %s yields %dx%d images; they are used at that size (--image-size does not "
             "resize a function's datasets)",
@@ -238,11 +248,9 @@ def build_user_data(options: DataOptions) -> DataBundle:
             x.shape[-2],
             x.shape[-1],
         )
-    spec = DataSpec(
-        channels=int(x.shape[0]),
-        image_size=int(x.shape[-1]),
-        num_classes=len(names),
-        class_names=names,
-        layout=layout,
-    )
+    if layout == "features":
+        spec = DataSpec.for_features(int(x.shape[0]), len(names), names)
+    else:
+        c, h, w = (int(n) for n in x.shape)
+        spec = DataSpec.for_images(c, h, w, len(names), names, layout)
     return DataBundle(train=train, test=test, spec=spec, val=val, info=info)

@@ -178,6 +178,7 @@ def install_preprocessing(
         channels=spec.channels,
         size=spec.image_size,
     )
+    pre.height, pre.width = spec.height, spec.width
     cfg.normalize = pre.flag_value()
     preprocessing.install(model, pre)
     return pre

@@ -1,9 +1,9 @@
-"""Evaluation metrics from torchmetrics: the classification set, or a model's own.
+"""Evaluation metrics: the classification set (computed in torch), or a model's own.
 
 A model's ``evaluation_step`` returns per-sample values (averaged by the engine) and, for a
 classifier, ``preds`` (logits ``(B, K)``) and ``target`` (labels ``(B,)``), which update the
-metrics here. torchmetrics keeps the states and, when a process group is running, gathers
-them across processes at ``compute`` (DDP-aware without code of ours).
+metrics here. The classification set keeps one confusion matrix, summed over processes at
+``compute``; a model's own torchmetrics objects keep their states and gather them themselves.
 
 Classification logs ``accuracy`` (top-1), ``top5`` (10 or more classes), ``f1_macro``,
 ``accuracy_class/NAME`` per class and the confusion matrix as an image.
@@ -26,29 +26,99 @@ _MAX_SIDE = 400
 
 
 def classification_metrics(num_classes: int) -> dict[str, Any]:
-    """torchmetrics objects for a ``num_classes``-way classifier, by the name they log under."""
-    from torchmetrics.classification import (
-        MulticlassAccuracy,
-        MulticlassConfusionMatrix,
-        MulticlassF1Score,
-    )
+    """The classification metrics of a ``num_classes``-way classifier (one state for all)."""
+    return {CLASSIFICATION: ClassificationMetrics(num_classes)}
 
-    metrics: dict[str, Any] = {
-        "accuracy": MulticlassAccuracy(num_classes, average="micro"),
-        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-        "accuracy_class": MulticlassAccuracy(num_classes, average=None),
-        "confusion_matrix": MulticlassConfusionMatrix(num_classes),
-    }
-    if num_classes >= 10:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return metrics
+
+# What the classification set logs, in the order the docs list them (a test checks both).
+CLASSIFICATION_METRICS = {
+    "accuracy": "top-1 accuracy",
+    "top5": "top-5 accuracy (10 or more classes)",
+    "f1_macro": "F1 averaged over the classes seen in the targets or predictions",
+    "accuracy_class/NAME": "accuracy of each class (its recall)",
+    "confusion_matrix": "rows: true classes; an image in TensorBoard, normalised per row",
+}
+
+
+def metrics_table() -> str:
+    """The classification metrics as a Markdown table (``docs/training.md`` shows it)."""
+    rows = ["| metric | what |", "|---|---|"]
+    rows += [f"| `{name}` | {what} |" for name, what in CLASSIFICATION_METRICS.items()]
+    return "\n".join(rows)
+
+
+# The name the built-in classification set is kept under (it computes several values).
+CLASSIFICATION = "classification"
+
+
+class ClassificationMetrics:
+    """Accuracy, top-5, macro F1, per-class accuracy and the confusion matrix, in torch.
+
+    One state, the confusion matrix (and a top-5 count), holds everything: it is summed over
+    processes at :meth:`compute` when a process group is running. Computed here rather than
+    with torchmetrics, whose package import costs seconds a command should not pay; the
+    values are those of scikit-learn's ``accuracy_score``, ``f1_score(average="macro")``
+    (over the classes seen in targets or predictions) and per-class recall.
+
+    Args:
+        num_classes: Number of classes ``K``; ``top5`` is computed when ``K >= 10``.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.top5 = torch.zeros((), dtype=torch.long)
+
+    def to(self, device: torch.device) -> ClassificationMetrics:
+        """Moves the state to ``device`` (where the predictions arrive)."""
+        self.confusion = self.confusion.to(device)
+        self.top5 = self.top5.to(device)
+        return self
+
+    def reset(self) -> None:
+        """Forgets the previous evaluation."""
+        self.confusion.zero_()
+        self.top5.zero_()
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Adds a batch: logits ``(B, K)`` and labels ``(B,)``."""
+        k = self.num_classes
+        cells = target.long() * k + preds.argmax(dim=1)
+        self.confusion += torch.bincount(cells, minlength=k * k).view(k, k)
+        if k >= 10:
+            top = preds.topk(5, dim=1).indices
+            self.top5 += (top == target.view(-1, 1)).any(dim=1).sum()
+
+    def compute(self) -> dict[str, Tensor]:
+        """The values, summed over every process when a process group is running."""
+        k = self.num_classes
+        state = torch.cat([self.confusion.flatten(), self.top5.view(1)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(state)
+        cm = state[:-1].view(k, k).double()
+        total = cm.sum().clamp_min(1)
+        tp = cm.diagonal()
+        support, predicted = cm.sum(dim=1), cm.sum(dim=0)
+        recall = tp / support.clamp_min(1)
+        f1 = 2 * tp / (support + predicted).clamp_min(1)
+        seen = (support + predicted) > 0
+        values = {
+            "accuracy": tp.sum() / total,
+            "f1_macro": f1[seen].mean() if bool(seen.any()) else f1.sum(),
+            "accuracy_class": recall,
+            "confusion_matrix": cm.long(),
+        }
+        if k >= 10:
+            values["top5"] = state[-1].double() / total
+        return values
 
 
 class EvaluationMetrics:
     """The metrics of one split's evaluation: ``update`` per batch, ``compute`` at the end.
 
     Args:
-        metrics: torchmetrics objects by name.
+        metrics: torchmetrics objects by name (a model's own), or the built-in
+            classification set (:func:`classification_metrics`).
         class_names: Names for per-class values (indices when empty).
         device: Where the states live (the model's device).
     """
@@ -56,9 +126,13 @@ class EvaluationMetrics:
     def __init__(
         self, metrics: dict[str, Any], class_names: tuple[str, ...], device: torch.device
     ) -> None:
-        from torchmetrics import MetricCollection
+        self.collection: Any
+        if isinstance(metrics.get(CLASSIFICATION), ClassificationMetrics):
+            self.collection = metrics[CLASSIFICATION].to(device)
+        else:  # a model's own torchmetrics, imported only for the models that have them
+            from torchmetrics import MetricCollection
 
-        self.collection = MetricCollection(metrics).to(device)
+            self.collection = MetricCollection(metrics).to(device)
         self.class_names = class_names
         self.images: dict[str, Tensor] = {}
 

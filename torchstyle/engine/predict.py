@@ -140,6 +140,90 @@ def predictor_for(model: TorchstyleModel, args: argparse.Namespace) -> Predictor
 
 
 # ---------------------------------------------------------------------------------- inputs
+def read_samples(inputs: list[str], spec: DataSpec) -> tuple[list[str], list[Tensor]]:
+    """The samples ``inputs`` name, each shaped as the run's data: ``(names, tensors)``.
+
+    Images are read as the run's channels and resized to its height and width (square runs
+    take the centred square, as their evaluation split did); feature runs read rows of
+    ``.csv`` (a non-numeric first row is a header) or ``.npy`` files, named ``FILE:ROW``.
+
+    Raises:
+        UserError: An input is missing or unreadable, or a row has the wrong length.
+    """
+    if spec.layout == "features":
+        rows = [r for i in inputs for r in read_feature_rows(Path(i), spec.features)]
+        return [name for name, _ in rows], [row for _, row in rows]
+    from torchstyle.data.folder import load_image
+    from torchstyle.data.images import read_image
+
+    files = collect_images(inputs)
+    hint = "pass image files only"
+    if spec.height == spec.width:
+        return [str(p) for p in files], [
+            load_image(p, spec.channels, spec.height, hint) for p in files
+        ]
+    size = (spec.height, spec.width)
+    images = [
+        torch.nn.functional.interpolate(
+            read_image(p, spec.channels, hint).float().unsqueeze(0), size=size, mode="bilinear"
+        )[0]
+        .div_(127.5)
+        .sub_(1.0)
+        for p in files
+    ]
+    return [str(p) for p in files], images
+
+
+def read_feature_rows(path: Path, features: int) -> list[tuple[str, Tensor]]:
+    """The feature vectors of a ``.csv`` or ``.npy`` file, each named ``PATH:ROW``.
+
+    Raises:
+        UserError: The file is missing, of another kind, or a row has other than ``features``
+            numbers.
+    """
+    if not path.is_file():
+        raise UserError(f"no such file {path}; pass .csv or .npy files of feature rows")
+    if path.suffix == ".npy":
+        import numpy as np
+
+        table = torch.as_tensor(np.load(path, allow_pickle=False), dtype=torch.float32)
+        table = table.reshape(1, -1) if table.ndim == 1 else table
+    elif path.suffix == ".csv":
+        table = _csv_table(path, features)
+    else:
+        raise UserError(f"{path}: pass .csv or .npy files of feature rows for this run")
+    if table.ndim != 2 or table.shape[1] != features:
+        raise UserError(
+            f"{path}: rows of {table.shape[-1]} numbers, but the run was trained on "
+            f"{features} features; give rows of {features} numbers"
+        )
+    return [(f"{path}:{i}", row) for i, row in enumerate(table)]
+
+
+def _csv_table(path: Path, features: int) -> Tensor:
+    """The numbers of a CSV file, one row per sample; a first row that is not numbers is a header."""
+    rows = [row for row in csv.reader(path.read_text().splitlines()) if row]
+
+    def numeric(row: list[str]) -> bool:
+        try:
+            [float(v) for v in row]
+        except ValueError:
+            return False
+        return True
+
+    if rows and not numeric(rows[0]):
+        rows = rows[1:]
+    for i, row in enumerate(rows):
+        if len(row) != features or not numeric(row):
+            raise UserError(
+                f"{path}: row {i} is not {features} numbers (got {len(row)} fields); give rows "
+                f"of the {features} features the run was trained on"
+            )
+    return torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float32).reshape(
+        -1, features
+    )
+
+
 def collect_images(inputs: list[str]) -> list[Path]:
     """The image files that ``inputs`` name, folders read recursively (hidden files skipped).
 
@@ -196,36 +280,36 @@ class Classify(Predictor):
     """Labels and probabilities, one row per image; printed, and written as CSV with --output."""
 
     kind = "classify"
-    summary = "INPUT images or folders -> class and probability per image (--output FILE.csv)"
+    summary = (
+        "INPUT images or folders (feature runs: .csv/.npy rows) -> class and probability "
+        "per input (--output FILE.csv)"
+    )
     flags = frozenset({"inputs", "output"})
 
     def run(
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
     ) -> CommandOutput:
-        """Classifies every input image (all read before any is classified)."""
-        from torchstyle.data.folder import load_image
+        """Classifies every input (all read before any is classified)."""
         from torchstyle.engine.rundir import atomic_write_text, check_output_file
 
         output = Path(args.output) if args.output else None
         if output is not None:  # checked first: the predictions must have somewhere to go
             check_output_file(output)
-        files = collect_images(args.inputs)
-        hint = "pass image files only"
-        images = [load_image(p, spec.channels, spec.image_size, hint) for p in files]
+        files, images = read_samples(args.inputs, spec)
         device = next(model.parameters()).device
         rows: list[tuple[str, str, float]] = []
         with torch.no_grad():
             for chunk_paths, chunk in zip(
                 _batches(files, args.batch_size), _batches(images, args.batch_size), strict=True
             ):
-                probs = model.predict(torch.stack(chunk).to(device))  # (B, C, H, W) -> (B, K)
+                probs = model.predict(torch.stack(chunk).to(device))  # (B, *sample) -> (B, K)
                 conf, label = probs.max(dim=1)
                 for p, c, k in zip(chunk_paths, conf.tolist(), label.tolist(), strict=True):
                     rows.append((str(p), spec.class_names[k], c))
         if output is not None:
             text = io.StringIO(newline="")
             writer = csv.writer(text)
-            writer.writerow(["image", "class", "probability"])
+            writer.writerow(["input", "class", "probability"])
             writer.writerows((i, n, f"{p:.6f}") for i, n, p in rows)
             atomic_write_text(output, text.getvalue())  # never half a file
         return CommandOutput(

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from torchstyle.data.registry import data_moved, same_data
 from torchstyle.errors import UserError
 from torchstyle.recipes import BEFORE_RECIPES
 
@@ -50,7 +51,11 @@ _POSITION = "the saved position (batch in the epoch, data order) would mean othe
 POLICY: dict[str, Entry] = {
     "model": Entry(Rule.REFUSED, "the checkpoint holds another model's weights"),
     "model_args": Entry(Rule.REFUSED, "the weights' shapes follow the constructor arguments"),
-    "data": Entry(Rule.REFUSED, _DATA),
+    "data": Entry(
+        Rule.REFUSED,
+        _DATA + " (paths are compared resolved; a recorded folder that no longer exists may "
+        "be given where it is now, and its spec must match)",
+    ),
     "data_dir": Entry(
         Rule.FREE, "where the same dataset lives; checked against the run's data spec"
     ),
@@ -214,7 +219,10 @@ def check_resume(
             if value is not None and not _same_folder(value, run_dir):
                 refused.append(f"{_flag(name)} {value} (the run is in {run_dir})")
             continue
-        if old == value:
+        if old == value or (name == "data" and same_data(old, value)):
+            continue
+        if name == "data" and data_moved(old, value):
+            changed[name] = (old, value)  # the data moved: check_spec compares what it holds
             continue
         if entry.rule is Rule.REFUSED:
             refused.append(f"{_flag(name)} {old!r} -> {value!r} ({entry.meaning})")
@@ -230,14 +238,23 @@ def check_resume(
 
 
 def check_spec(saved: Mapping[str, Any], new: Mapping[str, Any], *, run_dir: Path) -> None:
-    """Refuses data whose spec (channels, image size, classes) differs from the run's.
+    """Refuses data whose spec (layout, sample shape, classes) differs from the run's.
 
     Raises:
         UserError: Names each difference.
     """
     diffs = [
         f"{key} {saved.get(key)!r} -> {new.get(key)!r}"
-        for key in ("channels", "image_size", "num_classes", "class_names")
+        for key in (
+            "layout",
+            "channels",
+            "height",
+            "width",
+            "features",
+            "image_size",
+            "num_classes",
+            "class_names",
+        )
         if key in saved and list_or(saved.get(key)) != list_or(new.get(key))
     ]
     if diffs:

@@ -78,7 +78,7 @@ def build_data_and_model(
         spec = data.spec
         memory.check_model_fits(
             lambda: build_for_data(source or cfg.model, cfg.model_args, spec).model,
-            input_shape=(cfg.batch_size, spec.channels, spec.image_size, spec.image_size),
+            input_shape=(cfg.batch_size, *spec.sample_shape),
             device=device,
             what=_size_settings(cfg),
         )

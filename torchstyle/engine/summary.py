@@ -86,8 +86,7 @@ def startup_lines(d: RunDescription) -> list[str]:
     splits = ", ".join(f"{name} {_size(ds)}" for name, ds in d.splits.items() if ds is not None)
     lines = [
         f"data:     {splits}",
-        f"          {_classes(d.spec)}; {d.spec.channels} channel{'s' if d.spec.channels != 1 else ''}, {d.spec.image_size}x"
-        f"{d.spec.image_size} px; augmentation {d.augment or 'none'}",
+        f"          {_classes(d.spec)}; {d.spec.describe()}; augmentation {d.augment or 'none'}",
         *(f"          {k}: {v}" for k, v in d.data_info.items() if isinstance(v, str)),
         f"model:    {d.model_name} ({d.model_source}; adapter {d.adapter}); "
         f"{_count(total)} parameters, {_count(trainable)} trainable",

@@ -117,12 +117,16 @@ def create_model(name: str, spec: DataSpec | None = None, **kwargs: Any) -> Torc
 
     Raises:
         UnknownModelError: ``name`` is not registered.
-        UserError: An argument the constructor does not take, or of the wrong type; the
-            message lists the arguments it accepts and their types.
+        UserError: An argument the constructor does not take, or of the wrong type (the
+            message lists the arguments it accepts and their types); or data whose sample
+            shape the model cannot take.
     """
     cls = get_model_class(name)
     check_contract(name, cls, TorchstyleModel.from_spec.__func__)  # type: ignore[attr-defined]
     check_arguments(name, cls, kwargs)
+    problem = None if spec is None else cls.shape_problem(spec)
+    if problem:
+        raise UserError(f"model {name!r} {problem}")
     try:
         return cls(**kwargs) if spec is None else cls.from_spec(spec, **kwargs)
     except ArgumentError as e:  # a building block refused a value the model passed on

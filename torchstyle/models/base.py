@@ -89,6 +89,8 @@ class TorchstyleModel(nn.Module):
             computes the classification metrics (``torchstyle.engine.metrics``); None for none.
         default_data: The data source the model trains on when the user gives no ``--data``;
             it has the model's ``data_layout``, so every model trains out of the box.
+        takes_features: Whether the model also takes feature vectors (``features`` layout,
+            tabular data) besides ``(C, H, W)`` images.
         predict_kind: What ``torchstyle predict`` does with the model: ``classify`` (calls
             :meth:`predict`), ``generate`` (:meth:`generate_images`), ``translate``
             (:meth:`translate`) or ``text`` (:meth:`complete`).
@@ -103,12 +105,23 @@ class TorchstyleModel(nn.Module):
     task: ClassVar[str | None] = None
     default_data: ClassVar[str] = "digits"
     predict_kind: ClassVar[str] = "classify"
+    takes_features: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Every constructor records its arguments: they rebuild the model from a checkpoint.
         if "__init__" in cls.__dict__:
             setattr(cls, "__init__", recording_arguments(cls.__dict__["__init__"]))  # noqa: B010  # mypy refuses assigning to a method
+
+    @classmethod
+    def shape_problem(cls, spec: DataSpec) -> str | None:
+        """Why the model cannot take the data's samples (one clause with the fix), or None."""
+        if spec.layout == "features" and not cls.takes_features:
+            return (
+                f"takes (C, H, W) images, but the data's samples are vectors of {spec.features} "
+                "features; train a model of feature vectors such as --model mlp"
+            )
+        return None
 
     @classmethod
     def from_spec(cls, spec: DataSpec, **kwargs: Any) -> TorchstyleModel:

@@ -70,7 +70,7 @@ class Preprocessing:
     """What a run's model expects, written next to its weights as JSON.
 
     Attributes:
-        size: The model's input side.
+        size: The model's input side (the longer one; ``height`` and ``width`` give both).
         channel_order: ``RGB`` or ``gray``.
         mean: Per-channel mean subtracted from ``pixel / 255``.
         std: Per-channel standard deviation it is divided by.
@@ -93,6 +93,9 @@ class Preprocessing:
     interpolation: str = "bilinear, antialiased"
     value_range: str = "pixel / 255, then (x - mean) / std per channel"
     extra: dict[str, Any] = field(default_factory=dict)
+    # The input's height and width (non-square data; 0: ``size`` x ``size``).
+    height: int = 0
+    width: int = 0
 
     @property
     def neutral(self) -> bool:

@@ -10,7 +10,9 @@
 Building never downloads weights. The input channels and number of classes come from the data:
 passed to the builder when its signature takes them, else the first convolution and the last
 linear layer are replaced; each adaptation is reported. A user's file is copied into the run
-folder, so ``test``, ``predict`` and ``--resume`` rebuild the model from the run folder alone.
+folder with the files it imported from the user's folder (a model of several files, or one in
+a package), so ``test``, ``predict`` and ``--resume`` rebuild the model from the run folder
+alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import re
 import shutil
 import sys
@@ -45,6 +48,8 @@ KINDS = ("registered", "file", "module", "torchvision", "timm")
 CHANNEL_ARGS = ("in_channels", "in_chans", "num_channels", "input_channels")
 CLASS_ARGS = ("num_classes", "n_classes", "num_outputs")
 SIZE_ARGS = ("image_size", "img_size", "input_size")
+# ... and "numbers in a feature vector" (tabular data).
+FEATURE_ARGS = ("in_features", "num_features", "input_dim")
 # Where a run keeps the copy of a user's model file.
 COPY_DIR = "model"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -120,14 +125,40 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def package_root(path: Path) -> tuple[Path, str]:
+    """The folder a file is imported from and its module name there.
+
+    A file in a package (folders with ``__init__.py``) is imported as ``pkg.sub.net`` from
+    the folder above the top package, so its relative imports work; any other file as a
+    script is (``python net.py``): its own folder, its stem.
+    """
+    path = path.resolve()
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and _IDENT.match(folder.name):
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, ".".join(parts)
+
+
 def load_file_module(path: Path) -> types.ModuleType:
-    """Imports a Python file as a module of its own (its folder is not put on ``sys.path``).
+    """Imports a Python file the way Python imports a script or a package's module.
+
+    Its folder (for a file inside a package: the folder above the package) goes first on
+    ``sys.path``, so the file can import its neighbours (``from blocks import Block``) and,
+    in a package, use relative imports.
 
     Raises:
         UserError: The file is missing or fails to import; the message names the error.
     """
     if not path.is_file():
         raise UserError(f"--model: no such file {path}; check the path")
+    root, dotted = package_root(path)
+    if str(root) in sys.path:  # first, so that a run's copy wins over the originals
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    if "." in dotted:  # inside a package: its own name, so relative imports resolve
+        return _import_module(dotted, path)
     stem = re.sub(r"\W", "_", path.stem)
     name = f"torchstyle_user_{stem}_{_sha256(path)[:12]}"
     if name in sys.modules:
@@ -143,6 +174,21 @@ def load_file_module(path: Path) -> types.ModuleType:
         del sys.modules[name]
         raise UserError(f"--model: importing {path} failed: {type(e).__name__}: {e}") from None
     return module
+
+
+def _import_module(dotted: str, path: Path) -> types.ModuleType:
+    loaded = sys.modules.get(dotted)
+    file = Path(getattr(loaded, "__file__", None) or "/")
+    if loaded is not None and file.resolve() != path.resolve():
+        # The same package name imported from another folder (the original, then the run's
+        # copy): forget it and its submodules so this file is the one imported.
+        top = dotted.split(".")[0]
+        for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+            del sys.modules[key]
+    try:
+        return importlib.import_module(dotted)
+    except (ImportError, SyntaxError, NameError, AttributeError) as e:
+        raise UserError(f"--model: importing {path} failed: {type(e).__name__}: {e}") from None
 
 
 def _attr_of(module: types.ModuleType, attr: str, where: str) -> Callable[..., Any]:
@@ -228,6 +274,10 @@ def resolve(source: ModelSource, file: Path | None = None) -> Callable[..., nn.M
     if source.kind == "file":
         path = file or Path(source.target)
         return _attr_of(load_file_module(path), source.attr, str(path))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As `python -m` does: a package in the working directory imports (the `torchstyle`
+        # console script, unlike `python -m torchstyle`, does not put it on sys.path).
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(source.target)
     except ModuleNotFoundError as e:
@@ -322,6 +372,7 @@ def _data_args(sig: Signature, spec: DataSpec, given: dict[str, Any], lib: str) 
     if lib == "torchvision":  # torchvision builders pass num_classes on to every model
         return {} if "num_classes" in given else {"num_classes": spec.num_classes}
     for names, value in (
+        (FEATURE_ARGS, spec.features),
         (CHANNEL_ARGS, spec.channels),
         (CLASS_ARGS, spec.num_classes),
         (SIZE_ARGS, spec.image_size),
@@ -397,7 +448,7 @@ def check_output(module: nn.Module, spec: DataSpec, what: str) -> None:
     """
     if not spec.num_classes:
         return
-    x = torch.zeros(2, spec.channels, spec.image_size, spec.image_size)
+    x = torch.zeros(2, *spec.sample_shape)
     was_training = module.training
     module.eval()
     try:
@@ -406,7 +457,7 @@ def check_output(module: nn.Module, spec: DataSpec, what: str) -> None:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:200]
         raise UserError(
-            f"{what} fails on {spec.channels}x{spec.image_size}x{spec.image_size} images: {first}; "
+            f"{what} fails on samples of shape {spec.sample_shape} ({spec.describe()}): {first}; "
             "pass --image-size for a size it takes, or --model-arg to fit it to the data"
         ) from None
     finally:
@@ -414,7 +465,7 @@ def check_output(module: nn.Module, spec: DataSpec, what: str) -> None:
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != (2, spec.num_classes):
         raise UserError(
-            f"{what} returns {shape} for a batch of 2 images; a classifier must return logits "
+            f"{what} returns {shape} for a batch of 2 samples; a classifier must return logits "
             f"(2, {spec.num_classes}) for {spec.num_classes} classes; give it a num_classes argument"
         )
 
@@ -456,7 +507,7 @@ def build(
     if isinstance(module, TorchstyleModel) or hasattr(module, "training_step"):
         return Built(module, full, notes)  # the model trains itself: no adaptation
     for note in (
-        adapt_input_channels(module, spec.channels),
+        adapt_input_channels(module, spec.channels) if spec.channels else None,
         adapt_head(module, spec.num_classes),
     ):
         if note:
@@ -483,7 +534,37 @@ def record(source: ModelSource, args: dict[str, Any] | None, adapter: str) -> di
     if origin is not None:
         rec["origin"] = str(origin.resolve())
         rec["sha256"] = _sha256(origin)
+        root, _ = package_root(origin)
+        rec["root"] = str(root)
+        rec["files"] = user_files(root, origin)
     return rec
+
+
+def user_files(root: Path, origin: Path) -> list[str]:
+    """The user's files a model imported from under ``root``, relative to it, ``origin`` first.
+
+    Every imported module whose file lies under ``root`` (not an installed package, not
+    torchstyle), and the ``__init__.py`` of the packages they are in: what the run folder
+    must keep to import the model again once the originals are gone.
+    """
+    root = root.resolve()
+    found = {origin.resolve()}
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if path.is_relative_to(root) and not _installed(path) and path.is_file():
+            found.add(path)
+    for path in list(found):
+        folder = path.parent
+        while folder != root and folder.is_relative_to(root):
+            init = folder / "__init__.py"
+            if init.is_file():
+                found.add(init)
+            folder = folder.parent
+    rel = sorted(str(p.relative_to(root)) for p in found if p != origin.resolve())
+    return [str(origin.resolve().relative_to(root)), *rel]
 
 
 def _origin_file(source: ModelSource) -> Path | None:
@@ -507,20 +588,27 @@ def _installed(path: Path) -> bool:
 
 
 def save_copy(rec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Copies the user's model file into ``run_dir/model/``; returns the record with ``copy``.
+    """Copies the user's model files into ``run_dir/model/``; returns the record with ``copy``.
 
-    The copy is named after the original and is what later rebuilds load. An existing copy with
-    other content (a resumed run whose file changed) is kept: it is what the weights fit.
+    The files the model imported from the user's folder (``rec["files"]``) keep their paths
+    relative to that folder, so the copy imports as the originals did; ``copy`` is the named
+    file's copy, what later rebuilds load. Existing copies with other content (a resumed run
+    whose files changed) are kept: they are what the weights fit.
     """
     origin = rec.get("origin")
     if not origin:
         return rec
+    root = Path(rec.get("root") or Path(origin).parent)
+    files = rec.get("files") or [Path(origin).name]
     dest_dir = run_dir / COPY_DIR
-    dest = dest_dir / Path(origin).name
-    if not dest.exists():
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, dest)
-    return {**rec, "copy": f"{COPY_DIR}/{dest.name}", "sha256": _sha256(dest)}
+    for rel in files:
+        src, dest = root / rel, dest_dir / rel
+        if dest.exists() or not src.is_file():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+    main = dest_dir / files[0]
+    return {**rec, "copy": f"{COPY_DIR}/{files[0]}", "sha256": _sha256(main)}
 
 
 def source_from_record(rec: dict[str, Any]) -> ModelSource:
