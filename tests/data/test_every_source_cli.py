@@ -49,7 +49,7 @@ PREDICT_ARGS: dict[str, Callable[[Path], list[str]]] = {
     "classes": _image,
     "features": _rows,
     "paired": lambda tmp: [*_image(tmp), "--output", str(tmp / "out")],
-    "tokens": lambda tmp: ["--prompt", "def ", "--max-new", "4"],
+    "tokens": lambda tmp: ["--prompt", "def ", "--max-new-tokens", "4"],
 }
 
 

@@ -28,7 +28,7 @@ PREDICT_ARGS: dict[str, Callable[[Path, Path], list[str]]] = {
     "classify": _image_for,
     "translate": lambda run, tmp: [*_image_for(run, tmp), "--output", str(tmp / "out")],
     "generate": lambda run, tmp: ["--num", "2", "--output", str(tmp / "out")],
-    "text": lambda run, tmp: ["--prompt", "def ", "--max-new", "8"],
+    "text": lambda run, tmp: ["--prompt", "def ", "--max-new-tokens", "8"],
 }
 
 

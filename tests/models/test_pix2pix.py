@@ -115,7 +115,10 @@ def test_training_flip_is_keyed_on_epoch_and_applied_to_both_halves(pairs_dir):
 
 
 def test_missing_folders_and_empty_split_name_the_path(pairs_copy, tmp_path):
-    with pytest.raises(UserError, match=r"data folder .*nope does not exist; a paired"):
+    with pytest.raises(
+        UserError,
+        match=r"data folder .*nope does not exist; if it moved, pass --data NEW_PATH; a paired",
+    ):
         build_paired(paired(tmp_path / "nope"))
     shutil.rmtree(pairs_copy / "test")
     with pytest.raises(UserError, match=r"missing folder .*data/test; .*train/ and test/"):
