@@ -120,9 +120,7 @@ def export_run(
         if "net" in state:  # weights alone: no model is built, so every run exports
             output.parent.mkdir(parents=True, exist_ok=True)
             _save_safetensors(network_weights(state), output, state, state["spec"])
-            pre = _preprocessing_of(state, run_spec(state))
-            record = {**pre.to_dict(), "baked_into_program": False}
-            preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
+            _write_preprocessing(output, _preprocessing_of(state, run_spec(state)), baked=False)
             return output
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     pre = _preprocessing_of(state, run_spec(state))
@@ -130,16 +128,22 @@ def export_run(
     net = unwrap(model).eval()
     spec = run_spec(state)
     output.parent.mkdir(parents=True, exist_ok=True)
-    record = {**pre.to_dict(), "baked_into_program": with_preprocessing}
     if with_preprocessing:
-        record["value_range"] = "pixel / 255; the program subtracts mean and divides by std"
         net = torch.nn.Sequential(preprocessing.Normalize(pre.mean, pre.std), net).eval()
     if fmt == "safetensors":  # sharded: the model consolidates the shards
         _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
         _save_program(net, output, spec.sample_shape, type(model).__name__)
-    preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
+    _write_preprocessing(output, pre, baked=with_preprocessing)
     return output
+
+
+def _write_preprocessing(output: Path, pre: Any, *, baked: bool) -> None:
+    """``NAME.preprocessing.json`` next to the export: how to feed it."""
+    record = {**pre.to_dict(), "baked_into_program": baked}
+    if baked:
+        record["value_range"] = "pixel / 255; the program subtracts mean and divides by std"
+    preprocessing_path(output).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _preprocessing_of(state: dict[str, Any], spec: Any) -> Any:
