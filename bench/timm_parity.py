@@ -65,11 +65,16 @@ def make_digits_folder(root: Path, size: int, per_class: int | None = None) -> P
 
 
 def torchstyle_view(data: Path, where: Path) -> Path:
-    """The folder as torchstyle reads it: ``train/``, ``val/`` and ``test/`` (the val images;
-    links, no copies)."""
+    """The folder as torchstyle reads it (links, no copies): ``train/``, ``val/``, and a
+    ``test/`` that torchstyle requires, of one val image per class, so that its final test
+    costs next to nothing (timm has no such pass)."""
     where.mkdir(parents=True)
-    for name, target in (("train", "train"), ("val", "val"), ("test", "val")):
-        (where / name).symlink_to((data / target).resolve(), target_is_directory=True)
+    for name in ("train", "val"):
+        (where / name).symlink_to((data / name).resolve(), target_is_directory=True)
+    for cls in sorted(p for p in (data / "val").iterdir() if p.is_dir()):
+        first = sorted(cls.iterdir())[0]
+        (where / "test" / cls.name).mkdir(parents=True)
+        (where / "test" / cls.name / first.name).symlink_to(first.resolve())
     return where
 
 
