@@ -21,12 +21,14 @@ ALLOWED: dict[str, set[str]] = {
     "nn": set(),
     "models": {"nn"},
     "data": set(),
-    "engine": {"models", "data", "nn", "config"},
+    "engine": {"models", "data", "nn", "config", "recipes"},
     "experiments": {"engine", "config", "data", "models"},
     "lint": set(),
     # The package version only: torchstyle/__init__ imports nothing else eagerly.
     "scaffold": {"__init__"},
-    "config": {"models", "data"},
+    "config": {"models", "data", "recipes"},
+    # The training recipe's presets and checks: pure settings, read by config and engine.
+    "recipes": set(),
     "api": {"engine", "config", "data", "models", "experiments"},
     "export": {"engine", "models", "data"},
     "models_command": {"models"},
@@ -57,6 +59,7 @@ CONCRETE_MODELS = {p.stem for p in (PACKAGE / "models").glob("*.py")} - {
     "sources",
     "adapters",
     "loading",
+    "preprocessing",
     "registry",
 }
 

@@ -157,6 +157,50 @@ class TrainConfig:
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value")
     amp: str = _opt("off", "mixed precision autocast")
 
+    # The fine-tuning recipe (torchstyle.recipes). None: the --recipe preset's value,
+    # else off; the run records what each resolved to.
+    recipe: str | None = _opt(
+        None,
+        "fill the recipe settings with a preset (finetune, scratch); a flag given overrides "
+        "its preset value (default: none)",
+        choices=("finetune", "scratch"),
+    )
+    label_smoothing: float | None = _opt(None, "cross-entropy label smoothing (default: 0)")
+    mixup: float | None = _opt(None, "mixup with Beta(ALPHA, ALPHA) per batch (default: 0, off)")
+    cutmix: float | None = _opt(None, "cutmix with Beta(ALPHA, ALPHA) per batch (default: 0, off)")
+    mix_switch_prob: float | None = _opt(
+        None, "with --mixup and --cutmix: the probability that a batch uses cutmix (default: 0.5)"
+    )
+    random_erasing: float | None = _opt(
+        None, "erase a random rectangle of each training image with probability P (default: 0)"
+    )
+    warmup_epochs: float | None = _opt(
+        None, "linear learning-rate warm-up over N epochs, before any --scheduler (default: 0)"
+    )
+    warmup_steps: int | None = _opt(
+        None, "linear warm-up over N optimizer steps (instead of --warmup-epochs)"
+    )
+    ema: float | None = _opt(
+        None, "keep an exponential moving average of the weights with this DECAY (default: off)"
+    )
+    ema_eval: bool = _opt(
+        False, "with --ema: evaluate the averaged weights; they pick best.pt and are tested"
+    )
+    layer_decay: float | None = _opt(
+        None, "layer-wise learning-rate decay (timm models: their layer groups) (default: off)"
+    )
+    drop_path: float | None = _opt(
+        None, "stochastic depth rate, for models that have it (timm, some torchvision) (default: 0)"
+    )
+    decay_norms_and_biases: bool = _opt(
+        False, "also apply --weight-decay to normalisation weights and biases"
+    )
+    normalize: str | None = _opt(
+        None,
+        "input normalisation: imagenet, none, or MEAN,STD (one value, or one per channel, "
+        "each) (default: the weights' own for torchvision/timm models with --weights, else none)",
+    )
+
     # Data loading. None picks: 0 for in-memory data (workers only add IPC), else min(8, CPUs).
     workers: int | None = _opt(None, "DataLoader worker processes (default: auto)")
     # None: the source's own (digits none, cifar10 crop-flip, folders flip).
@@ -286,6 +330,9 @@ class TrainConfig:
             )
         if self.deterministic and self.cudnn_benchmark:
             raise UserError("--deterministic and --cudnn-benchmark contradict each other; pick one")
+        from torchstyle.recipes import check_recipe_values
+
+        check_recipe_values(self)
         self._make_paths_absolute()
 
     def _make_paths_absolute(self) -> None:
@@ -484,6 +531,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
             if name == "model_args":
                 value = {**merged.get("model_args", {}), **dict(value)}
             merged[name] = value
+    from torchstyle.recipes import preset_defaults
+
+    merged = preset_defaults(merged)  # --recipe fills what no flag or file gave
     cfg = TrainConfig.from_dict(merged, source=getattr(args, "config", None) or "flags")
     cfg.validate()
     return cfg

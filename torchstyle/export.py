@@ -39,6 +39,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", help="file to write (default: RUN/export/model.safetensors or model.pt2)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--with-preprocessing",
+        action="store_true",
+        help="pt2: the program takes pixel / 255 and normalises itself (default: it takes "
+        "images normalised as FILE.preprocessing.json says)",
+    )
 
 
 def run_export(args: argparse.Namespace) -> CommandOutput:
@@ -46,18 +52,35 @@ def run_export(args: argparse.Namespace) -> CommandOutput:
     run_dir = Path(args.run)
     output = Path(args.output) if args.output else run_dir / "export" / f"model.{args.format}"
     path = export_run(
-        run_dir, args.format, checkpoint=args.checkpoint, output=output, overwrite=args.overwrite
+        run_dir,
+        args.format,
+        checkpoint=args.checkpoint,
+        output=output,
+        overwrite=args.overwrite,
+        with_preprocessing=args.with_preprocessing,
     )
     hint = (
         f"use it with: torchstyle train --weights {path} ..."
         if args.format == "safetensors"
         else f"load it with: torch.export.load('{path}').module()"
     )
-    return CommandOutput(stdout=f"wrote {path}\n{hint}\n")
+    pre = preprocessing_path(path)
+    return CommandOutput(stdout=f"wrote {path}\nand {pre} (how to feed it)\n{hint}\n")
+
+
+def preprocessing_path(output: Path) -> Path:
+    """Where the preprocessing JSON of an export is written: next to it."""
+    return output.with_name(f"{output.stem}.preprocessing.json")
 
 
 def export_run(
-    run_dir: Path, fmt: str, *, checkpoint: str = "best", output: Path, overwrite: bool = False
+    run_dir: Path,
+    fmt: str,
+    *,
+    checkpoint: str = "best",
+    output: Path,
+    overwrite: bool = False,
+    with_preprocessing: bool = False,
 ) -> Path:
     """Exports a run's checkpoint.
 
@@ -67,6 +90,10 @@ def export_run(
         checkpoint: ``best``, ``latest`` or a checkpoint file.
         output: The file to write.
         overwrite: Replace ``output`` if it exists.
+        with_preprocessing: ``pt2``: the program normalises ``pixel / 255`` itself.
+
+    The preprocessing the network expects (size, crop, interpolation, mean, std, channel
+    order) is written next to ``output`` as ``NAME.preprocessing.json``.
 
     Returns:
         The written file.
@@ -79,6 +106,7 @@ def export_run(
 
     from torchstyle.engine.checkpoint import load_checkpoint
     from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
+    from torchstyle.models import preprocessing
     from torchstyle.models.adapters import unwrap
 
     if fmt not in FORMATS:
@@ -87,22 +115,50 @@ def export_run(
         raise UserError(
             f"{output} already exists; pass --overwrite to replace it, or another --output"
         )
+    if with_preprocessing and fmt != "pt2":
+        raise UserError("--with-preprocessing bakes it into a program: use --format pt2")
     path = checkpoint_path(run_dir, checkpoint)
     if fmt == "safetensors":
         state = load_checkpoint(path, map_location="cpu")
         if "net" in state:  # weights alone: no model is built, so every run exports
             writes.make_dirs(output.parent, fix=_FIX)
             _save_safetensors(network_weights(state), output, state, state["spec"])
+            _write_preprocessing(output, _preprocessing_of(state, run_spec(state)), baked=False)
             return output
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
+    pre = _preprocessing_of(state, run_spec(state))
+    preprocessing.remove(model)  # the network alone takes normalised images
     net = unwrap(model).eval()
     spec = run_spec(state)
     writes.make_dirs(output.parent, fix=_FIX)
+    if with_preprocessing:
+        net = torch.nn.Sequential(preprocessing.Normalize(pre.mean, pre.std), net).eval()
     if fmt == "safetensors":  # sharded: the model consolidates the shards
         _save_safetensors(net.state_dict(), output, state, spec.to_dict())
     else:
         _save_program(net, output, spec.sample_shape, type(model).__name__)
+    _write_preprocessing(output, pre, baked=with_preprocessing)
     return output
+
+
+def _write_preprocessing(output: Path, pre: Any, *, baked: bool) -> None:
+    """``NAME.preprocessing.json`` next to the export: how to feed it."""
+    record = {**pre.to_dict(), "baked_into_program": baked}
+    if baked:
+        record["value_range"] = "pixel / 255; the program subtracts mean and divides by std"
+    writes.atomic_write_text(preprocessing_path(output), json.dumps(record, indent=2) + "\n", fix=_FIX)
+
+
+def _preprocessing_of(state: dict[str, Any], spec: Any) -> Any:
+    """The run's recorded preprocessing; a run without a record took torchstyle's [-1, 1]."""
+    from torchstyle.models import preprocessing
+
+    pre = preprocessing.from_state(state)
+    if pre is not None:
+        return pre
+    order = "RGB" if spec.channels == 3 else "gray"
+    mean = [preprocessing.NEUTRAL] * spec.channels
+    return preprocessing.Preprocessing(spec.image_size, order, mean, list(mean), "none")
 
 
 def network_weights(state: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +166,9 @@ def network_weights(state: dict[str, Any]) -> dict[str, Any]:
     they load into the user's own class (as :func:`~torchstyle.models.adapters.unwrap` does)."""
     source = state.get("model", {}).get("source")
     adapter = source.get("adapter", "none") if isinstance(source, dict) else "none"
-    weights: dict[str, Any] = state["net"]
+    from torchstyle.engine.ema import inference_weights
+
+    weights: dict[str, Any] = inference_weights(state)  # --ema-eval: the average
     if adapter in ("classification", "own-steps"):
         return {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
     return weights

@@ -14,6 +14,8 @@ Policies (``--augment``):
   torchvision's ``RandomCrop(size, padding)``), then the flip.
 * ``rrc-flip``: torchvision's ``RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3))``
   (ten attempts, then the centre-crop fallback), then the flip.
+* ``randaugment``, ``trivialaugment``, ``autoaugment``: ``rrc-flip`` (on fixed-size in-memory
+  data: ``flip``), then torchvision's policy of that name (``autoaugment.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AUGMENTS = ("none", "flip", "crop-flip", "rrc-flip")
+from torchstyle.data.autoaugment import AUTO_POLICIES, STREAM_AUTO, auto_augment
+
+AUGMENTS = ("none", "flip", "crop-flip", "rrc-flip", *AUTO_POLICIES)
 
 # Independent streams of draws for one sample.
 STREAM_FLIP = 1
@@ -219,7 +223,7 @@ def transform_images(
     """
     heights = torch.tensor([img.shape[-2] for img in images])
     widths = torch.tensor([img.shape[-1] for img in images])
-    if train and policy == "rrc-flip":
+    if train and (policy == "rrc-flip" or policy in AUTO_POLICIES):
         boxes = rrc_params(heights, widths, seed, epoch, index)
     else:
         boxes = centre_square(heights, widths)
@@ -229,13 +233,22 @@ def transform_images(
     return x
 
 
+def _auto_seeds(seed: int, epoch: int, index: Tensor) -> Tensor:
+    """One 31-bit seed per sample for the automatic policies' draws."""
+    return (keyed_uniform(seed, epoch, index.cpu(), STREAM_AUTO) * 2.0**31).long()
+
+
 def augment_batch(images: Tensor, policy: str, seed: int, epoch: int, index: Tensor) -> Tensor:
-    """Applies a fixed-size policy (``none``, ``flip``, ``crop-flip``) to a float batch."""
-    assert policy in ("none", "flip", "crop-flip"), (
+    """Applies a fixed-size policy (``none``, ``flip``, ``crop-flip``, or an automatic one:
+    the flip, then the policy) to a float batch."""
+    assert policy in ("none", "flip", "crop-flip", *AUTO_POLICIES), (
         f"{policy!r} needs resized_crop, not augment_batch"
     )
     if policy == "none":
         return images
+    if policy in AUTO_POLICIES:
+        images = flip(images, flip_mask(seed, epoch, index.to(images.device)))
+        return auto_augment(images, policy, _auto_seeds(seed, epoch, index))
     if policy == "crop-flip":
         images = pad_crop(images, seed, epoch, index, pad=max(1, images.shape[-1] // 8))
     return flip(images, flip_mask(seed, epoch, index.to(images.device)))

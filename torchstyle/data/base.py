@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torchstyle.data.augment import augment_batch, to_float
+from torchstyle.data.autoaugment import AUTO_POLICIES
 from torchstyle.spec import DataSpec
 
 
@@ -106,7 +107,7 @@ class TensorImageDataset(Dataset[tuple[Tensor, Tensor]]):
             f"images must be (N, C, H, W) or un-augmented (N, F), got {tuple(images.shape)}"
         )
         assert labels.shape == images.shape[:1], "one label per image"
-        assert augment in ("none", "flip", "crop-flip"), (
+        assert augment in ("none", "flip", "crop-flip", *AUTO_POLICIES), (
             f"unsupported augment {augment!r} for in-memory data"
         )
         self.images = images

@@ -11,11 +11,12 @@ import torch
 from torch import Tensor
 
 from torchstyle.engine.checkpoint import BEST, LATEST, load_checkpoint, load_model_state
+from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.metrics import METRIC_INPUTS, EvaluationMetrics
 from torchstyle.engine.programs import load_program, replayable
 from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, preprocessing
 from torchstyle.models.loading import rebuild_for_run
 from torchstyle.spec import DataSpec
 
@@ -171,8 +172,11 @@ def load_run_model(
 
         weights = consolidate(path.parent / str(state["shards"]), model)
     else:
-        weights = state["net"]
+        weights = inference_weights(state)  # --ema-eval: the average
     load_model_state(model, weights, path)
+    pre = preprocessing.from_state(state)
+    if pre is not None:  # the run's input normalisation
+        preprocessing.install(model, pre)
     model.to(device).eval()
     return model, state
 

@@ -23,6 +23,7 @@ import torch
 
 from torchstyle.data.registry import data_moved, same_data
 from torchstyle.errors import UserError
+from torchstyle.recipes import BEFORE_RECIPES
 
 
 class Rule(enum.Enum):
@@ -120,6 +121,23 @@ POLICY: dict[str, Entry] = {
     "cpu_offload": Entry(Rule.FREE, "where the shards live between steps"),
     "activation_checkpointing": Entry(Rule.FREE, "recomputes activations; the same results"),
     "tracker": Entry(Rule.FREE, "where the same scalars are also logged"),
+    # The fine-tuning recipe (engine/recipes.py).
+    "recipe": Entry(Rule.REFUSED, "the preset's values are the run's; change a setting itself"),
+    "label_smoothing": Entry(Rule.FREE, "the targets of the next step on are smoothed so"),
+    "mixup": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "cutmix": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "mix_switch_prob": Entry(Rule.FREE, "batches from the next step on are mixed so"),
+    "random_erasing": Entry(Rule.FREE, "batches from the next step on are erased so"),
+    "warmup_epochs": Entry(Rule.REFUSED, "the saved schedule state includes the warm-up"),
+    "warmup_steps": Entry(Rule.REFUSED, "the saved schedule state includes the warm-up"),
+    "ema": Entry(Rule.REFUSED, "the saved average was taken with the run's decay"),
+    "ema_eval": Entry(Rule.REFUSED, "best.pt was chosen on the run's evaluated weights"),
+    "layer_decay": Entry(Rule.REFUSED, "the optimizer state was built for the run's groups"),
+    "drop_path": Entry(Rule.REFUSED, "the model was built with the run's stochastic depth"),
+    "decay_norms_and_biases": Entry(
+        Rule.REFUSED, "the optimizer state was built for the run's groups"
+    ),
+    "normalize": Entry(Rule.REFUSED, "the model was trained on inputs normalised so"),
     "run_dir": Entry(Rule.FOLDER, "the run stays in its folder; copy the folder to move it"),
     "resume": Entry(Rule.RESUME, "which run to continue"),
     "overwrite": Entry(Rule.RESUME, "refused together with a resume: it would delete the run"),
@@ -192,6 +210,9 @@ def check_resume(
         if entry.rule is Rule.RESUME:
             continue
         old, value = saved.get(name), new.get(name)
+        if name in BEFORE_RECIPES:  # unset: off (a run saved before the recipe settings)
+            old = BEFORE_RECIPES[name] if old is None else old
+            value = BEFORE_RECIPES[name] if value is None else value
         if name in _RESOLVED:
             old = defaults.get(name) if old is None else old
             value = old if value is None else value
@@ -268,9 +289,12 @@ def scale_learning_rates(
             for key in ("lr", "initial_lr", "max_lr", "min_lr", "replan_lr"):
                 if key in group:
                     group[key] = group[key] * factor
-    for sched in schedulers.values():
-        sched.base_lrs = [b * factor for b in sched.base_lrs]
-        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+    for outer in schedulers.values():
+        # A warm-up chain (SequentialLR) holds its schedules inside: each is scaled too.
+        for sched in (outer, *getattr(outer, "_schedulers", ())):
+            if hasattr(sched, "base_lrs"):
+                sched.base_lrs = [b * factor for b in sched.base_lrs]
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
 
 def set_weight_decay(

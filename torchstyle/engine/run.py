@@ -19,6 +19,7 @@ Building reads but writes nothing and joins no process group: ``Trainer.fit`` do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,17 +28,19 @@ import torch
 
 from torchstyle.config import TrainConfig
 from torchstyle.data import DataBundle
-from torchstyle.engine import building, resume_policy, runs, setup
+from torchstyle.engine import building, finetune, resume_policy, runs, setup
 from torchstyle.engine.callbacks import Callback, EarlyStopping, Hooks, LearningRateLogger
 from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.programs import replayable, resume_refusal
 from torchstyle.engine.reproducibility import configure_backends, seed_everything
 from torchstyle.engine.resume_policy import Changes
-from torchstyle.engine.schedulers import build_schedulers
 from torchstyle.engine.strategies import Strategy, make_strategy
 from torchstyle.models import TorchstyleModel
 from torchstyle.models.loading import ModelBuild
+from torchstyle.models.preprocessing import Preprocessing
 from torchstyle.models.sources import ModelSource, parse_model_spec
+from torchstyle.recipes import apply_drop_path
+from torchstyle.recipes import resolve as resolve_recipe
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Run:
         schedulers: The learning-rate schedules, by phase.
         scaler: The gradient scaler (enabled under ``--amp fp16``).
         hooks: The built-in callbacks, then the caller's.
+        recipe: The fine-tuning recipe's parts in the loop (batch mixing, the weight average).
+        preprocessing: The input normalisation installed on the model, as recorded.
     """
 
     cfg: TrainConfig
@@ -85,6 +90,8 @@ class Run:
     schedulers: dict[str, Any]
     scaler: torch.amp.GradScaler
     hooks: Hooks
+    recipe: finetune.RecipeRun
+    preprocessing: Preprocessing
 
     @property
     def model(self) -> TorchstyleModel:
@@ -113,6 +120,8 @@ def build_run(
         UserError: A bad setting, or a request the run folder cannot take.
     """
     cfg.validate()
+    resolve_recipe(cfg)  # the recipe's settings as they will run, recorded so
+    apply_drop_path(cfg)
     source = parse_model_spec(cfg.model) if model is None else None
     if cfg.data is None:  # recorded as resolved, so test and resume read the same data
         cfg.data = building.default_data(source, model)
@@ -188,6 +197,17 @@ def _assemble(
     evaluated = data.val if data.val is not None else data.test
     eval_sampler, eval_batches = setup.build_batches(evaluated, batches, strategy, train=False)
     total = setup.total_steps(cfg, len(train_sampler))
+    # The recipe regroups the optimizers and puts its warm-up before the schedule.
+    optimizers, schedulers, recipe = finetune.build(
+        cfg,
+        model,
+        data.spec,
+        optimizers,
+        steps_per_epoch=math.ceil(len(train_sampler) / cfg.accumulate),
+        total_steps=total,
+        strategy=strategy.name,
+    )
+    pre = finetune.install_preprocessing(cfg, model, data.spec)
     early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
     return Run(
         cfg=cfg,
@@ -206,7 +226,9 @@ def _assemble(
         eval_sampler=eval_sampler,
         eval_batches=eval_batches,
         eval_metrics=EvaluationMetrics.for_model(model, data.spec, strategy.device),
-        schedulers=build_schedulers(cfg.scheduler, optimizers, total),
+        schedulers=schedulers,
         scaler=torch.amp.GradScaler(strategy.device.type, enabled=cfg.amp == "fp16"),
         hooks=Hooks([LearningRateLogger(), *early, *callbacks]),
+        recipe=recipe,
+        preprocessing=pre,
     )

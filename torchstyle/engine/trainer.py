@@ -16,6 +16,7 @@ run stands is one :class:`~torchstyle.engine.position.Position`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -38,6 +39,7 @@ from torchstyle.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
+from torchstyle.engine.ema import inference_weights
 from torchstyle.engine.evaluation import evaluate_split
 from torchstyle.engine.logger import RunLogger
 from torchstyle.engine.meters import EfficiencyMeter, MetricBuffer
@@ -45,12 +47,13 @@ from torchstyle.engine.position import Position
 from torchstyle.engine.programs import keep_program
 from torchstyle.engine.reproducibility import capture_rng_state, restore_rng_state
 from torchstyle.engine.run import Run, build_run
-from torchstyle.engine.rundir import RunFolderLostError, RunLock
+from torchstyle.engine.rundir import RunFolderLostError, RunLock, atomic_write_text
 from torchstyle.engine.schedulers import per_step, step_on_metric
 from torchstyle.engine.strategies import StepFn, launched_by_torchrun
 from torchstyle.engine.summary import RunDescription, source_text, startup_lines
 from torchstyle.errors import RunInterruptedError, TrainingError, UserError
 from torchstyle.models import TorchstyleModel
+from torchstyle.recipes import describe as describe_recipe
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,7 @@ class Trainer:
         self.eval_split, self.eval_metrics = run.eval_split, run.eval_metrics
         self.eval_sampler, self.eval_batches = run.eval_sampler, run.eval_batches
         self.hooks = run.hooks
+        self.recipe, self.preprocessing = run.recipe, run.preprocessing  # fine-tuning
         self.position = Position()
         self.metrics: dict[str, float] = {}  # the latest evaluation's
         self.test_metrics: dict[str, float] = {}  # the final test on best.pt (with val only)
@@ -219,6 +223,10 @@ class Trainer:
         micro-batches give exactly the gradient of one batch of their combined size, even
         when the last one is short. The logged values are the true (unweighted) losses.
         """
+        micro_batches = [  # mixup, cutmix, erasing, label smoothing: keyed on the step
+            self.recipe.prepare(b, self.position.n_iter, i, self.strategy)
+            for i, b in enumerate(micro_batches)
+        ]
         weights = [1.0]
         if len(micro_batches) > 1:
             sizes = [self.model.batch_size_of(b) for b in micro_batches]
@@ -241,6 +249,7 @@ class Trainer:
                 logged = values
             else:
                 logged.update({f"{phase}/{k}": v for k, v in values.items()})
+        self.recipe.after_step(self.model)  # --ema
         if logged:
             self.buffer.append(self.position.n_iter + 1, logged)
 
@@ -284,7 +293,7 @@ class Trainer:
         best_state = load_checkpoint(best) if best.exists() else None
         if best_state is not None and "net" in best_state:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            load_model_state(self.model, best_state["net"], best)
+            load_model_state(self.model, inference_weights(best_state), best)
         elif best_state is not None:  # sharded: each process reads its shards of best.pt
             from torchstyle.engine.fsdp import load_shards
 
@@ -327,8 +336,8 @@ class Trainer:
         for check in getattr(self.data, "checks", None) or ():
             check.wait()  # a large training folder's background decode: done before this
         self.hooks.on_evaluation_start(self, epoch)
-        with self.strategy.full_weights():  # each process runs its share on its own
-            metrics = self.evaluate()
+        with self.strategy.full_weights(), self.recipe.evaluating(self.model):
+            metrics = self.evaluate()  # each process its share; --ema-eval: the average
             images = self.model.sample_images(NUM_SAMPLES) if self.strategy.is_main else None
         self.metrics = metrics
         n_iter = self.position.n_iter
@@ -477,6 +486,8 @@ class Trainer:
             "monitor": list(self.monitor or []),
             "metrics": self.metrics,
             "callbacks": self.hooks.state_dict(),
+            **self.recipe.state_dict(),  # --ema: the average
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
     def save_checkpoint(
@@ -583,6 +594,7 @@ class Trainer:
             )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        self.recipe.load_state_dict(state)
         self.position = Position.from_state(state)
         self.metrics = state["metrics"]
         self.hooks.load_state_dict(state["callbacks"])
@@ -636,8 +648,12 @@ class Trainer:
             load_shards(self._shards, self.model, self.optimizers)
         if strategy.is_main:
             setup.write_data_info(self.run_dir, getattr(self.data, "info", None))
+            atomic_write_text(
+                self.run_dir / "preprocessing.json",
+                json.dumps(self.preprocessing.to_dict(), indent=2) + "\n",
+            )
             self.model_record = building.keep_model_file(self.model_record, self.run_dir)
-            for line in startup_lines(self._describe()):
+            for line in [*startup_lines(self._describe()), *describe_recipe(cfg)]:
                 log.info("%s", line)
             self.model_record = keep_program(
                 self.model, self.model_record, self.data.train, self.run_dir

@@ -78,7 +78,8 @@ class ClassificationAdapter(TorchstyleModel):
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        return {"loss": loss, "accuracy": (logits.detach().argmax(dim=1) == y).float().mean()}
+        labels = y.argmax(dim=1) if y.is_floating_point() else y  # mixed: probabilities
+        return {"loss": loss, "accuracy": (logits.detach().argmax(dim=1) == labels).float().mean()}
 
     @torch.no_grad()
     def evaluation_step(self, batch: Batch) -> dict[str, Tensor]:

@@ -244,7 +244,8 @@ class ImageClassifier(TorchstyleModel):
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
+        labels = y.argmax(dim=1) if y.is_floating_point() else y  # mixed: probabilities
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
         return {"loss": loss, "accuracy": accuracy}
 
     @torch.no_grad()
