@@ -146,7 +146,9 @@ def _write_preprocessing(output: Path, pre: Any, *, baked: bool) -> None:
     record = {**pre.to_dict(), "baked_into_program": baked}
     if baked:
         record["value_range"] = "pixel / 255; the program subtracts mean and divides by std"
-    writes.atomic_write_text(preprocessing_path(output), json.dumps(record, indent=2) + "\n", fix=_FIX)
+    writes.atomic_write_text(
+        preprocessing_path(output), json.dumps(record, indent=2) + "\n", fix=_FIX
+    )
 
 
 def _preprocessing_of(state: dict[str, Any], spec: Any) -> Any:

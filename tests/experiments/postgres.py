@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import HANG_TIMEOUT
+
 USER = "sweeper"
 PASSWORD = "s3cret-Pw-4-tests"
 DATABASE = "sweeps"
@@ -93,7 +95,9 @@ def server() -> Iterator[Server]:
     port = _free_port()
 
     def run(*cmd: str) -> None:
-        subprocess.run([*prefix, *cmd], check=True, capture_output=True, cwd=root, timeout=1800)
+        subprocess.run(
+            [*prefix, *cmd], check=True, capture_output=True, cwd=root, timeout=HANG_TIMEOUT
+        )
 
     data = root / "data"
     run(str(bins / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(root / "pw"),

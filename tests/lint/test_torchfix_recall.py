@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import HANG_TIMEOUT
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "torchfix_recall.py"
 
@@ -17,7 +19,11 @@ SCRIPT = REPO / "bench" / "torchfix_recall.py"
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=HANG_TIMEOUT,
     )
 
 
