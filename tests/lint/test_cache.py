@@ -111,3 +111,15 @@ def test_a_cache_that_cannot_be_written_changes_nothing(tmp_path: Path, monkeypa
         ".gitignore",
         "ab",
     ]
+
+
+def test_a_change_in_another_project_file_is_never_served_stale(tmp_path: Path) -> None:
+    from tests.lint.test_semantic import OPTS, TRAIN
+
+    (tmp_path / "pyproject.toml").write_text("[tool.torchstyle.lint]\n", encoding="utf-8")
+    (tmp_path / "opts.py").write_text(OPTS, encoding="utf-8")
+    (tmp_path / "train.py").write_text(TRAIN.format(module="opts", name="parse_args"))
+    assert "TS401" not in lint("train.py", cwd=tmp_path).stdout
+    # train.py is unchanged, but the function it imports no longer parses flags
+    (tmp_path / "opts.py").write_text("def parse_args():\n    return None\n", encoding="utf-8")
+    assert "train.py:8:56: TS401" in lint("train.py", cwd=tmp_path).stdout

@@ -4,8 +4,9 @@ changes, so that a second run over an unchanged tree reads them instead of check
 An entry's key hashes the file's bytes and its path with a *salt* made of everything else a
 finding depends on: the torchstyle version, the linter's own source files (their sizes and
 modification times, so that a changed rule is never served stale results), the Python
-version, the command-line rule selection and the pyproject.toml that applies to the file
-(its path and bytes). Entries live in ``.torchstyle_cache/`` in the folder the command runs
+version, the command-line rule selection, the pyproject.toml that applies to the file
+(its path and bytes) and the project's other Python files (their paths, sizes and modification
+times: rules read base classes, flag parsing and saves across files). Entries live in ``.torchstyle_cache/`` in the folder the command runs
 in, one small JSON file each; they are written to a temporary file and renamed into place, so
 parallel runs never read half an entry. ``--no-cache`` neither reads nor writes it.
 """
@@ -35,6 +36,30 @@ def _code_fingerprint() -> str:
         for name in sorted(names):
             if name.endswith(".py"):
                 stat = os.stat(os.path.join(folder, name))
+                parts.append(f"{folder}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+_SKIPPED_DIRS = {"__pycache__", "node_modules", "site-packages", FOLDER}
+
+
+def _project_fingerprint(root: str) -> str:
+    """Paths, sizes and modification times of the Python files under ``root``."""
+    parts = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in _SKIPPED_DIRS
+            and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+        )
+        for name in sorted(names):
+            if name.endswith((".py", ".ipynb")):
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
                 parts.append(f"{folder}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -90,10 +115,14 @@ class Cache:
         text that differs when the command-line selection does)."""
         self.folder = os.path.join(root, FOLDER)
         self._base = hashlib.sha256(f"{_code_fingerprint()}\n{selection}".encode()).digest()
-        self._salts: dict[str | None, bytes] = {}
+        self._salts: dict[str, bytes] = {}
 
-    def _salt(self, pyproject: str | None) -> bytes:
-        salt = self._salts.get(pyproject)
+    def _salt(self, pyproject: str | None, path: str) -> bytes:
+        # A finding may depend on the project's other files (a base class defined elsewhere,
+        # flags parsed in another module, what the project saves anywhere), so the project's
+        # Python files are part of the salt: a change to any of them checks every file again.
+        root = os.path.dirname(os.path.abspath(pyproject if pyproject is not None else path))
+        salt = self._salts.get(root)
         if salt is None:
             digest = hashlib.sha256(self._base)
             digest.update(repr(pyproject).encode())
@@ -103,12 +132,13 @@ class Cache:
                         digest.update(f.read())
                 except OSError:
                     digest.update(b"unreadable")
-            salt = self._salts[pyproject] = digest.digest()
+            digest.update(_project_fingerprint(root).encode())
+            salt = self._salts[root] = digest.digest()
         return salt
 
     def key(self, data: bytes, path: str, pyproject: str | None) -> str:
         """The key of the file at ``path`` holding ``data`` under ``pyproject``."""
-        digest = hashlib.sha256(self._salt(pyproject))
+        digest = hashlib.sha256(self._salt(pyproject, path))
         digest.update(os.path.abspath(path).encode("utf-8", "surrogateescape") + b"\0")
         digest.update(data)
         return digest.hexdigest()
