@@ -125,7 +125,7 @@ def test_sweep_storage_fault_is_one_line(tmp_path, monkeypatch, capsys, root_han
         cause = sqlite3.OperationalError("database or disk is full")
         raise sqlalchemy.exc.OperationalError("INSERT INTO studies", {}, cause)
 
-    monkeypatch.setattr(sweep, "storage", full)
+    monkeypatch.setattr(sweep, "open_storage", full)
     assert main(["sweep", "--config", "sweep.toml", "--dir", "sw"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could not write sw: No space left on device" in err[0], err

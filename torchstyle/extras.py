@@ -17,6 +17,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "timm": ("timm",),
     "experiments": ("optuna", "matplotlib"),
     "mlflow": ("mlflow", "sqlalchemy", "alembic"),
+    "sweep-postgres": ("optuna", "matplotlib", "sqlalchemy", "psycopg"),
+    "lsp": ("pygls",),
 }
 
 

@@ -104,7 +104,7 @@ else:
             data = buf.getvalue()
             f.write(data[: len(data) // 2])
             f.flush()
-            os.fsync(f.fileno())
+            f.sync() if hasattr(f, "sync") else os.fsync(f.fileno())
             os.kill(os.getpid(), signal.SIGKILL)
         return real_save(obj, f, *args, **kwargs)
 

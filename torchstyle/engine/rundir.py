@@ -44,7 +44,7 @@ CHECKPOINTS = "checkpoints"
 # metrics/: evaluation images; export/ and predictions/: `export` and `predict` outputs.
 _RUN_FILES = {
     MARKER, LOCK, HISTORY, CHECKPOINTS, "config.json", "config.txt", "metrics.jsonl",
-    "data.json", "status.json", "mlflow.json", "sweep_trial.json", "model.pt2",
+    "data.json", "status.json", "mlflow.json", "sweep_trial.json", "model.pt2", "preprocessing.json",
 }  # fmt: skip
 _RUN_DIRS = {CHECKPOINTS, "samples", "metrics", "model", "export", "predictions"}
 _RUN_PREFIXES = (

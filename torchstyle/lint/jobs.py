@@ -13,12 +13,11 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 
-from torchstyle import writes
 from torchstyle.lint import files, notebook, registry
 from torchstyle.lint.config import ConfigFinder, LintConfig, validate_codes
 from torchstyle.lint.options import FileResult, Options
 from torchstyle.lint.runner import Linter, decode_source
-from torchstyle.writes import WriteError
+from torchstyle.writes import WriteError, atomic_write
 
 #: Below this many files the run stays in one process: starting workers would cost more.
 MIN_FILES_PER_POOL = 16
@@ -167,7 +166,7 @@ def _put_back(
         data = encode(new)
         try:
             # through a symlink to the file it names, as an editor saves it
-            writes.atomic_write(os.path.realpath(path), lambda f: f.write(data))
+            atomic_write(os.path.realpath(path), lambda f: f.write(data))
         except WriteError as e:
             result.fixed = 0
             result.findings += linter.unchecked(shown, f"cannot write the fixes: {e.cause}")
