@@ -35,5 +35,7 @@ def _closed_reader(*args: str, stdin: bytes = b"") -> subprocess.CompletedProces
 def test_a_closed_pipe_ends_quietly(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     done = _closed_reader(*args, stdin=SOURCE)
-    assert done.returncode == 141, done.stderr
+    # 141 (128 + SIGPIPE) as a shell reports it; the linter, whose findings were already
+    # decided, keeps its own exit code (1: findings), as ruff does
+    assert done.returncode == (1 if args[0] == "lint" else 141), done.stderr
     assert done.stderr == "", done.stderr

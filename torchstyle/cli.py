@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
     try:
         code = _main(argv)
-        sys.stdout.flush()
+        if not sys.stdout.closed:  # a language server closes it when its client leaves
+            sys.stdout.flush()
         return code
     except BrokenPipeError:
         # The reader went away (`torchstyle lint - | head -3`): stop quietly, as cat does.
