@@ -102,10 +102,11 @@ def regroup(
         raise UserError(f"--layer-decay applies to one optimizer, not {list(optimizers)}")
     out: dict[str, Optimizer] = {}
     for name, opt in optimizers.items():
-        wd = any(g.get("weight_decay", 0.0) for g in opt.param_groups)
         if layer_decay:
             groups = _layer_decay_groups(model, opt, layer_decay, not decay_norms_and_biases)
-        elif wd and not decay_norms_and_biases:
+        elif not decay_norms_and_biases:
+            # split even without weight decay: the groups, and so a checkpoint's optimizer
+            # state, must not depend on its value (a resume may change --weight-decay)
             groups = [s for g in opt.param_groups for s in _split_decay(list(g["params"]), g)]
         else:
             out[name] = opt
