@@ -13,12 +13,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+from tests.cli_runner import run_python
 
 torch.set_num_threads(1)
 
@@ -37,17 +38,14 @@ HANG_TIMEOUT = 1800.0
 
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = HANG_TIMEOUT, env: dict | None = None
-):
-    """Runs ``python -m torchstyle ARGS`` in a subprocess; returns the CompletedProcess."""
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m torchstyle ARGS`` in its own process; returns the CompletedProcess.
+
+    The process is forked from a server that has already imported torch (see
+    ``tests/cli_runner.py``), which saves each run the torch import.
+    """
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "torchstyle", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(["-m", "torchstyle", *args], cwd=cwd, env=full_env, timeout=timeout)
 
 
 @pytest.fixture

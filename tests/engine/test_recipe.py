@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torchstyle.recipes as recipes
+from tests.cli_runner import run_python
 from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from torchstyle.config import TrainConfig, add_train_arguments, config_from_args
 from torchstyle.data.augment import augment_batch
@@ -241,11 +241,9 @@ def test_recipe_run_survives_a_kill_and_resumes_bitwise(tmp_path):
     assert straight.returncode == 0, straight.stderr
     run = tmp_path / "killed"
     script = Path(__file__).with_name("fault_run.py")
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, str(script), "sigkill-at-step", "8", "train", *RECIPE, *steps]
-    proc = subprocess.run(
-        [*cmd, "--run-dir", str(run)], env=env, capture_output=True, timeout=HANG_TIMEOUT
-    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [str(script), "sigkill-at-step", "8", "train", *RECIPE, *steps]
+    proc = run_python([*cmd, "--run-dir", str(run)], env=env, timeout=HANG_TIMEOUT)
     assert proc.returncode == -signal.SIGKILL
     assert _state(run)["n_iter"] in (3, 6)  # saved in the background at 3 and 6, killed at 8
     resumed = run_cli("train", "--resume", str(run))

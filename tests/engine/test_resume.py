@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.cli_runner import run_python
 from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from torchstyle.engine.checkpoint import load_checkpoint
@@ -45,24 +46,9 @@ def _train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def _fault(mode: str, n: int, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     script = Path(__file__).with_name("fault_run.py")
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            mode,
-            str(n),
-            "train",
-            *ARGS,
-            "--run-dir",
-            str(run_dir),
-            *extra,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_TIMEOUT,
-    )
+    argv = [str(script), mode, str(n), "train", *ARGS, "--run-dir", str(run_dir), *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return run_python(argv, env=env, timeout=HANG_TIMEOUT)
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:

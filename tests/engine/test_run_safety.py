@@ -27,6 +27,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.cli_runner import run_python
 from tests.conftest import HANG_TIMEOUT, REPO, run_cli
 from tests.engine.conftest import read_jsonl
 from tests.engine.test_rundir import tree_digest
@@ -63,11 +64,9 @@ def train(run_dir: Path, *extra: str, ok: bool = True, cwd: Path | None = None):
 
 def fault(mode: str, n: int, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     script = Path(__file__).with_name("fault_run.py")
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, str(script), mode, str(n), "train", *TINY, "--run-dir", str(run_dir)]
-    return subprocess.run(
-        [*argv, *extra], env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT
-    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [str(script), mode, str(n), "train", *TINY, "--run-dir", str(run_dir), *extra]
+    return run_python(argv, env=env, timeout=HANG_TIMEOUT)
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:

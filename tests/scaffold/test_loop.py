@@ -13,13 +13,13 @@ import os
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from tests.cli_runner import run_python
 from tests.conftest import HANG_TIMEOUT, REPO
 from torchstyle.engine.checkpoint import load_checkpoint
 from torchstyle.scaffold.project import template_names, write_project
@@ -34,11 +34,9 @@ INDEX = Requirement(line="torchstyle==0", version="0")
 
 
 def run(root: Path, *args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, *(["-m"] if module else []), *args]
+    argv = [*(["-m"] if module else []), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        command, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT
-    )
+    return run_python(argv, cwd=root, env=env, timeout=TIMEOUT)
 
 
 def project(tmp_path: Path, template: str = "classifier") -> Path:

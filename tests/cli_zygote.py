@@ -1,0 +1,93 @@
+"""A process that has imported torch once and forks a fresh child for each CLI run.
+
+Each ``python -m torchstyle train ...`` that a test starts spends most of its time importing
+torch and torchvision (about 3 s of CPU each time, several times that on a busy machine). This
+server pays that once per pytest worker: for each request it forks, and the child runs
+``python -m torchstyle ARGS`` (or a script, such as a generated project's ``train.py``) exactly as the interpreter would (``runpy``, ``__main__``, its own
+working directory, environment, argv, stdin from /dev/null, stdout and stderr to files, atexit
+handlers and exit status), so the run under test is still a separate process with its own
+memory, signals and exit code. Only third-party modules are imported here, never torchstyle: the
+child imports the code under test itself.
+
+Protocol, one JSON object per line: the client writes
+``{"argv": [...], "cwd": "...", "env": {...}, "stdout": PATH, "stderr": PATH}``, where ``argv`` is
+what would follow ``python`` on a command line (``["-m", "torchstyle", "train", ...]`` or
+``["train.py", "--epochs", "1"]`` or ``["-c", CODE]``); the server
+answers ``{"pid": N}`` when the child starts and ``{"returncode": RC}`` when it ends (negative for
+a signal, as ``subprocess`` reports it). End of input ends the server.
+
+Forking is safe because nothing here starts a thread: importing torch starts none, and no torch
+operation runs in this process (its thread pools start on first use, in each child).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy
+import torch  # noqa: F401
+import torchvision  # noqa: F401
+
+
+def _reply(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _serve() -> dict | None:
+    """Answers requests until end of input; returns a request in a forked child, None at the end."""
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            return request
+        _reply({"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        _reply({"returncode": os.waitstatus_to_exitcode(status)})
+    return None
+
+
+def _become(request: dict) -> None:
+    """Turns this forked child into ``python ARGV`` started in the request's setting."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for fd, path, flags in (
+        (0, os.devnull, os.O_RDONLY),
+        (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    ):
+        opened = os.open(path, flags, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
+    argv = request["argv"]
+    # The interpreter puts the working directory (`-m`) or the script's folder first on the path,
+    # where this server's own folder is now.
+    if argv[0] == "-m":
+        sys.path[0] = os.getcwd()
+        sys.argv = ["-m", *argv[2:]]
+    elif argv[0] == "-c":
+        sys.path[0] = ""
+        sys.argv = ["-c", *argv[2:]]
+    else:
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+        sys.argv = list(argv)
+    numpy.random.seed()  # a fresh interpreter seeds numpy from the OS; `random` reseeds itself
+
+
+request = _serve()
+if request is None:
+    sys.exit(0)
+_become(request)
+import runpy  # noqa: E402  (only the child needs it)
+import types  # noqa: E402
+
+if request["argv"][0] == "-m":
+    runpy.run_module(request["argv"][1], run_name="__main__", alter_sys=True)
+elif request["argv"][0] == "-c":
+    main = sys.modules["__main__"] = types.ModuleType("__main__")
+    exec(compile(request["argv"][1], "<string>", "exec"), main.__dict__)
+else:
+    runpy.run_path(request["argv"][0], run_name="__main__")
