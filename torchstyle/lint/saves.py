@@ -360,14 +360,7 @@ def project_root(path: str) -> str | None:
     if not os.path.isfile(path):
         return None
     folder = os.path.dirname(os.path.abspath(path))
-    current = folder
-    while True:
-        if _is_project(current):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return folder
-        current = parent
+    return next((above for above in files.ancestors(folder) if _is_project(above)), folder)
 
 
 def _is_project(folder: str) -> bool:
