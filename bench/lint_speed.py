@@ -245,7 +245,7 @@ def generate(folder: str, target_lines: int) -> int:
 
 def forget_project_facts() -> None:
     """Empties the per-process caches of cross-file facts, as a fresh CLI run starts."""
-    saves.project_saves_objects.cache_clear()
+    saves.forget()
     semantic._summarize.cache_clear()
     semantic.PROJECT.__init__()  # type: ignore[misc]
 

@@ -41,13 +41,14 @@ CASES = {
     "matplotlib": ("experiments", ["runs", "runs", "--plot", "loss", "--output", "p.png"], "p.png"),
     "mlflow": ("mlflow", ["train", "--data", "digits", "--tracker", "mlflow", "--run-dir", "r"], "r"),
     "sqlalchemy": ("mlflow", ["train", "--data", "digits", "--tracker", "mlflow", "--run-dir", "r"], "r"),
+    # Port 1: were the driver found, nothing would answer there.
+    "psycopg": ("sweep-postgres", ["sweep", "--config", "s.toml", "--dir", "sw", "--storage", "postgresql://me:pw@127.0.0.1:1/sweeps"], "sw"),
 }  # fmt: skip
 
 
 def test_every_module_of_every_extra_is_hidden_by_a_case():
-    # pygls: tests/lint/test_lsp.py hides it; psycopg: only a postgresql:// --storage needs it
-    # (a hidden-driver case for it is still to be written)
-    exempt = {"alembic", "pygls", "psycopg"}
+    # pygls: tests/lint/test_lsp.py hides it
+    exempt = {"alembic", "pygls"}
     assert {m for modules in EXTRAS.values() for m in modules} - set(CASES) <= exempt
 
 
@@ -63,3 +64,4 @@ def test_a_missing_extra_is_one_line_before_anything_is_written(module, tmp_path
     assert len(lines) == 1, proc.stderr
     assert f"needs {module}" in lines[0] and f"pip install 'torchstyle[{extra}]'" in lines[0]
     assert not (tmp_path / created).exists(), "written before the refusal"
+    assert ":pw@" not in proc.stderr, "a password in the message"

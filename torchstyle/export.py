@@ -102,13 +102,18 @@ def export_run(
         UserError: Missing run, an existing output without ``overwrite``, or a model that
             ``torch.export`` cannot trace.
     """
-    import torch
+    from torchstyle.engine.evaluation import checkpoint_path
 
-    from torchstyle.engine.checkpoint import load_checkpoint
-    from torchstyle.engine.evaluation import checkpoint_path, load_run_model, run_spec
-    from torchstyle.models import preprocessing
-    from torchstyle.models.adapters import unwrap
+    _check_request(fmt, output, overwrite=overwrite, with_preprocessing=with_preprocessing)
+    path = checkpoint_path(run_dir, checkpoint)
+    if fmt == "safetensors" and _export_saved_weights(path, output):
+        return output
+    _export_model(path, run_dir, fmt, output, with_preprocessing=with_preprocessing)
+    return output
 
+
+def _check_request(fmt: str, output: Path, *, overwrite: bool, with_preprocessing: bool) -> None:
+    """Refuses an unknown format, an output in the way, and a bake only a program can hold."""
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if output.exists() and not overwrite:
@@ -117,14 +122,38 @@ def export_run(
         )
     if with_preprocessing and fmt != "pt2":
         raise UserError("--with-preprocessing bakes it into a program: use --format pt2")
-    path = checkpoint_path(run_dir, checkpoint)
-    if fmt == "safetensors":
-        state = load_checkpoint(path, map_location="cpu")
-        if "net" in state:  # weights alone: no model is built, so every run exports
-            writes.make_dirs(output.parent, fix=_FIX)
-            _save_safetensors(network_weights(state), output, state, state["spec"])
-            _write_preprocessing(output, _preprocessing_of(state, run_spec(state)), baked=False)
-            return output
+
+
+def _export_saved_weights(path: Path, output: Path) -> bool:
+    """Writes a safetensors export straight from the checkpoint's weights, if it holds them.
+
+    Returns:
+        Whether it wrote the export: False for a sharded checkpoint, whose model must be built
+        to consolidate the shards.
+    """
+    from torchstyle.engine.checkpoint import load_checkpoint
+    from torchstyle.engine.evaluation import run_spec
+
+    state = load_checkpoint(path, map_location="cpu")
+    if "net" not in state:
+        return False
+    # Weights alone: no model is built, so every run exports.
+    writes.make_dirs(output.parent, fix=_FIX)
+    _save_safetensors(network_weights(state), output, state, state["spec"])
+    _write_preprocessing(output, _preprocessing_of(state, run_spec(state)), baked=False)
+    return True
+
+
+def _export_model(
+    path: Path, run_dir: Path, fmt: str, output: Path, *, with_preprocessing: bool
+) -> None:
+    """Builds the run's model from ``path`` and writes its network as ``fmt``."""
+    import torch
+
+    from torchstyle.engine.evaluation import load_run_model, run_spec
+    from torchstyle.models import preprocessing
+    from torchstyle.models.adapters import unwrap
+
     model, state = load_run_model(path, torch.device("cpu"), run_dir=run_dir)
     pre = _preprocessing_of(state, run_spec(state))
     preprocessing.remove(model)  # the network alone takes normalised images
@@ -138,7 +167,6 @@ def export_run(
     else:
         _save_program(net, output, spec.sample_shape, type(model).__name__)
     _write_preprocessing(output, pre, baked=with_preprocessing)
-    return output
 
 
 def _write_preprocessing(output: Path, pre: Any, *, baked: bool) -> None:

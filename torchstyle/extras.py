@@ -22,9 +22,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 
-def missing(extra: str) -> str | None:
-    """The first module of ``extra`` that cannot be imported, or None when all can."""
-    for module in EXTRAS[extra]:
+def missing(extra: str, modules: tuple[str, ...] | None = None) -> str | None:
+    """The first module of ``extra`` (or of ``modules``) that cannot be imported, or None."""
+    for module in modules or EXTRAS[extra]:
         try:
             found = importlib.util.find_spec(module)
         except (ImportError, ValueError):
@@ -45,11 +45,7 @@ def require(extra: str, what: str, modules: tuple[str, ...] | None = None) -> No
     Raises:
         UserError: A package is missing; the message names the extra that installs it.
     """
-    for module in modules or EXTRAS[extra]:
-        try:
-            found = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            found = None
-        if found is None:
-            raise UserError(f"{what} needs {module}, which is not installed: "
-                            f"pip install 'torchstyle[{extra}]'")  # fmt: skip
+    module = missing(extra, modules)
+    if module is not None:
+        raise UserError(f"{what} needs {module}, which is not installed: "
+                        f"pip install 'torchstyle[{extra}]'")  # fmt: skip

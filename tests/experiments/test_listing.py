@@ -83,7 +83,7 @@ def test_a_broken_config_is_named(tmp_path):
 
 
 def test_sweep_spec_helpers():
-    from torchstyle.experiments.sweep import command_line, decode_params, parse_spec
+    from torchstyle.experiments.search import command_line, decode_params, parse_spec
 
     spec = parse_spec(
         {

@@ -118,7 +118,7 @@ def test_sweep_killed_mid_trial_continues_to_exactly_six_trials(tmp_path):
 def test_sweep_config_mistakes_are_one_line_errors(tmp_path):
     from torchstyle.config import load_config_file
     from torchstyle.errors import UserError
-    from torchstyle.experiments.sweep import parse_spec
+    from torchstyle.experiments.search import parse_spec
 
     cases = {
         'space = {rate = {type = "float", low = 0.1, high = 1.0}}': "'rate' is not a train flag",
@@ -144,7 +144,8 @@ def test_sweep_config_mistakes_are_one_line_errors(tmp_path):
 
 def test_a_sweep_folder_refuses_another_search(tmp_path):
     from torchstyle.errors import UserError
-    from torchstyle.experiments.sweep import Sweep, parse_spec
+    from torchstyle.experiments.search import parse_spec
+    from torchstyle.experiments.sweep import Sweep
 
     first = parse_spec({"space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}}, "a.toml")
     Sweep(spec=first, sweep_dir=tmp_path / "sw", trials=1, jobs=1)._open_study()
@@ -154,7 +155,7 @@ def test_a_sweep_folder_refuses_another_search(tmp_path):
 
 
 def test_train_flags_of_a_trial():
-    from torchstyle.experiments.sweep import to_flags
+    from torchstyle.experiments.search import to_flags
 
     flags = to_flags(
         {

@@ -180,7 +180,9 @@ def test_a_worker_killed_mid_trial_is_taken_over_and_ends_once(tmp_path, pg):
 
 @needs_postgres
 def test_a_second_config_is_refused_with_the_difference(tmp_path, pg):
-    from torchstyle.experiments.sweep import Sweep, Workers, parse_spec
+    from torchstyle.experiments.search import parse_spec
+    from torchstyle.experiments.sweep import Sweep
+    from torchstyle.experiments.workers import Workers
 
     first = parse_spec({"space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}}, "a.toml")
     url = pg.url.replace("sweeper@", f"sweeper:{pg.password}@")
@@ -205,7 +207,9 @@ def test_lost_trials_are_taken_over_retried_or_failed(tmp_path, pg):
     its folder out of reach, the trial is failed as lost and asked again with the same
     parameters; past --max-retries, failed with the reason."""
     from torchstyle.experiments import study as st
-    from torchstyle.experiments.sweep import Sweep, Workers, parse_spec
+    from torchstyle.experiments.search import parse_spec
+    from torchstyle.experiments.sweep import Sweep
+    from torchstyle.experiments.workers import Workers
 
     spec = parse_spec({"space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}}, "a.toml")
     url = pg.url.replace("sweeper@", f"sweeper:{pg.password}@")
@@ -295,7 +299,8 @@ def _children(pid: int) -> list[str]:
 
 
 def test_a_trial_the_sweep_signalled_has_not_ended(tmp_path):
-    from torchstyle.experiments.sweep import Sweep, parse_spec
+    from torchstyle.experiments.search import parse_spec
+    from torchstyle.experiments.sweep import Sweep
 
     spec = parse_spec({"space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}}, "a.toml")
     sweep = Sweep(spec=spec, sweep_dir=tmp_path, trials=1, jobs=1)
@@ -311,7 +316,7 @@ def test_a_trial_the_sweep_signalled_has_not_ended(tmp_path):
 
 def test_launcher_templates(tmp_path):
     from torchstyle.errors import UserError
-    from torchstyle.experiments.sweep import Workers, launcher_command
+    from torchstyle.experiments.workers import Workers, launcher_command
 
     assert launcher_command(Workers(), ["--lr", "0.1"])[-4:] == [
         "torchstyle",

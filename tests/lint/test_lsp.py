@@ -12,6 +12,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,42 @@ def test_missing_pygls_is_one_line(tmp_path: Path) -> None:
         "torchstyle lsp: error: torchstyle lsp needs the pygls package; install it: "
         "pip install 'torchstyle[lsp]'\n"
     )
+
+
+@pytest.fixture
+def follows_back() -> Iterator[None]:
+    """The engine makes the project facts follow file changes; other tests get one-shot reads."""
+    from torchstyle.lint import saves
+
+    yield
+    saves.follow_file_changes(False)
+
+
+def test_the_ts502_fix_follows_what_the_project_saves_now(tmp_path: Path, follows_back) -> None:
+    from torchstyle.lint.lsp import Engine
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    load = tmp_path / "load.py"
+    load.write_text("import torch\n\n\ndef resume(path):\n    return torch.load(path)\n")
+    saving = tmp_path / "saving.py"
+    plain = (
+        "import torch\n\n\ndef save(model, args, path):\n    torch.save(model.state_dict(), path)\n"
+    )
+    objects = plain.replace("model.state_dict()", "{'model': model.state_dict(), 'args': args}")
+    saving.write_text(plain)
+    engine = Engine()
+
+    def fix_offered() -> bool:
+        found = [f for f in engine.lint(load.read_text(), str(load)) if f.code == "TS502"]
+        assert len(found) == 1, found
+        return found[0].fix is not None
+
+    assert fix_offered()
+    # The project starts saving its parsed arguments: weights_only=True would refuse them.
+    saving.write_text(objects)
+    assert not fix_offered()
+    saving.write_text(plain)
+    assert fix_offered()
+    saving.unlink()  # a new file that saves objects, and the old one gone
+    (tmp_path / "ckpt.py").write_text(objects)
+    assert not fix_offered()

@@ -142,7 +142,7 @@ def test_project_save_scan_reads_only_the_saving_functions(tmp_path: Path) -> No
         "import torch\n\n\ndef checkpoint(model, path):\n"
         "    torch.save({'model': model.state_dict(), 'epoch': 3}, path)\n"
     )
-    saves.project_saves_objects.cache_clear()
+    saves.forget()
     assert not saves.project_saves_objects(str(tmp_path))
     module_level = "import torch\nstate = {'opt': opt}\ntorch.save(state, 'x.pt')\n"
     assert saves._parse_blocks(module_level, saves._SAVE_CALL) is not None

@@ -152,12 +152,21 @@ def test_saver_never_called_withholds_the_fix(tmp_path: Path) -> None:
     assert not load_fix_offered(project(tmp_path / "p", {"saving.py": saver}))
 
 
-def test_project_fact_is_computed_once_per_project(tmp_path: Path) -> None:
+def test_project_fact_is_computed_once_per_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = project(tmp_path / "p", {"saving.py": PLAIN_SAVES["state dicts and numbers"]})
-    before = saves.project_saves_objects.cache_info().misses
+    computed: list[int] = []
+    real = saves._texts_save_objects
+
+    def counted(texts: list[str]) -> bool:
+        computed.append(len(texts))
+        return real(texts)
+
+    monkeypatch.setattr(saves, "_texts_save_objects", counted)
     for _ in range(3):
         load_fix_offered(root)
-    assert saves.project_saves_objects.cache_info().misses == before + 1
+    assert computed == [2]  # load.py and saving.py, read once
 
 
 def test_cli_unsafe_fixes_leave_the_load_of_a_project_that_saves_args(tmp_path: Path) -> None:

@@ -327,14 +327,7 @@ def load_shards(
     missing = sorted(set(optimizers) - set(state["optim"]))
     if missing:
         raise CheckpointLoadError(f"{folder} has no optimizer state for {missing}")
-    try:
-        with _quiet_without_group():
-            state_dict_loader.load(state, checkpoint_id=folder)
-    except (CheckpointException, RuntimeError, ValueError) as e:
-        raise CheckpointLoadError(
-            f"{folder} does not fit model {type(model).__name__} ({_first_cause(e)}); "
-            "was it saved with other --model-arg values?"
-        ) from None
+    _load_into(state, folder, model)
     set_model_state_dict(model, state["model"])
     for k, opt in optimizers.items():
         set_optimizer_state_dict(model, opt, state["optim"][k])
@@ -355,6 +348,18 @@ def consolidate(folder: Path, model: nn.Module) -> dict[str, Tensor]:
     if not (folder / ".metadata").is_file():
         raise CheckpointLoadError(f"shard folder {folder} is missing or incomplete")
     state = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    _load_into(state, folder, model)
+    return state["model"]
+
+
+def _load_into(state: dict[str, Any], folder: Path, model: nn.Module) -> None:
+    """Reads the shard folder into ``state`` in place.
+
+    Raises:
+        CheckpointLoadError: The shards do not fit ``model``.
+    """
+    from torchstyle.engine.checkpoint import CheckpointLoadError
+
     try:
         with _quiet_without_group():
             state_dict_loader.load(state, checkpoint_id=folder)
@@ -363,7 +368,6 @@ def consolidate(folder: Path, model: nn.Module) -> dict[str, Tensor]:
             f"{folder} does not fit model {type(model).__name__} ({_first_cause(e)}); "
             "was it saved with other --model-arg values?"
         ) from None
-    return state["model"]
 
 
 def _first_cause(e: BaseException) -> str:

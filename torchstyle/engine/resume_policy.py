@@ -196,38 +196,24 @@ def check_resume(
         UserError: A setting that may not change did; the message names every one and the fix.
     """
     defaults = defaults or {}
-    refused: list[str] = []
-    changed: dict[str, tuple[Any, Any]] = {}
     if new.get("overwrite"):
         raise UserError(
             f"--overwrite with --resume would delete the run in {run_dir}; drop --overwrite to "
             "continue it, or drop --resume to replace it"
         )
+    refused: list[str] = []
+    changed: dict[str, tuple[Any, Any]] = {}
     for name in sorted(set(saved) | set(new)):
         entry = POLICY.get(name)
         if entry is None:
             raise UserError(f"resume of {run_dir}: unknown setting {name!r} in its config")
         if entry.rule is Rule.RESUME:
             continue
-        old, value = saved.get(name), new.get(name)
-        if name in BEFORE_RECIPES:  # unset: off (a run saved before the recipe settings)
-            old = BEFORE_RECIPES[name] if old is None else old
-            value = BEFORE_RECIPES[name] if value is None else value
-        if name in _RESOLVED:
-            old = defaults.get(name) if old is None else old
-            value = old if value is None else value
-        if entry.rule is Rule.FOLDER:
-            if value is not None and not _same_folder(value, run_dir):
-                refused.append(f"{_flag(name)} {value} (the run is in {run_dir})")
-            continue
-        if old == value or (name == "data" and same_data(old, value)):
-            continue
-        if name == "data" and data_moved(old, value):
-            changed[name] = (old, value)  # the data moved: check_spec compares what it holds
-            continue
-        if entry.rule is Rule.REFUSED:
-            refused.append(f"{_flag(name)} {old!r} -> {value!r} ({entry.meaning})")
-        else:
+        old, value = _compared_values(name, saved, new, defaults)
+        refusal = _refusal(name, entry, old, value, run_dir=run_dir)
+        if refusal is not None:
+            refused.append(refusal)
+        elif entry.rule is not Rule.FOLDER and not _unchanged(name, old, value):
             changed[name] = (old, value)
     if refused:
         raise UserError(
@@ -236,6 +222,38 @@ def check_resume(
             "(--run-dir NEW) from scratch"
         )
     return Changes(changed)
+
+
+def _compared_values(
+    name: str, saved: Mapping[str, Any], new: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    """The saved and the new value of ``name``, each with what its ``None`` stands for."""
+    old, value = saved.get(name), new.get(name)
+    if name in BEFORE_RECIPES:  # unset: off (a run saved before the recipe settings)
+        old = BEFORE_RECIPES[name] if old is None else old
+        value = BEFORE_RECIPES[name] if value is None else value
+    if name in _RESOLVED:
+        old = defaults.get(name) if old is None else old
+        value = old if value is None else value
+    return old, value
+
+
+def _unchanged(name: str, old: Any, value: Any) -> bool:
+    """Whether ``value`` means what ``old`` did (the same data may be named another way)."""
+    return bool(old == value or (name == "data" and same_data(old, value)))
+
+
+def _refusal(name: str, entry: Entry, old: Any, value: Any, *, run_dir: Path) -> str | None:
+    """Why the change from ``old`` to ``value`` refuses the resume; None when it may go on."""
+    if entry.rule is Rule.FOLDER:
+        if value is not None and not _same_folder(value, run_dir):
+            return f"{_flag(name)} {value} (the run is in {run_dir})"
+        return None
+    if entry.rule is not Rule.REFUSED or _unchanged(name, old, value):
+        return None
+    if name == "data" and data_moved(old, value):
+        return None  # the data moved: check_spec compares what it holds
+    return f"{_flag(name)} {old!r} -> {value!r} ({entry.meaning})"
 
 
 def check_spec(saved: Mapping[str, Any], new: Mapping[str, Any], *, run_dir: Path) -> None:

@@ -181,8 +181,9 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _workers(args: argparse.Namespace, study: str) -> Any:
+    from torchstyle.experiments.search import positive
     from torchstyle.experiments.study import resolve_url
-    from torchstyle.experiments.sweep import Workers, _positive
+    from torchstyle.experiments.workers import Workers
 
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
@@ -199,7 +200,7 @@ def _workers(args: argparse.Namespace, study: str) -> Any:
         max_retries=args.max_retries,
         heartbeat=args.heartbeat,
         grace=args.grace_period,
-        nproc=_positive(args.nproc_per_trial, "--nproc-per-trial"),
+        nproc=positive(args.nproc_per_trial, "--nproc-per-trial"),
         launcher=args.launcher,
     )
 
@@ -217,16 +218,17 @@ def _default_dir(args: argparse.Namespace, study: str) -> Path:
 def run_sweep(args: argparse.Namespace) -> CommandOutput:
     """Runs or continues a sweep (one worker); prints the trials and the best trial's command."""
     from torchstyle.config import load_config_file
+    from torchstyle.experiments.search import parse_spec, positive
     from torchstyle.experiments.study import mask
-    from torchstyle.experiments.sweep import Sweep, _positive, parse_spec
+    from torchstyle.experiments.sweep import Sweep
 
     if args.status:
         return CommandOutput(stdout=study_status(args))
     if not args.config:
         raise UserError("torchstyle sweep needs --config sweep.toml (or --status with --storage)")
     spec = parse_spec(load_config_file(args.config), args.config)
-    trials = _positive(args.trials, "--trials") if args.trials is not None else spec.trials
-    jobs = _positive(args.jobs, "--jobs") if args.jobs is not None else spec.jobs
+    trials = positive(args.trials, "--trials") if args.trials is not None else spec.trials
+    jobs = positive(args.jobs, "--jobs") if args.jobs is not None else spec.jobs
     study = args.study or spec.study or Path(args.config).stem
     sweep_dir = _default_dir(args, study)
     if not (args.study or spec.study):  # a folder started under another name keeps it
@@ -270,7 +272,7 @@ def _saved_study(sweep_dir: Path) -> str | None:
 
 def launcher_check(workers: Any) -> None:
     """Refuses a bad ``--launcher`` template before anything starts."""
-    from torchstyle.experiments.sweep import launcher_command
+    from torchstyle.experiments.workers import launcher_command
 
     launcher_command(workers, ["--lr", "0.1"])
 
@@ -280,8 +282,9 @@ def study_status(args: argparse.Namespace) -> str:
     import optuna
 
     from torchstyle.config import load_config_file
+    from torchstyle.experiments.search import SweepSpec, parse_spec
     from torchstyle.experiments.study import SEARCH_ATTR, mask, open_storage, resolve_url
-    from torchstyle.experiments.sweep import SweepResult, SweepSpec, parse_spec
+    from torchstyle.experiments.sweep import SweepResult
     from torchstyle.experiments.trial import require_optuna
 
     require_optuna()
@@ -316,8 +319,8 @@ def study_status(args: argparse.Namespace) -> str:
 
 def format_sweep(result: Any, *, status: bool = False) -> str:
     """The table of trials, then the best trial's value, run folder and full command line."""
+    from torchstyle.experiments.search import command_line
     from torchstyle.experiments.study import REASON, RETRY_OF_USER, SURPLUS, superseded
-    from torchstyle.experiments.sweep import command_line
 
     spec = result.spec
     rows = [("trial", "state", spec.metric, "params", "host", "run folder", "note")]

@@ -8,6 +8,7 @@ from typing import Any
 
 from torchstyle import extras, writes
 from torchstyle.errors import UserError
+from torchstyle.experiments.runs import flag_text
 
 
 def resolve_tag(available: set[str], metric: str) -> str | None:
@@ -49,15 +50,7 @@ def label(row: dict[str, Any]) -> str:
     flags = row.get("flags") or {}
     if not flags:
         return str(row["name"])
-    return ", ".join(f"{k}={_text(v)}" for k, v in flags.items())
-
-
-def _text(value: Any) -> str:
-    if value is None:  # an unset flag: the model's or data's own default
-        return "default"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return value if isinstance(value, str) else json.dumps(value)
+    return ", ".join(f"{k}={flag_text(v)}" for k, v in flags.items())
 
 
 def plot_runs(rows: list[dict[str, Any]], metric: str, output: Path) -> tuple[Path, int]:

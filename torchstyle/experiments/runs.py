@@ -269,7 +269,7 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
         "status": _shortened(row["status"]),
         "model": str(row["model"]),
         "data": str(row["data"]),
-        "flags": " ".join(f"{k}={_flag_text(v)}" for k, v in row["flags"].items()) or "-",
+        "flags": " ".join(f"{k}={flag_text(v)}" for k, v in row["flags"].items()) or "-",
         "best": best,
         "best_epoch": _fmt_number(row["best_epoch"]),
         "test": _fmt_number(row["test"]),
@@ -290,7 +290,8 @@ def _shortened(text: str) -> str:
     return text if len(text) <= STATUS_WIDTH else text[: STATUS_WIDTH - 3].rstrip() + "..."
 
 
-def _flag_text(value: Any) -> str:
+def flag_text(value: Any) -> str:
+    """A flag's value as the table and the plot legends show it."""
     if value is None:  # an unset flag: the model's or data's own default
         return "default"
     if isinstance(value, float):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torchstyle import extras
 from torchstyle.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def resolve_url(url: str) -> str:
     """The URL to connect with: a relative SQLite/journal path made absolute, a password added.
 
     Raises:
-        UserError: A scheme Optuna cannot use.
+        UserError: A scheme Optuna cannot use, or a PostgreSQL URL without its driver
+            (before anything is written).
     """
     if url.startswith("journal:"):
         path = url[len("journal:") :].removeprefix("//")
@@ -90,12 +92,26 @@ def resolve_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
+    _require_driver(parsed, url)
     if scheme == "sqlite" and parsed.database and parsed.database != ":memory:":
         parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
     password = _password()
     if password is not None and parsed.password is None and scheme != "sqlite":
         parsed = parsed.set(password=password)
     return parsed.render_as_string(hide_password=False)
+
+
+def _require_driver(parsed: Any, url: str) -> None:
+    """Refuses a URL whose SQLAlchemy driver is psycopg when psycopg is not installed: the
+    ``sweep-postgres`` extra brings it."""
+    from sqlalchemy import exc
+
+    try:
+        driver = parsed.get_dialect().driver
+    except (exc.NoSuchModuleError, exc.ArgumentError):
+        return  # not a dialect SQLAlchemy knows: opening the storage says so
+    if driver == "psycopg":
+        extras.require("sweep-postgres", f"--storage {mask(url)}", ("psycopg",))
 
 
 def open_storage(url: str) -> Any:

@@ -502,62 +502,81 @@ def _call(w: Checker, node: ast.Call) -> None:
     ctx = w.ctx
     assert ctx is not None
     func = node.func
+    if isinstance(func, ast.Attribute):
+        _training_call(ctx, node, func)
     loop = ctx.loop
+    if loop is not None and not loop.calls_model and ctx.is_model_callee(func):
+        loop.calls_model = True
+    key = _callee_key(ctx, func)
+    _record_call(ctx, node, key)
+    calls = w._plan.calls
+    if calls:
+        handlers = calls.get(key)
+        if handlers is not None:
+            for handler in handlers:
+                handler(node)
+    w.visit_children(node)
+
+
+def _training_call(ctx: FileContext, node: ast.Call, func: ast.Attribute) -> None:
+    """Notes a backward, ``zero_grad``, optimizer step or ``set_grad_enabled`` in its scope
+    and loop."""
+    attr = func.attr
+    loop = ctx.loop
+    step = False
+    if attr in ("backward", "manual_backward"):
+        if node.args and (attr == "manual_backward" or facts.backward_takes_argument(func)):
+            roots = facts.loss_roots(node.args[0])
+        else:
+            roots = facts.loss_roots(func.value)
+        for name in roots:
+            ctx.mark_backwarded(name)
+        ctx.scope.has_step = True
+        if loop is not None:
+            loop.direct_backward = loop.any_backward = True
+            step = loop.direct_zero_grad
+    elif attr == "zero_grad":
+        if loop is not None:
+            loop.direct_zero_grad = True
+            step = loop.direct_backward
+    elif attr == "step":
+        step = facts.is_optimizer_step(func)
+    elif attr == "set_grad_enabled" and node.args:
+        _set_grad_enabled(ctx, node.args[0], func)
+    if step:
+        ctx.scope.has_step = True
+        if loop is not None:
+            loop.direct_step = True
+
+
+def _set_grad_enabled(ctx: FileContext, flag: ast.expr, func: ast.Attribute) -> None:
+    """``torch.set_grad_enabled(False)`` turns gradients off until the end of this body;
+    ``(True)`` in a ``@no_grad`` function turns them on again from here."""
+    if facts.is_false(flag) and ctx.qualname(func) in facts.GRAD_OFF and not ctx.scope.grad_off:
+        ctx.scope.grad_off = True
+        ctx.grad_off_depth += 1
+    elif (
+        facts.is_true(flag)
+        and ctx.scope.grad_off
+        and ctx.grad_off_depth == 1
+        and ctx.qualname(func) in facts.GRAD_OFF
+    ):
+        ctx.scope.grad_off = False
+        ctx.grad_off_depth = 0
+
+
+def _callee_key(ctx: FileContext, func: ast.expr) -> str:
+    """The last part of the called name (an imported alias resolved); "" for other callees."""
     if isinstance(func, ast.Attribute):
-        attr = func.attr
-        step = False
-        if attr in ("backward", "manual_backward"):
-            if node.args and (attr == "manual_backward" or facts.backward_takes_argument(func)):
-                roots = facts.loss_roots(node.args[0])
-            else:
-                roots = facts.loss_roots(func.value)
-            for name in roots:
-                ctx.mark_backwarded(name)
-            ctx.scope.has_step = True
-            if loop is not None:
-                loop.direct_backward = loop.any_backward = True
-                step = loop.direct_zero_grad
-        elif attr == "zero_grad":
-            if loop is not None:
-                loop.direct_zero_grad = True
-                step = loop.direct_backward
-        elif attr == "step":
-            step = facts.is_optimizer_step(func)
-        elif (
-            attr == "set_grad_enabled"
-            and node.args
-            and facts.is_false(node.args[0])
-            and ctx.qualname(func) in facts.GRAD_OFF
-            and not ctx.scope.grad_off
-        ):
-            ctx.scope.grad_off = True
-            ctx.grad_off_depth += 1  # until the end of this body
-        elif (
-            attr == "set_grad_enabled"
-            and node.args
-            and facts.is_true(node.args[0])
-            and ctx.scope.grad_off
-            and ctx.grad_off_depth == 1
-            and ctx.qualname(func) in facts.GRAD_OFF
-        ):
-            # torch.set_grad_enabled(True) in a @no_grad function: on again from here
-            ctx.scope.grad_off = False
-            ctx.grad_off_depth = 0
-        if step:
-            ctx.scope.has_step = True
-            if loop is not None:
-                loop.direct_step = True
-    if ctx.loop is not None and not ctx.loop.calls_model and ctx.is_model_callee(func):
-        ctx.loop.calls_model = True
-    if isinstance(func, ast.Attribute):
-        key = func.attr
-    elif isinstance(func, ast.Name):
-        key = func.id
-        alias = ctx.imports.get(key)
-        if alias is not None:
-            key = alias.rpartition(".")[2]
-    else:
-        key = ""
+        return func.attr
+    if isinstance(func, ast.Name):
+        alias = ctx.imports.get(func.id)
+        return func.id if alias is None else alias.rpartition(".")[2]
+    return ""
+
+
+def _record_call(ctx: FileContext, node: ast.Call, key: str) -> None:
+    """Records the call in the walk's facts (grad modes, saves, optimizers) and its scope."""
     walk = ctx.walk_facts
     modes = walk.call_modes
     modes[key] = modes.get(key, 0) | (2 if ctx.grad_off_depth > 0 else 1)
@@ -566,13 +585,6 @@ def _call(w: Checker, node: ast.Call) -> None:
     elif key == "requires_grad_" or (key[:1].isupper() and _OPTIMIZER_WORDS.search(key)):
         walk.optimizer_calls.append(node)
     ctx.scope.called.add(key)
-    calls = w._plan.calls
-    if calls:
-        handlers = calls.get(key)
-        if handlers is not None:
-            for handler in handlers:
-                handler(node)
-    w.visit_children(node)
 
 
 _SPECIAL: dict[type, Callable[[Checker, Any], None]] = {

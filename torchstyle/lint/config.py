@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchstyle.errors import UserError
-from torchstyle.lint import registry
+from torchstyle.lint import files, registry
 
 
 def _tomllib() -> Any:
@@ -71,15 +71,11 @@ class LintConfig:
 
 def find_pyproject(start: str) -> str | None:
     """The nearest pyproject.toml at or above folder ``start`` that has ``[tool.torchstyle.lint]``."""
-    folder = os.path.abspath(start)
-    while True:
+    for folder in files.ancestors(os.path.abspath(start)):
         candidate = os.path.join(folder, "pyproject.toml")
         if _has_section(candidate):
             return candidate
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
+    return None
 
 
 def _load_toml(path: str) -> dict[str, Any]:
@@ -135,18 +131,14 @@ class ConfigFinder:
         folder = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
         seen: list[str] = []
         found: str | None = None
-        while True:
-            if folder in self._by_folder:
-                found = self._by_folder[folder]
+        for above in files.ancestors(folder):
+            if above in self._by_folder:
+                found = self._by_folder[above]
                 break
-            seen.append(folder)
-            if _has_section(os.path.join(folder, "pyproject.toml")):
-                found = os.path.join(folder, "pyproject.toml")
+            seen.append(above)
+            if _has_section(os.path.join(above, "pyproject.toml")):
+                found = os.path.join(above, "pyproject.toml")
                 break
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
         for visited in seen:
             self._by_folder[visited] = found
         return found

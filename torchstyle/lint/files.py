@@ -46,6 +46,16 @@ SUFFIXES: tuple[str, ...] = (".py", ".ipynb")
 NAMED_SUFFIXES: tuple[str, ...] = (*SUFFIXES, ".pyi", ".pyw")
 
 
+def ancestors(folder: str) -> Iterator[str]:
+    """``folder`` and each folder above it, up to the file system's root."""
+    while True:
+        yield folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
 def is_notebook(path: str) -> bool:
     """Whether ``path`` names a Jupyter notebook (by its suffix)."""
     return path.endswith(".ipynb")

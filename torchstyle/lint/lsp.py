@@ -7,7 +7,10 @@ preferred action, unsafe ones say so in their title) and "Explain", which runs t
 
 Each document gets the nearest pyproject.toml's ``[tool.torchstyle.lint]`` settings; a
 changed pyproject.toml (noticed by its size and modification time, or announced by the
-editor) re-checks every open document. The protocol is spoken by pygls, an optional extra
+editor) re-checks every open document. Project facts read from other files (whether the
+project saves non-tensor objects, which decides TS502's fix) are read again once any of the
+project's Python files changed on disk (its size or modification time), or one was added or
+removed. The protocol is spoken by pygls, an optional extra
 (``pip install 'torchstyle[lsp]'``); nothing here imports torch.
 """
 
@@ -59,7 +62,11 @@ class Engine:
     """Lints documents with the configuration that applies to each (no protocol here)."""
 
     def __init__(self) -> None:
+        from torchstyle.lint import saves
+
         self._settings: dict[str | None, tuple[tuple[int, int] | None, Setting]] = {}
+        # The server outlives many edits: TS502's fix follows what the project saves now.
+        saves.follow_file_changes()
 
     def setting(self, path: str) -> Setting:
         """The linter and ignores of ``path``'s pyproject.toml, reloaded when it changed."""

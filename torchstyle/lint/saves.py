@@ -8,7 +8,6 @@ hold nothing else; :func:`project_saves_objects` tells, once per project.
 from __future__ import annotations
 
 import ast
-import functools
 import itertools
 import os
 import re
@@ -361,31 +360,26 @@ def project_root(path: str) -> str | None:
     if not os.path.isfile(path):
         return None
     folder = os.path.dirname(os.path.abspath(path))
-    current = folder
-    while True:
-        if _is_project(current):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return folder
-        current = parent
+    return next((above for above in files.ancestors(folder) if _is_project(above)), folder)
 
 
 def _is_project(folder: str) -> bool:
     return any(os.path.exists(os.path.join(folder, m)) for m in _PROJECT_MARKERS)
 
 
-def _project_texts(root: str) -> list[str]:
+def _project_paths(root: str) -> list[str]:
     """The Python sources of the project in ``root``: everything under a project's root,
     only the folder itself for a folder without a project marker (a folder of scripts)."""
     if _is_project(root):
         patterns = files.compile_patterns(list(files.DEFAULT_EXCLUDES), root)
-        paths = list(itertools.islice(files.iter_python_files(root, patterns), _PROJECT_FILES))
-    else:
-        try:
-            paths = sorted(e.path for e in os.scandir(root) if e.name.endswith(".py"))
-        except OSError:
-            paths = []
+        return list(itertools.islice(files.iter_python_files(root, patterns), _PROJECT_FILES))
+    try:
+        return sorted(e.path for e in os.scandir(root) if e.name.endswith(".py"))
+    except OSError:
+        return []
+
+
+def _read_texts(paths: list[str]) -> list[str]:
     texts = []
     for path in paths:
         try:
@@ -396,14 +390,76 @@ def _project_texts(root: str) -> list[str]:
     return texts
 
 
-@functools.lru_cache(maxsize=16)
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def _stamp(paths: list[str]) -> Stamp:
+    """Each file's path, modification time and size: a change to any of them, or a file
+    added or removed, changes the stamp."""
+    stamp = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        stamp.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
+class _KeptFacts:
+    """The fact of each project read so far: root -> (the stamp of its files then, the fact)."""
+
+    #: Projects whose fact is kept (the oldest is dropped first).
+    size = 16
+
+    def __init__(self) -> None:
+        self.facts: dict[str, tuple[Stamp, bool]] = {}
+        #: Whether a kept fact is checked against its project's files before each use.
+        self.follow = False
+
+    def keep(self, root: str, stamp: Stamp, fact: bool) -> None:
+        self.facts.pop(root, None)
+        if len(self.facts) >= self.size:
+            del self.facts[next(iter(self.facts))]
+        self.facts[root] = (stamp, fact)
+
+
+_KEPT = _KeptFacts()
+
+
+def follow_file_changes(on: bool = True) -> None:
+    """Makes :func:`project_saves_objects` notice a project's files changing (a long-lived
+    process, the language server, outlives many edits); a one-shot lint reads each once."""
+    _KEPT.follow = on
+
+
+def forget() -> None:
+    """Drops every project's fact (the next use reads the project again)."""
+    _KEPT.facts.clear()
+
+
 def project_saves_objects(root: str) -> bool:
     """:func:`saves_objects` over the Python files of the project in folder ``root``.
 
-    Computed once per project and process; only files that call ``save(...)`` (and the
-    callers of the functions that save) are parsed.
+    Computed once per project and process; under :func:`follow_file_changes`, again when a
+    Python file of the project was added, removed or changed (its size or modification
+    time). Only files that call ``save(...)`` (and the callers of the functions that save)
+    are parsed.
     """
-    texts = _project_texts(root)
+    known = _KEPT.facts.get(root)
+    if known is not None and not _KEPT.follow:
+        return known[1]
+    paths = _project_paths(root)
+    stamp = _stamp(paths)  # before reading: a file changed meanwhile is read again next time
+    if known is not None and known[0] == stamp:
+        return known[1]
+    fact = _texts_save_objects(_read_texts(paths))
+    _KEPT.keep(root, stamp, fact)
+    return fact
+
+
+def _texts_save_objects(texts: list[str]) -> bool:
+    """:func:`saves_objects` over the sources ``texts`` of one project."""
     # Lightning's save_hyperparameters() puts hyperparameters in every checkpoint
     if any("save_hyperparameters(" in text for text in texts):
         return True

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -507,15 +507,7 @@ class SemanticModel:
         found = values.get(name)
         if not found:
             return False
-        seen = {name}
-
-        def lookup(other: str) -> ast.expr | None:
-            if other in seen:
-                return None
-            seen.add(other)
-            got = values.get(other)
-            return got[0] if got is not None and len(got) == 1 else None
-
+        lookup = single_values(values, name)
         return all(number_expr(value, lookup) for value in found)
 
     def writes_argument(self, function: str) -> bool:
@@ -562,13 +554,35 @@ class SemanticModel:
         return self._class_memo[text]
 
 
-def pairs(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr]]) -> None:
-    """Appends ``(target, value)`` to ``out``, matching tuple targets element-wise."""
-    if isinstance(target, ast.Tuple | ast.List) and isinstance(value, ast.Tuple | ast.List):
-        if len(target.elts) == len(value.elts):
+def pairs(
+    target: ast.expr,
+    value: ast.expr,
+    out: list[tuple[ast.expr, ast.expr]],
+    *,
+    items: bool = False,
+) -> None:
+    """Appends ``(target, value)`` to ``out``, matching tuple targets element-wise.
+
+    Args:
+        target: What is assigned to.
+        value: The value assigned.
+        out: Where the pairs go.
+        items: A tuple target whose value is not a tuple of its length (``h, w =
+            x.shape[2:]``) pairs each of its names with ``value[0]``, an item of the value.
+            Without it, such a target is paired with the whole value, or with nothing when
+            the value is a tuple of another length.
+    """
+    if isinstance(target, ast.Tuple | ast.List):
+        if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
             for t, v in zip(target.elts, value.elts, strict=True):
-                pairs(t, v, out)
-        return
+                pairs(t, v, out, items=items)
+            return
+        if items:
+            item = ast.Subscript(value=value, slice=ast.Constant(0), ctx=ast.Load())
+            out.extend((t, item) for t in target.elts)
+            return
+        if isinstance(value, ast.Tuple | ast.List):
+            return
     out.append((target, value))
 
 
@@ -614,6 +628,23 @@ def _training_functions(walk: WalkFacts) -> set[str]:
                 found.add(name)
                 changed = True
     return found
+
+
+def single_values(
+    values: Mapping[str, list[ast.expr]], name: str
+) -> Callable[[str], ast.expr | None]:
+    """A ``lookup`` for :func:`number_expr` that follows the names of ``values`` from ``name``:
+    a name's value when it gets exactly one, each name at most once (so no cycle loops)."""
+    seen = {name}
+
+    def lookup(other: str) -> ast.expr | None:
+        if other in seen:
+            return None
+        seen.add(other)
+        got = values.get(other)
+        return got[0] if got is not None and len(got) == 1 else None
+
+    return lookup
 
 
 def number_expr(node: ast.expr, lookup: Callable[[str], ast.expr | None], depth: int = 0) -> bool:

@@ -24,6 +24,20 @@ from torchstyle.models.base import Batch, TorchstyleModel, build_optimizer
 ADAPTERS = ("none", "own-steps", "classification")
 
 
+def _one_optimizer(
+    model: TorchstyleModel, name: str | None, lr: float | None, weight_decay: float
+) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer over ``model``'s trainable parameters; the model's defaults fill in."""
+    return {
+        "model": build_optimizer(
+            _trainable(model),
+            name or model.default_optimizer,
+            lr=lr or model.default_lr,
+            weight_decay=weight_decay,
+        )
+    }
+
+
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
     """Parameters that train (``--freeze`` turns the others off)."""
     return [p for p in module.parameters() if p.requires_grad]
@@ -64,14 +78,7 @@ class ClassificationAdapter(TorchstyleModel):
         self, name: str | None = None, lr: float | None = None, weight_decay: float = 0.0
     ) -> dict[str, torch.optim.Optimizer]:
         """One optimizer over the trainable parameters."""
-        return {
-            "model": build_optimizer(
-                _trainable(self),
-                name or self.default_optimizer,
-                lr=lr or self.default_lr,
-                weight_decay=weight_decay,
-            )
-        }
+        return _one_optimizer(self, name, lr, weight_decay)
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """Cross-entropy on one batch; accuracy rides along for the logs."""
@@ -170,14 +177,7 @@ class OwnStepsAdapter(TorchstyleModel):
             raise UserError(
                 f"{type(self.net).__name__}.configure_optimizers must return an optimizer or a dict of them"
             )
-        return {
-            "model": build_optimizer(
-                _trainable(self),
-                name or self.default_optimizer,
-                lr=lr or self.default_lr,
-                weight_decay=weight_decay,
-            )
-        }
+        return _one_optimizer(self, name, lr, weight_decay)
 
     def training_step(self, batch: Batch, phase: str) -> dict[str, Tensor]:
         """The module's own training step."""

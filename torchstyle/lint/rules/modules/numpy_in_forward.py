@@ -9,7 +9,7 @@ from torchstyle.lint import facts
 from torchstyle.lint.base import Rule, after, on
 from torchstyle.lint.context import KIND_MODULE, KIND_TENSOR, FileContext
 from torchstyle.lint.registry import register
-from torchstyle.lint.semantic import number_expr
+from torchstyle.lint.semantic import number_expr, pairs, single_values
 
 _SHAPE_ATTRS = frozenset({"shape", "ndim"})
 _SHAPE_METHODS = frozenset({"size", "dim", "numel"})
@@ -255,10 +255,10 @@ class NumpyInForward(Rule):
             values = {}
             for sub in ast.walk(forward):
                 if isinstance(sub, ast.Assign):
-                    pairs: list[tuple[ast.expr, ast.expr]] = []
+                    matched: list[tuple[ast.expr, ast.expr]] = []
                     for target in sub.targets:
-                        _unpack(target, sub.value, pairs)
-                    for target, value in pairs:
+                        pairs(target, sub.value, matched, items=True)
+                    for target, value in matched:
                         if isinstance(target, ast.Name):
                             values.setdefault(target.id, []).append(value)
                 elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
@@ -267,29 +267,8 @@ class NumpyInForward(Rule):
         found = values.get(name)
         if not found:
             return self.ctx.semantic.global_number(name)  # d_k = 64 at module level
-        seen: set[str] = {name}
-
-        def lookup(other: str) -> ast.expr | None:
-            if other in seen:
-                return None
-            seen.add(other)
-            got = values.get(other)
-            return got[0] if got is not None and len(got) == 1 else None
-
+        lookup = single_values(values, name)
         return all(number_expr(value, lookup) or self._is_number(value) for value in found)
-
-
-def _unpack(target: ast.expr, value: ast.expr, out: list[tuple[ast.expr, ast.expr]]) -> None:
-    """``h, w = x.shape[2:]``: each name gets a piece of a number tuple."""
-    if isinstance(target, ast.Tuple | ast.List):
-        if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
-            for t, v in zip(target.elts, value.elts, strict=True):
-                _unpack(t, v, out)
-        else:
-            for t in target.elts:
-                out.append((t, ast.Subscript(value=value, slice=ast.Constant(0), ctx=ast.Load())))
-        return
-    out.append((target, value))
 
 
 def _training_test(test: ast.expr) -> bool | None:
