@@ -231,7 +231,6 @@ def _assemble(
     evaluated = data.val if data.val is not None else data.test
     eval_sampler, eval_batches = setup.build_batches(evaluated, batches, strategy, train=False)
     steps_per_epoch = math.ceil(len(train_sampler) / cfg.accumulate)
-    total = resume_policy.total_steps(cfg.epochs, steps_per_epoch, cfg.max_steps)
     # The recipe regroups the optimizers and puts its warm-up before the schedule.
     optimizers, schedulers, recipe = finetune.build(
         cfg,
@@ -239,7 +238,7 @@ def _assemble(
         data.spec,
         optimizers,
         steps_per_epoch=steps_per_epoch,
-        total_steps=total,
+        total_steps=resume_policy.total_steps(cfg.epochs, steps_per_epoch, cfg.max_steps),
         strategy=strategy.name,
     )
     pre = finetune.install_preprocessing(cfg, model, data.spec)
