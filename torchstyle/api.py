@@ -43,7 +43,8 @@ def fit(
     Args:
         model: An ``nn.Module`` instance (a plain one trains as a classifier with
             cross-entropy), a class or factory (built with ``model_args``, which the run then
-            records), or a ``--model`` string such as ``"torchvision:resnet18"``.
+            records), or a ``--model`` string such as ``"torchvision:resnet18"``, built as
+            ``torchstyle train --model`` builds it (with ``model_args`` as ``--model-arg``).
         train_data: A dataset of ``(image, label)`` pairs, images ``(C, H, W)`` tensors.
         val_data: The validation split: picks ``best.pt`` and drives early stopping.
         test_data: The test split, evaluated once at the end on ``best.pt``.
