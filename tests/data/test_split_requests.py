@@ -194,3 +194,26 @@ def test_a_cifar10_file_that_is_not_a_batch_is_refused_without_running_it(tmp_pa
     (root / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(UserError, match="data_batch_3 is missing"):
         build_data(DataOptions(name="cifar10", data_dir=str(root), splits=("train",)))
+
+
+def test_a_source_that_leaves_out_a_split_asked_for_is_refused_in_one_line(tmp_path):
+    from torchstyle.config import TrainConfig
+    from torchstyle.data import DataBundle, register_source
+    from torchstyle.data.digits import load_digits_split
+    from torchstyle.engine.run import build_run
+
+    @register_source("no-test-split", description="train only, for a test")
+    def no_test(options: DataOptions) -> DataBundle:
+        digits = load_digits_split(splits=("train",))
+        return DataBundle(train=digits.train, test=None, spec=digits.spec)
+
+    try:
+        with pytest.raises(UserError, match="gave no test split"):
+            build_data(DataOptions(name="no-test-split", splits=("test",)))
+        assert build_data(DataOptions(name="no-test-split", splits=("train",))).test is None
+    finally:
+        DATA_SOURCES.pop("no-test-split")
+    only_test = load_digits_split(splits=("test",))
+    cfg = TrainConfig(model="mlp", run_dir=str(tmp_path / "run"), progress=False)
+    with pytest.raises(UserError, match="needs a train split"):
+        build_run(cfg, data=only_test)
