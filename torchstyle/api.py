@@ -43,7 +43,8 @@ def fit(
     Args:
         model: An ``nn.Module`` instance (a plain one trains as a classifier with
             cross-entropy), a class or factory (built with ``model_args``, which the run then
-            records), or a ``--model`` string such as ``"torchvision:resnet18"``.
+            records), or a ``--model`` string such as ``"torchvision:resnet18"``, built as
+            ``torchstyle train --model`` builds it (with ``model_args`` as ``--model-arg``).
         train_data: A dataset of ``(image, label)`` pairs, images ``(C, H, W)`` tensors.
         val_data: The validation split: picks ``best.pt`` and drives early stopping.
         test_data: The test split, evaluated once at the end on ``best.pt``.
@@ -108,11 +109,16 @@ def _fit(
     ):
         _check_dataset(name, split)
     spec = infer_spec(train_data, num_classes=num_classes, class_names=class_names)
+    splits = {"train": train_data, "val": val_data, "test": test_data}
+    bundle = _bundle(DataBundle, splits, spec)
+    if isinstance(model, str):  # a --model string: the run's builder parses and builds it
+        known = {"model": model, "model_args": dict(model_args or {}), "data": "python"}
+        cfg = TrainConfig.from_dict({**known, **settings}, source="torchstyle.fit")
+        hooks = [*train_callbacks(cfg), *callbacks]
+        return Trainer(cfg, data=bundle, callbacks=hooks).fit()
     build, name = _model_for(model, model_args, spec, train_data)
     known = {"model": name, "data": "python", **settings}
     cfg = TrainConfig.from_dict(known, source="torchstyle.fit")
-    splits = {"train": train_data, "val": val_data, "test": test_data}
-    bundle = _bundle(DataBundle, splits, spec)
     trainer = Trainer(
         cfg,
         model=build.model,
@@ -231,11 +237,9 @@ def _model_for(
 ) -> tuple[Any, str]:
     """The engine's model and the run's name for it, from what ``fit`` was given."""
     from torchstyle.models.adapters import adapt
-    from torchstyle.models.loading import ModelBuild, build_for_data, record_for_object
+    from torchstyle.models.loading import ModelBuild, record_for_object
     from torchstyle.models.sources import check_output
 
-    if isinstance(model, str):
-        return build_for_data(model, dict(model_args or {}), spec), model
     module, rec = record_for_object(model, model_args)
     engine_model, adapter = adapt(module)
     if adapter == "classification":

@@ -195,7 +195,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             image_size=spec.image_size,
             seed=cfg["seed"],
             layout=type(model).data_layout,
-            val_split=0.0,  # only the test split is read
+            splits=("test",),  # only the evaluated split is read (and checked, and decoded)
             test_split=None if args.data else cfg.get("test_split"),  # the run's own split
             class_names=spec.class_names or None,  # label a folder with the run's classes
             # The run's own data is read as the run read it; other data must match it.
@@ -204,6 +204,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         )
     )
     check_data_fits_run(data.spec, spec, args.data or cfg["data"], Path(args.run))
+    assert data.test is not None, "build_data refuses a source without the split asked for"
     settings = BatchSettings(data=args.data or cfg["data"], batch_size=args.batch_size, workers=0)
     sampler, batches = build_batches(data.test, settings, strategy, train=False)
     sampler.set_epoch(0)

@@ -75,3 +75,33 @@ def write_huge_png(path: Path, side: int = 14000) -> None:
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
     )
+
+
+def write_fake_cifar10(root: Path, per_batch: int = 4, test: int = 10) -> Path:
+    """A tiny ``ROOT/cifar-10-batches-py`` in the published format: five training batches and
+    a test batch (pickled dicts of an ``(N, 3072)`` uint8 ``data`` array and ``labels``, byte
+    keys as Python 2 wrote them) and ``batches.meta`` with the ten class names.
+
+    Each image's red plane is its label times 20, so a reader that mixes up planes or labels
+    is caught; the labels cycle through the ten classes.
+    """
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["airplane", "automobile", "bird", "cat", "deer"]
+    names += ["dog", "frog", "horse", "ship", "truck"]
+
+    def batch(n: int, start: int) -> dict[bytes, object]:
+        labels = [(start + i) % 10 for i in range(n)]
+        data = np.zeros((n, 3, 32, 32), dtype=np.uint8)
+        data[:, 0] = np.array(labels, dtype=np.uint8)[:, None, None] * 20
+        data[:, 2, 0, 0] = 255  # blue top-left pixel: the planes are R, G, B in that order
+        return {b"data": data.reshape(n, 3072), b"labels": labels, b"batch_label": b"fake"}
+
+    files = {f"data_batch_{i}": batch(per_batch, (i - 1) * per_batch) for i in range(1, 6)}
+    files["test_batch"] = batch(test, 0)
+    files["batches.meta"] = {b"label_names": [n.encode() for n in names], b"num_vis": 3072}
+    for name, content in files.items():
+        (folder / name).write_bytes(pickle.dumps(content, protocol=2))
+    return root

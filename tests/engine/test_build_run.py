@@ -13,7 +13,9 @@ from torchstyle.engine.run import Run, build_run
 from torchstyle.engine.trainer import Trainer
 
 
-def test_model_is_parsed_once_on_the_way_to_the_first_step(tmp_path, monkeypatch):
+def _count_parses(monkeypatch) -> list[str]:
+    """Every call of ``parse_model_spec``, wherever the package imported it."""
+    import torchstyle.api  # noqa: F401  (loaded, so its imports are patched too)
     import torchstyle.models.sources as sources
 
     real, calls = sources.parse_model_spec, []
@@ -25,11 +27,64 @@ def test_model_is_parsed_once_on_the_way_to_the_first_step(tmp_path, monkeypatch
     for module in [m for n, m in sys.modules.items() if n.startswith("torchstyle")]:
         if getattr(module, "parse_model_spec", None) is real:
             monkeypatch.setattr(module, "parse_model_spec", counting)
+    return calls
+
+
+def test_model_is_parsed_once_on_the_way_to_the_first_step(tmp_path, monkeypatch):
+    calls = _count_parses(monkeypatch)
     cfg = TrainConfig(model="mlp", data="synthetic", max_steps=1, batch_size=8, progress=False)
     trainer = Trainer(cfg)  # default run folder, data resolved: every use of --model
     assert calls == ["mlp"]
     assert trainer.run_dir.name.startswith("mlp-synthetic-")
     assert trainer.run.source is not None and trainer.run.source.target == "mlp"
+
+
+def test_fit_given_a_model_string_parses_it_once_in_the_runs_builder(tmp_path, monkeypatch):
+    """``torchstyle.fit("mlp", ...)`` is ``train --model mlp``: the run's builder parses the
+    string (the run records it as ``source``), and nothing parses it on the side."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import torchstyle
+    from torchstyle.engine.callbacks import Callback
+
+    class Seen(Callback):
+        def on_train_start(self, trainer):
+            self.run = trainer.run
+
+    calls, seen = _count_parses(monkeypatch), Seen()
+    data = TensorDataset(torch.randn(12, 1, 4, 4), torch.arange(12) % 3)
+    torchstyle.fit(
+        "mlp", data, data, model_args={"hidden": [4]}, max_steps=1, batch_size=4,
+        run_dir=str(tmp_path / "run"), callbacks=[seen], verbose=False,
+    )  # fmt: skip
+    assert calls == ["mlp"]
+    assert seen.run.source is not None and seen.run.source.target == "mlp"
+    assert seen.run.build.record["args"]["hidden"] == [4]
+
+
+def test_engine_helpers_take_the_fields_they_use_not_the_whole_config():
+    """Only the builder (``run.py``) and the ``of`` constructors of the small settings
+    records read a ``TrainConfig``; the helpers take those records or plain values."""
+    import inspect
+    import typing
+
+    from torchstyle.config import TrainConfig
+    from torchstyle.engine import building, setup
+
+    takers = []
+    for module in (setup, building):
+        for name, obj in vars(module).items():
+            functions = [(name, obj)] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj) and obj.__module__ == module.__name__:
+                functions = [(f"{name}.{n}", f) for n, f in vars(obj).items() if n != "of"]
+                functions = [(n, getattr(f, "__func__", f)) for n, f in functions]
+            for label, function in functions:
+                if inspect.isfunction(function) and function.__module__ == module.__name__:
+                    hints = typing.get_type_hints(function)
+                    if TrainConfig in hints.values():
+                        takers.append(f"{module.__name__}.{label}")
+    assert takers == []
 
 
 def test_every_trainer_attribute_exists_from_construction(tmp_path):

@@ -129,10 +129,9 @@ def test_flags_are_never_abbreviated_and_channels_is_a_real_flag():
 
 
 def test_channels_reaches_the_data(tmp_path):
-    from torchstyle.engine.setup import build_data_and_model
-    from torchstyle.models.sources import parse_model_spec
+    from torchstyle.engine.run import build_run
 
-    cfg = TrainConfig(model="classifier", data="synthetic", channels=3)
-    source = parse_model_spec(cfg.model)
-    data, _ = build_data_and_model(cfg, None, None, source=source, run_dir=tmp_path)
-    assert data.spec.channels == 3
+    cfg = TrainConfig(
+        model="classifier", data="synthetic", channels=3, run_dir=str(tmp_path / "run")
+    )
+    assert build_run(cfg).data.spec.channels == 3

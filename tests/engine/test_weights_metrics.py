@@ -13,6 +13,7 @@ from torchstyle.engine.metrics import EvaluationMetrics, confusion_image, format
 from torchstyle.engine.weights import freeze, load_weights, read_weights
 from torchstyle.errors import UserError
 from torchstyle.models.loading import build_for_data
+from torchstyle.models.sources import parse_model_spec
 from torchstyle.spec import DataSpec
 
 SPEC10 = DataSpec(channels=1, image_size=16, num_classes=10)
@@ -20,7 +21,7 @@ SPEC3 = DataSpec(channels=1, image_size=16, num_classes=3, class_names=("a", "b"
 
 
 def _resnet(spec: DataSpec):
-    return build_for_data("torchvision:resnet18", {}, spec).model
+    return build_for_data(parse_model_spec("torchvision:resnet18"), {}, spec).model
 
 
 def test_fine_tuning_replaces_a_head_of_another_size(tmp_path, caplog):
@@ -71,10 +72,13 @@ def test_bad_weights_files_are_user_errors(tmp_path):
     torch.save({"a.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="no tensor name matches"):
         load_weights(_resnet(SPEC10), tmp_path / "other.pt")
-    wide = build_for_data("mlp", {"hidden": [16]}, SPEC10).model
+    wide = build_for_data(parse_model_spec("mlp"), {"hidden": [16]}, SPEC10).model
     torch.save(wide.state_dict(), tmp_path / "wide.pt")
     with pytest.raises(UserError, match=r"shapes differ.*net\.1\.weight"):
-        load_weights(build_for_data("mlp", {"hidden": [8]}, SPEC10).model, tmp_path / "wide.pt")
+        load_weights(
+            build_for_data(parse_model_spec("mlp"), {"hidden": [8]}, SPEC10).model,
+            tmp_path / "wide.pt",
+        )
 
 
 def test_freeze_by_prefix():
@@ -88,7 +92,7 @@ def test_freeze_by_prefix():
 
 
 def test_classification_metrics_on_known_predictions():
-    model = build_for_data("mlp", {}, SPEC3).model
+    model = build_for_data(parse_model_spec("mlp"), {}, SPEC3).model
     metrics = EvaluationMetrics.for_model(model, SPEC3, torch.device("cpu"))
     assert metrics is not None
     y = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -110,7 +114,7 @@ def test_classification_metrics_on_known_predictions():
 
 
 def test_top5_with_ten_classes_and_a_model_s_own_metrics():
-    model = build_for_data("mlp", {}, SPEC10).model
+    model = build_for_data(parse_model_spec("mlp"), {}, SPEC10).model
     metrics = EvaluationMetrics.for_model(model, SPEC10, torch.device("cpu"))
     logits = torch.arange(10.0).repeat(4, 1)  # top-5 classes: 5..9
     metrics.update({"preds": logits, "target": torch.tensor([9, 5, 4, 0])})
@@ -130,7 +134,7 @@ def test_top5_with_ten_classes_and_a_model_s_own_metrics():
 
 
 def test_evaluate_joins_averages_and_metrics():
-    model = build_for_data("mlp", {}, SPEC3).model
+    model = build_for_data(parse_model_spec("mlp"), {}, SPEC3).model
     x = torch.randn(7, 1, 16, 16)
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     batches = [(x[:4], y[:4]), (x[4:], y[4:])]
@@ -154,7 +158,7 @@ def test_safetensors_export_reads_back_as_weights(tmp_path: Path):
     from torchstyle.engine.checkpoint import CheckpointManager
     from torchstyle.export import export_run, read_export_metadata
 
-    made = build_for_data("torchvision:resnet18", {}, SPEC3)
+    made = build_for_data(parse_model_spec("torchvision:resnet18"), {}, SPEC3)
     run_dir = tmp_path / "run"
     CheckpointManager(run_dir / "checkpoints", keep=0).save(
         {
@@ -172,7 +176,7 @@ def test_safetensors_export_reads_back_as_weights(tmp_path: Path):
     assert meta["model"]["spec"] == "torchvision:resnet18" and meta["spec"]["num_classes"] == 3
     with pytest.raises(UserError, match="already exists"):
         export_run(run_dir, "safetensors", output=out)
-    other = build_for_data("torchvision:resnet18", {}, SPEC3).model
+    other = build_for_data(parse_model_spec("torchvision:resnet18"), {}, SPEC3).model
     load_weights(other, out)
     x = torch.randn(2, 1, 16, 16)
     assert torch.equal(other.eval()(x), made.model.eval()(x))

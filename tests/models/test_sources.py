@@ -162,7 +162,7 @@ def test_output_of_wrong_shape_is_refused(tmp_path):
 
 
 def test_run_copy_is_used_after_the_file_is_deleted(net_file, tmp_path, caplog):
-    made = build_for_data(f"{net_file}:Net", {"hidden": 4}, RGB3)
+    made = build_for_data(parse_model_spec(f"{net_file}:Net"), {"hidden": 4}, RGB3)
     assert made.adapter == "classification"
     run_dir = tmp_path / "run"
     rec = save_copy(made.record, run_dir)
@@ -178,7 +178,7 @@ def test_run_copy_is_used_after_the_file_is_deleted(net_file, tmp_path, caplog):
 
 
 def test_changed_file_warns_and_loads_the_copy(net_file, tmp_path, caplog):
-    made = build_for_data(f"{net_file}:Net", {}, RGB3)
+    made = build_for_data(parse_model_spec(f"{net_file}:Net"), {}, RGB3)
     rec = save_copy(made.record, tmp_path / "run")
     net_file.write_text(NET_FILE.replace("hidden: int = 8", "hidden: int = 9"))
     with caplog.at_level(logging.WARNING):
@@ -188,7 +188,7 @@ def test_changed_file_warns_and_loads_the_copy(net_file, tmp_path, caplog):
 
 
 def test_instance_records_arguments_read_back(net_file):
-    made = build_for_data(f"{net_file}:Net", {"hidden": 5}, RGB3)
+    made = build_for_data(parse_model_spec(f"{net_file}:Net"), {"hidden": 5}, RGB3)
     _module, rec = record_for_object(made.model.net, None)
     assert rec["kind"] == "file" and rec["attr"] == "Net"
     assert rec["args"]["hidden"] == 5

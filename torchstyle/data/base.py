@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from torchstyle.data.augment import augment_batch, to_float
 from torchstyle.data.autoaugment import AUTO_POLICIES
+from torchstyle.data.registry import SPLIT_NAMES
 from torchstyle.spec import DataSpec
 
 
@@ -38,6 +39,9 @@ class DataOptions:
             (digits, CIFAR-10: 0.1; folders: their ``val/`` folder, if any).
         class_names: Label the data with these classes (a run's, for ``torchstyle test``):
             a folder may lack some of them but not hold others.
+        splits: The splits to build, of ``train``, ``val`` and ``test``: a source reads
+            (and checks, and decodes) only these and what they are carved from. Training
+            asks for all three; ``torchstyle test`` for ``test`` alone.
     """
 
     name: str = "digits"
@@ -54,6 +58,11 @@ class DataOptions:
     #: stratified by class, drawn from ``seed``). None: the folder's test/.
     test_split: float | None = None
     class_names: tuple[str, ...] | None = None
+    splits: tuple[str, ...] = SPLIT_NAMES
+
+    def wants(self, split: str) -> bool:
+        """Whether the split ``split`` (``train``, ``val`` or ``test``) is to be built."""
+        return split in self.splits
 
 
 @dataclass
@@ -61,8 +70,9 @@ class DataBundle:
     """The splits and what a model needs to know about them.
 
     Attributes:
-        train: The training split.
-        test: The test split, evaluated once at the end (and by ``torchstyle test``).
+        train: The training split; None when ``DataOptions.splits`` did not ask for it.
+        test: The test split, evaluated once at the end (and by ``torchstyle test``); None
+            when not asked for.
         spec: Shape, classes and layout of the samples.
         val: The validation split that picks ``best.pt`` and drives early stopping; None
             when the source has none.
@@ -71,8 +81,8 @@ class DataBundle:
         checks: Background checks of the data, awaited before the first evaluation.
     """
 
-    train: Dataset[Any]
-    test: Dataset[Any]
+    train: Dataset[Any] | None
+    test: Dataset[Any] | None
     spec: DataSpec
     val: Dataset[Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)

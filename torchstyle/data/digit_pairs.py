@@ -114,15 +114,18 @@ def build_digit_pairs(options: DataOptions) -> DataBundle:
             f"digits-pairs images have 1 channel, not --channels {options.channels}; drop --channels"
         )
     size = options.image_size or DEFAULT_SIZE
-    digits = load_digits_split(size)
+    digits = load_digits_split(size, splits=options.splits)
     val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
-    train, val, info = carve_val(
-        _pairs(digits.train, augment, options.seed), val_split, options.seed, source="digits-pairs"
-    )
-    info["pairs"] = "A = the Sobel edges of B, B = the digit"
+    train: Dataset[Any] | None = None
+    val: Dataset[Any] | None = None
+    info: dict[str, Any] = {"pairs": "A = the Sobel edges of B, B = the digit"}
+    if digits.train is not None:
+        pairs = _pairs(digits.train, augment, options.seed)
+        train, val, record = carve_val(pairs, val_split, options.seed, source="digits-pairs")
+        info.update(record)
     return DataBundle(
         train=train,
-        test=_pairs(digits.test, "none", options.seed),
+        test=None if digits.test is None else _pairs(digits.test, "none", options.seed),
         spec=DataSpec(channels=1, image_size=size, num_classes=0, class_names=(), layout="paired"),
         val=val,
         info=info,

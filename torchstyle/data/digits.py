@@ -17,6 +17,7 @@ from torchstyle.data.base import (
     check_fixed_size_options,
 )
 from torchstyle.data.digits_split import ORDER, TRAIN_SIZE
+from torchstyle.data.registry import SPLIT_NAMES
 from torchstyle.data.splits import DEFAULT_VAL_FRACTION, carve_val
 from torchstyle.spec import DataSpec
 
@@ -26,7 +27,11 @@ SPLIT_SEED = 0
 
 
 def load_digits_split(
-    image_size: int | None = None, augment: str = "none", seed: int = 0, val_split: float = 0.0
+    image_size: int | None = None,
+    augment: str = "none",
+    seed: int = 0,
+    val_split: float = 0.0,
+    splits: tuple[str, ...] = SPLIT_NAMES,
 ) -> DataBundle:
     """Loads the digits with a fixed, stratified train/test split.
 
@@ -36,6 +41,7 @@ def load_digits_split(
         seed: Base seed of the augmentation draws and of the validation split.
         val_split: Fraction of the 1,437 training images held out for validation
             (stratified, drawn from ``seed``); the 360 test images never change.
+        splits: The splits to build (``train``, ``val``, ``test``); the others are None.
 
     Returns:
         1,437 training (less validation) and 360 test images, 1 channel, in ``[-1, 1]``.
@@ -46,23 +52,24 @@ def load_digits_split(
     images = images * 2.0 - 1.0  # (N, 1, 8, 8)
     labels = torch.tensor(target, dtype=torch.long)
     size = image_size or 8
-    if size != 8:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     train_idx_t, test_idx_t = split_order()
     spec = DataSpec(
         channels=1, image_size=size, num_classes=10, class_names=tuple(str(i) for i in range(10))
     )
-    train: Dataset[Any] = TensorImageDataset(
-        images[train_idx_t], labels[train_idx_t], augment=augment, seed=seed
-    )
-    train, val, info = carve_val(train, val_split, seed, source="digits")
-    return DataBundle(
-        train=train,
-        test=TensorImageDataset(images[test_idx_t], labels[test_idx_t]),
-        spec=spec,
-        val=val,
-        info=info,
-    )
+
+    def part(idx: Tensor, policy: str) -> TensorImageDataset:
+        x = images[idx]
+        if size != 8:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return TensorImageDataset(x, labels[idx], augment=policy, seed=seed)
+
+    train: Dataset[Any] | None = None
+    val: Dataset[Any] | None = None
+    info: dict[str, Any] = {}
+    if "train" in splits or "val" in splits:
+        train, val, info = carve_val(part(train_idx_t, augment), val_split, seed, source="digits")
+    test = part(test_idx_t, "none") if "test" in splits else None
+    return DataBundle(train=train, test=test, spec=spec, val=val, info=info)
 
 
 def read_digits() -> tuple[Any, Any]:
@@ -104,4 +111,6 @@ def build_digits(options: DataOptions) -> DataBundle:
     """Data source ``digits``: 1,295 training, 142 validation and 360 test images."""
     check_fixed_size_options(options, "digits", channels=1)
     val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
-    return load_digits_split(options.image_size, options.augment or "none", options.seed, val_split)
+    return load_digits_split(
+        options.image_size, options.augment or "none", options.seed, val_split, options.splits
+    )

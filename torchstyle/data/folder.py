@@ -318,31 +318,55 @@ def _evaluation_split(
 
 def _scan(
     root: Path, options: DataOptions
-) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]]]:
-    """The classes and the samples of every split present."""
-    if options.class_names is not None:  # labelled as a run's classes: train/ is optional
-        classes = tuple(options.class_names)
-        train = _evaluation_split(root, "train", classes, required=False)
-    else:
-        found, train = scan_split(root / "train")
-        classes = tuple(found)
-    splits = {"train": train or []}
-    if options.test_split and (root / "test").is_dir():
+) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]], dict[str, str]]:
+    """The classes, the samples of every split asked for that is present, and how a test
+    split held out of train/ was drawn.
+
+    Only the split folders asked for are listed (train/ also when the validation or test
+    split is carved out of it); no image is opened here.
+    """
+    held_out = bool(options.test_split)
+    if held_out and (root / "test").is_dir():
         raise UserError(
             f"{root} has a test/ folder and --test-split {options.test_split} was given; drop "
             "--test-split to use test/, or move test/ away"
         )
-    held_out = bool(options.test_split)
-    splits["test"] = _evaluation_split(root, "test", classes, required=not held_out) or []
-    val = _evaluation_split(root, "val", classes, required=False)
-    if val is not None:
-        if options.val_split:
-            raise UserError(
-                f"{root} has a val/ folder and --val-split {options.val_split} was given; "
-                "drop --val-split to use val/, or move val/ away"
-            )
-        splits["val"] = val
-    return classes, splits
+    if (root / "val").is_dir() and options.val_split and options.wants("val"):
+        raise UserError(
+            f"{root} has a val/ folder and --val-split {options.val_split} was given; "
+            "drop --val-split to use val/, or move val/ away"
+        )
+    needs_train = options.wants("train") or options.wants("val") or held_out
+    if options.class_names is not None:  # labelled as a run's classes: train/ is optional
+        classes = tuple(options.class_names)
+        train = _evaluation_split(root, "train", classes, required=False) if needs_train else None
+    elif needs_train:
+        found, train = scan_split(root / "train")
+        classes = tuple(found)
+    else:  # the class names are train/'s folder names; its images are not listed
+        train, classes = None, tuple(class_folders(_split_folder(root, "train")))
+    splits: dict[str, list[tuple[Path, int]]] = {}
+    info: dict[str, str] = {}
+    if held_out:
+        train, splits["test"], info["test"] = _carve_test(train or [], options, root)
+    elif options.wants("test"):
+        splits["test"] = _evaluation_split(root, "test", classes, required=True) or []
+    if options.wants("val"):
+        val = _evaluation_split(root, "val", classes, required=False)
+        if val is not None:
+            splits["val"] = val
+    if options.wants("train") or (options.wants("val") and "val" not in splits):
+        splits["train"] = train or []
+    if not options.wants("test"):
+        splits.pop("test", None)
+    return classes, splits, info
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    folder = root / split
+    if not folder.is_dir():
+        raise UserError(f"missing folder {folder}; {_LAYOUT}")
+    return folder
 
 
 #: Up to this many training images are decoded before the first step (all of val and test are).
@@ -350,11 +374,14 @@ DECODE_UP_FRONT = 20_000
 
 
 def _carve_test(
-    train: ImageFolderDataset, fraction: float, seed: int, root: Path
-) -> tuple[ImageFolderDataset, ImageFolderDataset, str]:
-    """``--test-split``: a stratified, seeded share of train/ held out as the test split."""
+    train: list[tuple[Path, int]], options: DataOptions, root: Path
+) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]], str]:
+    """``--test-split``: a stratified, seeded share of train/ held out as the test split,
+    drawn from the listing alone (before any image is read), so that ``torchstyle test``
+    draws the same split without decoding the training images."""
+    fraction, seed = float(options.test_split or 0.0), options.seed
     check_fraction(fraction)
-    labels = torch.tensor([label for _, label in train.samples])
+    labels = torch.tensor([label for _, label in train], dtype=torch.long)
     keep, held = stratified_split(labels, fraction, seed)
     if not len(held) or not len(keep):
         raise UserError(
@@ -366,7 +393,7 @@ def _carve_test(
         f"{fraction:g}, stratified by class, seed {seed})"
     )
     log.info("data: test split: %s", record)
-    return train.select(keep.tolist(), train=True), train.select(held.tolist(), train=False), record
+    return [train[i] for i in keep.tolist()], [train[i] for i in held.tolist()], record
 
 
 def _decide(
@@ -389,17 +416,18 @@ def _decide(
         )
     everything = [p for samples in splits.values() for p, _ in samples]
     decode = [p for name in ("val", "test") for p, _ in splits.get(name, [])]
-    if len(splits["train"]) <= DECODE_UP_FRONT:
-        decode += [p for p, _ in splits["train"]]
+    train = splits.get("train", [])
+    if len(train) <= DECODE_UP_FRONT:
+        decode += [p for p, _ in train]
     else:
         log.info(
             "data: train has %d images, more than are decoded up front (%d); their headers "
             "were checked, and a damaged one is named when it is read",
-            len(splits["train"]),
+            len(train),
             DECODE_UP_FRONT,
         )
         if not options.skip_bad_images:  # (skipping decodes every image up front)
-            checks.append(BackgroundCheck([p for p, _ in splits["train"]]))
+            checks.append(BackgroundCheck([p for p, _ in train]))
     headers = inspect_images(everything, skip_bad=options.skip_bad_images, decode=decode)
     for name, samples in splits.items():
         kept = [(p, label) for p, label in samples if p in headers]
@@ -410,9 +438,8 @@ def _decide(
     channels, why_channels = decide_channels(list(headers.values()), options.channels)
     log.info("data: channels %s", why_channels)
     info = {"channels": why_channels}
-    size = options.image_size or _measured_size(
-        [headers[p] for p, _ in splits["train"] or splits["test"]]
-    )
+    measured = splits.get("train") or [s for samples in splits.values() for s in samples]
+    size = options.image_size or _measured_size([headers[p] for p, _ in measured])
     if options.image_size is None:
         info["image_size"] = (
             f"{size} (median shorter side of the images, at most {MAX_DEFAULT_SIZE}; "
@@ -438,6 +465,8 @@ class _SplitOptions(TypedDict):
 def build_folder(options: DataOptions) -> DataBundle:
     """Data source for a folder path holding ``train/``, ``test/`` and optionally ``val/``.
 
+    Only the splits ``options.splits`` asks for are listed and decoded.
+
     Raises:
         UserError: The folder or a split is missing or malformed; the message names the fix.
     """
@@ -448,25 +477,24 @@ def build_folder(options: DataOptions) -> DataBundle:
             "now); otherwise --data digits, --data cifar10, or a folder with train/ and test/ "
             "subfolders of class folders"
         )
-    classes, splits = _scan(root, options)
+    classes, splits, info = _scan(root, options)
     checks: list[Any] = []
-    channels, size, info = _decide(splits, options, checks)
+    channels, size, decided = _decide(splits, options, checks)
+    info.update(decided)
     common: _SplitOptions = {
         "channels": channels,
         "image_size": size,
         "seed": options.seed,
         "augment": options.augment or "flip",
     }
-    whole = ImageFolderDataset(splits["train"], train=True, **common)
-    train: Dataset[Any] = whole
-    test: Dataset[Any] = ImageFolderDataset(splits["test"], train=False, **common)
-    if options.test_split:
-        train, test, info["test"] = _carve_test(whole, options.test_split, options.seed, root)
-    val: Dataset[Any] | None = None
-    if "val" in splits:
-        val = ImageFolderDataset(splits["val"], train=False, **common)
-        info["val"] = f"{len(val)} images in {root / 'val'}"
-    elif options.val_split:
+    parts: dict[str, Dataset[Any]] = {
+        name: ImageFolderDataset(samples, train=name == "train", **common)
+        for name, samples in splits.items()
+    }
+    train, val = parts.get("train"), parts.get("val")
+    if val is not None:
+        info["val"] = f"{len(splits['val'])} images in {root / 'val'}"
+    elif options.val_split and train is not None:
         check_fraction(options.val_split)
         train, val, record = carve_val(train, options.val_split, options.seed, source=str(root))
         info.update(record)
@@ -476,10 +504,5 @@ def build_folder(options: DataOptions) -> DataBundle:
         channels=channels, image_size=size, num_classes=len(classes), class_names=classes
     )
     return DataBundle(
-        train=train,
-        test=test,
-        spec=spec,
-        checks=checks,
-        val=val,
-        info=info,
+        train=train, test=parts.get("test"), spec=spec, checks=checks, val=val, info=info
     )

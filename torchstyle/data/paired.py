@@ -222,15 +222,18 @@ def _drop_bad(paths: list[Path], split_dir: Path) -> list[Path]:
 
 
 def _scan_splits(root: Path, options: DataOptions) -> dict[str, list[Path]]:
-    """The checked image paths of train/, test/ and (if present) val/."""
+    """The checked image paths of train/, test/ and (if present) val/, of those asked for."""
     has_val = (root / "val").is_dir()
-    if has_val and options.val_split:
+    if has_val and options.val_split and options.wants("val"):
         raise UserError(
             f"{root} has a val/ folder and --val-split {options.val_split} was given; "
             "drop --val-split to use val/, or move val/ away"
         )
+    wanted = [s for s in (*SPLITS, "val") if options.wants(s) and (s != "val" or has_val)]
+    if options.wants("val") and not has_val and options.val_split and "train" not in wanted:
+        wanted.append("train")  # the validation split is carved out of it
     splits: dict[str, list[Path]] = {}
-    for split in (*SPLITS, "val") if has_val else SPLITS:
+    for split in wanted:
         split_dir = root / split
         paths = scan_pairs(split_dir)
         if options.skip_bad_images:
@@ -271,7 +274,7 @@ def build_paired(options: DataOptions) -> DataBundle:
             "use none or flip"
         )
     splits = _scan_splits(root, options)
-    has_val = "val" in splits
+    has_val = (root / "val").is_dir()
     # Channels come from every image (3 if any has colour) unless --channels says; every
     # image is converted to them.
     headers = [read_header(p, _SKIP_HINT) for paths in splits.values() for p in paths]
@@ -279,20 +282,22 @@ def build_paired(options: DataOptions) -> DataBundle:
     log.info("data: channels %s", why)
     size = options.image_size or 32
     common = {"channels": channels, "image_size": size, "seed": options.seed}
-    train: Dataset[Any] = PairedImageDataset(splits["train"], hflip=augment == "flip", **common)
-    val: Dataset[Any] | None = None
+    parts: dict[str, Dataset[Any]] = {
+        name: PairedImageDataset(paths, hflip=name == "train" and augment == "flip", **common)
+        for name, paths in splits.items()
+    }
+    train, val = parts.get("train"), parts.get("val")
     info: dict[str, Any] = {"channels": why}
-    if has_val:
-        val = PairedImageDataset(splits["val"], hflip=False, **common)
-        info["val"] = f"{len(val)} pairs in {root / 'val'}"
-    elif options.val_split:
+    if "val" in splits:
+        info["val"] = f"{len(splits['val'])} pairs in {root / 'val'}"
+    elif options.val_split and train is not None and not has_val:
         train, val, record = carve_val(train, options.val_split, options.seed, source=str(root))
         info.update(record)
     else:
         info["val"] = "none (no val/ folder; pass --val-split F to hold a fraction of train out)"
     return DataBundle(
         train=train,
-        test=PairedImageDataset(splits["test"], hflip=False, **common),
+        test=parts.get("test"),
         spec=DataSpec(
             channels=channels, image_size=size, num_classes=0, class_names=(), layout="paired"
         ),

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torchstyle.data.base import DataBundle, DataOptions
 
+#: Every split a source can build (``DataOptions.splits`` asks for some of them).
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
 # Layout name -> how a folder of that layout is organised (for help and error messages).
 LAYOUTS: dict[str, str] = {
     "classes": (

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from torchstyle.data.registry import (
     DATA_SOURCES,
+    SPLIT_NAMES,
     get_source,
     layout_error,
     layout_fits,
@@ -82,10 +83,16 @@ def _breast_cancer(options: DataOptions) -> DataBundle:
 def build_data(options: DataOptions) -> DataBundle:
     """Builds the splits that ``options.name`` names, in the layout ``options.layout`` needs.
 
+    Only the splits ``options.splits`` asks for are read; the bundle holds those alone (a
+    split not asked for is None, even if a source built it anyway).
+
     Raises:
-        UserError: The source is missing or malformed, or its layout is not the one asked
-            for; the message names the fix.
+        UserError: The source is missing or malformed, its layout is not the one asked
+            for, or it gave no split asked for; the message names the fix.
     """
+    unknown = sorted(set(options.splits) - set(SPLIT_NAMES))
+    if unknown or not options.splits:
+        raise ValueError(f"splits must be some of {SPLIT_NAMES}, got {options.splits!r}")
     source = get_source(options.name)
     if source is not None:
         if not layout_fits(options.layout, source.layout):
@@ -95,6 +102,20 @@ def build_data(options: DataOptions) -> DataBundle:
         bundle = _build_unnamed(options)
     if not layout_fits(options.layout, bundle.spec.layout):
         raise UserError(layout_error(options.layout, bundle.spec.layout, options.name))
+    return _only_asked(bundle, options)
+
+
+def _only_asked(bundle: DataBundle, options: DataOptions) -> DataBundle:
+    """The bundle with the splits not asked for dropped; refuses a missing one asked for."""
+    for split in ("train", "test"):  # a source may have no val split; it must have these
+        if options.wants(split) and getattr(bundle, split) is None:
+            raise UserError(
+                f"--data {options.name} gave no {split} split; a data source must build every "
+                f"split in DataOptions.splits ({', '.join(options.splits)})"
+            )
+    bundle.train = bundle.train if options.wants("train") else None
+    bundle.val = bundle.val if options.wants("val") else None
+    bundle.test = bundle.test if options.wants("test") else None
     return bundle
 
 

@@ -139,12 +139,15 @@ def build_stdlib(options: DataOptions, root: Path | None = None) -> DataBundle:
     root = root or stdlib_dir()
     context = options.image_size or DEFAULT_CONTEXT
     files = split_files(root)
-    parts = {
+    asked = {"train": "train", "validation": "val", "test": "test"}  # ours -> DataOptions'
+    parts: dict[str, Dataset[Any] | None] = {
         s: ByteWindows(
             read_bytes(root, files[s]),
             context=context,
             max_windows=None if s == "train" else EVAL_WINDOWS,
         )
+        if options.wants(asked[s])
+        else None  # its files are not read
         for s in SPLITS
     }
     spec = DataSpec(channels=1, image_size=context, num_classes=VOCAB_SIZE, layout="tokens")

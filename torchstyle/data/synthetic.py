@@ -66,14 +66,17 @@ def build_synthetic(options: DataOptions) -> DataBundle:
         num_classes=NUM_CLASSES,
         class_names=tuple(f"class{i}" for i in range(NUM_CLASSES)),
     )
-    train: Dataset[Any] = make_synthetic(
-        TRAIN_SIZE, image_size=size, seed=options.seed, augment=options.augment or "none"
-    )
-    train, val, info = carve_val(train, options.val_split or 0.0, options.seed, source="synthetic")
-    return DataBundle(
-        train=train,
-        test=make_synthetic(TEST_SIZE, image_size=size, seed=options.seed + 1),
-        spec=spec,
-        val=val,
-        info=info,
-    )
+    train: Dataset[Any] | None = None
+    val: Dataset[Any] | None = None
+    info: dict[str, Any] = {}
+    if options.wants("train") or options.wants("val"):  # each split has its own seed
+        whole = make_synthetic(
+            TRAIN_SIZE, image_size=size, seed=options.seed, augment=options.augment or "none"
+        )
+        train, val, info = carve_val(
+            whole, options.val_split or 0.0, options.seed, source="synthetic"
+        )
+    test = None
+    if options.wants("test"):
+        test = make_synthetic(TEST_SIZE, image_size=size, seed=options.seed + 1)
+    return DataBundle(train=train, test=test, spec=spec, val=val, info=info)

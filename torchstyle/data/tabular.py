@@ -46,9 +46,13 @@ def build_breast_cancer(options: DataOptions) -> DataBundle:
     tr, te = torch.tensor(train_idx), torch.tensor(test_idx)
     names = tuple(str(n) for n in raw.target_names)
     spec = DataSpec.for_features(int(x.shape[1]), len(names), names)
-    train: Dataset[Any] = TensorImageDataset(x[tr], y[tr])
-    val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
-    train, val, info = carve_val(train, val_split, options.seed, source="breast-cancer")
-    return DataBundle(
-        train=train, test=TensorImageDataset(x[te], y[te]), spec=spec, val=val, info=info
-    )
+    train: Dataset[Any] | None = None
+    val: Dataset[Any] | None = None
+    info: dict[str, Any] = {}
+    if options.wants("train") or options.wants("val"):
+        val_split = DEFAULT_VAL_FRACTION if options.val_split is None else options.val_split
+        train, val, info = carve_val(
+            TensorImageDataset(x[tr], y[tr]), val_split, options.seed, source="breast-cancer"
+        )
+    test = TensorImageDataset(x[te], y[te]) if options.wants("test") else None
+    return DataBundle(train=train, test=test, spec=spec, val=val, info=info)

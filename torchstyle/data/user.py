@@ -7,6 +7,10 @@ returns the splits as datasets, map-style or iterable, in any of these forms:
 * ``(train, test)`` or ``(train, val, test)``;
 * a :class:`~torchstyle.data.DataBundle`, used as it is.
 
+``options.splits`` names the splits asked for: training asks for ``train``, ``val`` and
+``test``; ``torchstyle test`` for ``test`` alone, so a function that takes the options may
+build only those (a dict may then leave the others out; they are ignored if returned).
+
 A sample is ``(image, label)`` (``classes`` layout: image a ``(C, H, W)`` float tensor of
 any height and width, label an int), ``(vector, label)`` (``features`` layout: tabular data,
 the vector a 1-D float tensor) or ``(a, b)``, two images (``paired`` layout). The sample shape
@@ -133,16 +137,20 @@ def _call(function: Callable[..., Any], reference: str, options: DataOptions) ->
         raise _raised(reference, "calling it", e) from None
 
 
-def _splits(result: Any, reference: str) -> tuple[Any, Any, Any, Sequence[str] | None]:
-    """``(train, val, test, classes)`` from what the function returned."""
+def _splits(
+    result: Any, reference: str, options: DataOptions
+) -> tuple[Any, Any, Any, Sequence[str] | None]:
+    """``(train, val, test, classes)`` from what the function returned; a dict needs the
+    keys of the splits ``options.splits`` asks for, of train and test."""
     if isinstance(result, dict):
         unknown = sorted(set(result) - {"train", "val", "test", "classes"})
-        if unknown or "train" not in result or "test" not in result:
+        needed = [s for s in ("train", "test") if options.wants(s)]
+        if unknown or any(s not in result for s in needed):
             raise UserError(
-                f"--data {reference}: the dict needs 'train' and 'test' keys (got "
-                f"{', '.join(map(repr, result)) or 'none'}); {_FORMS}"
+                f"--data {reference}: the dict needs {' and '.join(map(repr, needed))} "
+                f"key(s) (got {', '.join(map(repr, result)) or 'none'}); {_FORMS}"
             )
-        return result["train"], result.get("val"), result["test"], result.get("classes")
+        return result.get("train"), result.get("val"), result.get("test"), result.get("classes")
     if isinstance(result, (tuple, list)) and len(result) in (2, 3):
         train, *rest = result
         val = rest[0] if len(rest) == 2 else None
@@ -190,17 +198,23 @@ def _layout_of(sample: Any, reference: str) -> tuple[str, Tensor]:
     return ("paired" if paired else "classes"), x
 
 
-def _class_names(train: Any, classes: Sequence[str] | None, reference: str) -> tuple[str, ...]:
-    names = classes if classes is not None else getattr(train, "classes", None)
+def _class_names(
+    first: Any, classes: Sequence[str] | None, reference: str, options: DataOptions
+) -> tuple[str, ...]:
+    """The class names: returned, the dataset's ``classes``, the run's (``torchstyle test``),
+    or counted from the labels of ``first`` (the training split when it was asked for)."""
+    names = classes if classes is not None else getattr(first, "classes", None)
+    if names is None and options.class_names is not None:
+        names = options.class_names
     if names is not None:
         return tuple(str(n) for n in names)
-    if isinstance(train, IterableDataset):
-        labels = torch.tensor([int(y) for _, y in train])
+    if isinstance(first, IterableDataset):
+        labels = torch.tensor([int(y) for _, y in first])
     else:
-        labels = labels_of(train)
+        labels = labels_of(first)
     count = int(labels.max()) + 1
     log.info(
-        "data: %d classes counted from the training labels of %s; return 'classes' to name them",
+        "data: %d classes counted from the labels of %s; return 'classes' to name them",
         count,
         reference,
     )
@@ -223,19 +237,23 @@ def build_user_data(options: DataOptions) -> DataBundle:
     result = _call(load_function(reference), reference, options)
     if isinstance(result, DataBundle):
         return result
-    train, val, test, classes = _splits(result, reference)
-    layout, x = _layout_of(_first(train, "train", reference), reference)
+    train, val, test, classes = _splits(result, reference, options)
+    # The shape is read from the first split asked for: train, else test.
+    first_split = "train" if options.wants("train") or options.wants("val") else "test"
+    first = train if first_split == "train" else test
+    layout, x = _layout_of(_first(first, first_split, reference), reference)
     if layout != "features" and options.channels is not None and options.channels != x.shape[0]:
         raise UserError(
             f"{reference} yields {x.shape[0]}-channel images, not --channels {options.channels}; "
             "convert inside the datasets, or drop --channels"
         )
-    _first(test, "test", reference)
-    names = _class_names(train, classes, reference) if layout != "paired" else ()
-    info: dict[str, Any] = {"source": f"{reference} ({type(train).__name__})"}
+    if options.wants("test") and first_split != "test":
+        _first(test, "test", reference)
+    names = _class_names(first, classes, reference, options) if layout != "paired" else ()
+    info: dict[str, Any] = {"source": f"{reference} ({type(first).__name__})"}
     if val is not None:
         info["val"] = f"the val split {reference} returned"
-    elif options.val_split:
+    elif options.val_split and options.wants("val"):
         train, val, record = carve_val(train, options.val_split, options.seed, source=reference)
         info.update(record)
     else:

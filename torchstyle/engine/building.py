@@ -8,6 +8,7 @@ the engine meets users' models.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,28 @@ def default_data(source: ModelSource | None, model: TorchstyleModel | None) -> s
     return (type(model) if model is not None else model_class(source)).default_data
 
 
+@dataclass(frozen=True)
+class ModelSettings:
+    """What building and initialising a model reads of the run's settings, no more.
+
+    Attributes:
+        args: ``--model-arg`` values.
+        weights: ``--weights``: a file to initialise from (None: untrained).
+        freeze: ``--freeze`` prefixes.
+    """
+
+    args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    freeze: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> ModelSettings:
+        """The model settings of a training run."""
+        return cls(dict(cfg.model_args), cfg.weights, tuple(cfg.freeze))
+
+
 def prepare_model(
-    cfg: TrainConfig,
+    settings: ModelSettings,
     spec: DataSpec,
     *,
     source: ModelSource | None = None,
@@ -68,7 +89,7 @@ def prepare_model(
     """The model to train and its run record.
 
     Args:
-        cfg: The run's settings (``model``, ``model_args``, ``weights``, ``freeze``).
+        settings: ``--model-arg``, ``--weights`` and ``--freeze``.
         spec: The data's channels, size and classes.
         source: ``--model``, parsed once by the run's builder.
         model: A model the caller built (``Trainer(model=...)``, ``torchstyle.fit``).
@@ -78,6 +99,7 @@ def prepare_model(
 
     Raises:
         UserError: The model cannot be built, or the weights do not fit it.
+        ValueError: Neither a model nor a parsed source was given.
     """
     if model is not None:
         rec = record if record is not None else _record_of(model)
@@ -87,14 +109,16 @@ def prepare_model(
         if not replayable(rec):
             raise resume_refusal(rec, run_dir)
         build = ModelBuild(rebuild_for_run(resume_state["model"], spec, run_dir), rec)
+    elif source is not None:
+        build = build_for_data(source, settings.args, spec)
     else:
-        build = build_for_data(source or cfg.model, cfg.model_args, spec)
-    if cfg.weights and resume_state is None:  # a resumed run's weights are its checkpoint's
-        report = load_weights(build.model, Path(cfg.weights))
-        build.notes.extend(line.strip() for line in report.lines(Path(cfg.weights)))
-    if cfg.freeze:
-        frozen = freeze(build.model, list(cfg.freeze))
-        build.notes.append(f"froze {frozen} parameter tensors ({', '.join(cfg.freeze)})")
+        raise ValueError("prepare_model needs a model or the parsed --model (source)")
+    if settings.weights and resume_state is None:  # a resumed run's are its checkpoint's
+        report = load_weights(build.model, Path(settings.weights))
+        build.notes.extend(line.strip() for line in report.lines(Path(settings.weights)))
+    if settings.freeze:
+        frozen = freeze(build.model, list(settings.freeze))
+        build.notes.append(f"froze {frozen} parameter tensors ({', '.join(settings.freeze)})")
     return build
 
 

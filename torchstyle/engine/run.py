@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from torchstyle.config import TrainConfig
-from torchstyle.data import DataBundle
-from torchstyle.engine import building, finetune, resume_policy, runs, setup
+from torchstyle.data import DataBundle, DataOptions
+from torchstyle.engine import building, finetune, memory, resume_policy, runs, setup
 from torchstyle.engine.callbacks import Callback, EarlyStopping, Hooks, LearningRateLogger
 from torchstyle.engine.metrics import EvaluationMetrics
 from torchstyle.engine.programs import replayable, resume_refusal
@@ -136,19 +136,53 @@ def build_run(
     plan, resume_state, changes = _plan(cfg, source, model, strategy)
     seed_everything(cfg.seed + strategy.rank)
     configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
+    if cfg.image_size:  # a size that cannot fit is refused before anything is allocated
+        memory.check_input_size(
+            image_size=cfg.image_size, batch_size=cfg.batch_size, device=strategy.device
+        )
     data, build = setup.build_data_and_model(
-        cfg,
-        model,
-        data,
+        data if data is not None else _data_options(cfg, source, model),
+        building.ModelSettings.of(cfg),
+        model=model,
         source=source,
         record=model_record,
         resume_state=resume_state,
         run_dir=plan.run_dir,
-        device=strategy.device,
+        fits=setup.MemoryFit(strategy.device, cfg.batch_size, _size_settings(cfg)),
     )
     if resume_state is not None:
         resume_policy.check_spec(resume_state["spec"], data.spec.to_dict(), run_dir=plan.run_dir)
     return _assemble(cfg, source, strategy, plan, resume_state, changes, data, build, callbacks)
+
+
+def _data_options(
+    cfg: TrainConfig, source: ModelSource | None, model: TorchstyleModel | None
+) -> DataOptions:
+    """What ``--data`` and its flags ask the data source for: every split, at the model's
+    preferred size and in its layout unless the flags say otherwise."""
+    model_size, layout = building.model_preferences(source, model)
+    return DataOptions(
+        name=cfg.data or building.default_data(source, model),
+        data_dir=cfg.data_dir,
+        image_size=cfg.image_size or model_size,
+        channels=cfg.channels,
+        skip_bad_images=cfg.skip_bad_images,
+        download=cfg.download,
+        seed=cfg.seed,
+        layout=layout,
+        augment=cfg.augment,
+        val_split=cfg.val_split,
+        test_split=cfg.test_split,
+    )
+
+
+def _size_settings(cfg: TrainConfig) -> str:
+    """The flags that set a model's size, as typed (for messages)."""
+    parts = [f"--model {cfg.model}"]
+    parts += [f"--model-arg {k}={v}" for k, v in cfg.model_args.items()]
+    if cfg.image_size:
+        parts.append(f"--image-size {cfg.image_size}")
+    return " ".join(parts)
 
 
 def _plan(
@@ -196,15 +230,15 @@ def _assemble(
     eval_split = "val" if data.val is not None else "test"
     evaluated = data.val if data.val is not None else data.test
     eval_sampler, eval_batches = setup.build_batches(evaluated, batches, strategy, train=False)
-    total = setup.total_steps(cfg, len(train_sampler))
+    steps_per_epoch = math.ceil(len(train_sampler) / cfg.accumulate)
     # The recipe regroups the optimizers and puts its warm-up before the schedule.
     optimizers, schedulers, recipe = finetune.build(
         cfg,
         model,
         data.spec,
         optimizers,
-        steps_per_epoch=math.ceil(len(train_sampler) / cfg.accumulate),
-        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=resume_policy.total_steps(cfg.epochs, steps_per_epoch, cfg.max_steps),
         strategy=strategy.name,
     )
     pre = finetune.install_preprocessing(cfg, model, data.spec)

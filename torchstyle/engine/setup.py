@@ -6,7 +6,6 @@ Kept out of ``trainer.py`` so that file stays the loop, readable top to bottom.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -39,76 +38,77 @@ from torchstyle.models.sources import ModelSource
 
 
 def build_data_and_model(
-    cfg: TrainConfig,
-    model: TorchstyleModel | None,
-    data: DataBundle | None,
+    data: DataBundle | DataOptions,
+    settings: building.ModelSettings,
     *,
+    model: TorchstyleModel | None = None,
     source: ModelSource | None = None,
     record: dict[str, Any] | None = None,
     resume_state: dict[str, Any] | None = None,
     run_dir: Path,
-    device: torch.device | None = None,
+    fits: MemoryFit | None = None,
 ) -> tuple[DataBundle, ModelBuild]:
-    """The datasets and the model, each the one given or built as ``cfg`` says.
+    """The datasets and the model, each the one given or built as asked.
 
-    Data first: the model's input shape comes from it, and the model says which image size
-    and folder layout it wants. The model then takes ``--weights`` and ``--freeze``; a
-    resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
-    ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
-    ``source`` is ``--model`` as the run's builder parsed it (None for a given model): this
-    module never parses ``--model`` itself.
+    Data first: the model's input shape comes from it. The model then takes ``--weights``
+    and ``--freeze``; a resumed run rebuilds its own from the checkpoint's record (see
+    ``building.py``).
+
+    Args:
+        data: The datasets given, or the options to build them with (the run's builder
+            resolved them, with the model's preferred size and layout).
+        settings: ``--model-arg``, ``--weights`` and ``--freeze``.
+        model: A model the caller built.
+        source: ``--model`` as the run's builder parsed it (None for a given model): this
+            module never parses ``--model`` itself.
+        record: Where ``model`` came from, when the caller knows.
+        resume_state: The checkpoint being resumed.
+        run_dir: The run folder.
+        fits: A new model that cannot fit this device's memory is refused before it is
+            allocated; None skips the check.
+
+    Raises:
+        UserError: The data or the model cannot be built, or they do not fit each other.
     """
-    model_size, layout = building.model_preferences(source, model)
-    if device is not None and cfg.image_size:
-        memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
-    if data is None:
-        options = DataOptions(
-            name=cfg.data or building.default_data(source, model),
-            data_dir=cfg.data_dir,
-            image_size=cfg.image_size or model_size,
-            channels=cfg.channels,
-            skip_bad_images=cfg.skip_bad_images,
-            download=cfg.download,
-            seed=cfg.seed,
-            layout=layout,
-            augment=cfg.augment,
-            val_split=cfg.val_split,
-            test_split=cfg.test_split,
+    bundle = build_data(data) if isinstance(data, DataOptions) else data
+    if bundle.train is None or (bundle.val is None and bundle.test is None):
+        raise UserError(
+            "a training run needs a train split and a val or test split to evaluate on; "
+            "give the data both"
         )
-        data = build_data(options)
-    if model is None and resume_state is None and device is not None:
-        spec = data.spec
+    if model is None and resume_state is None and fits is not None and source is not None:
+        spec, parsed = bundle.spec, source
         memory.check_model_fits(
-            lambda: build_for_data(source or cfg.model, cfg.model_args, spec).model,
-            input_shape=(cfg.batch_size, *spec.sample_shape),
-            device=device,
-            what=_size_settings(cfg),
+            lambda: build_for_data(parsed, settings.args, spec).model,
+            input_shape=(fits.batch_size, *spec.sample_shape),
+            device=fits.device,
+            what=fits.what,
         )
     made = building.prepare_model(
-        cfg,
-        data.spec,
+        settings,
+        bundle.spec,
         source=source,
         model=model,
         record=record,
         resume_state=resume_state,
         run_dir=run_dir,
     )
-    return data, made
+    return bundle, made
 
 
-def _size_settings(cfg: TrainConfig) -> str:
-    """The flags that set a model's size, as typed (for messages)."""
-    parts = [f"--model {cfg.model}"]
-    parts += [f"--model-arg {k}={v}" for k, v in cfg.model_args.items()]
-    if cfg.image_size:
-        parts.append(f"--image-size {cfg.image_size}")
-    return " ".join(parts)
+@dataclass(frozen=True)
+class MemoryFit:
+    """What the check that a new model fits the device's memory needs.
 
+    Attributes:
+        device: The device the run trains on.
+        batch_size: The global batch size.
+        what: The flags that set the model's size, as typed (for the message).
+    """
 
-def total_steps(cfg: TrainConfig, micro_batches_per_epoch: int) -> int:
-    """Optimizer steps the whole run takes (what a schedule spans)."""
-    steps = cfg.epochs * math.ceil(micro_batches_per_epoch / cfg.accumulate)
-    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+    device: torch.device
+    batch_size: int
+    what: str
 
 
 def channels_last(batch: Any) -> Any:

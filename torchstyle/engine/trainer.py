@@ -555,7 +555,9 @@ class Trainer:
             old_total=resume_policy.total_steps(
                 saved["epochs"], steps_per_epoch, saved.get("max_steps")
             ),
-            new_total=setup.total_steps(self.cfg, len(self.train_sampler)),
+            new_total=resume_policy.total_steps(
+                self.cfg.epochs, steps_per_epoch, self.cfg.max_steps
+            ),
         )
         log.info("resumed with changed settings: %s", runs.describe(self._changes))
 

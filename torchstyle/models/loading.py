@@ -24,7 +24,6 @@ from torchstyle.models.sources import (
     ModelSource,
     Signature,
     build,
-    parse_model_spec,
     rebuild,
     record,
     resolve,
@@ -54,12 +53,11 @@ class ModelBuild:
         return str(self.record.get("adapter", "none"))
 
 
-def model_defaults(model_spec: str | ModelSource) -> tuple[int | None, str]:
+def model_defaults(source: ModelSource) -> tuple[int | None, str]:
     """The model's preferred image size and data layout, read before the data is built.
 
     Library and file models take the data's own size and class folders.
     """
-    source = model_spec if isinstance(model_spec, ModelSource) else parse_model_spec(model_spec)
     if source.kind != "registered":
         return None, "classes"
     from torchstyle.models import get_model_class
@@ -68,16 +66,13 @@ def model_defaults(model_spec: str | ModelSource) -> tuple[int | None, str]:
     return cls.default_image_size, cls.data_layout
 
 
-def build_for_data(
-    model_spec: str | ModelSource, args: dict[str, Any], spec: DataSpec
-) -> ModelBuild:
-    """Builds ``--model`` (as typed, or already parsed) with ``--model-arg`` values for the
-    data ``spec`` describes.
+def build_for_data(source: ModelSource, args: dict[str, Any], spec: DataSpec) -> ModelBuild:
+    """Builds ``--model``, as the run's builder parsed it (``sources.parse_model_spec``), with
+    ``--model-arg`` values for the data ``spec`` describes.
 
     Raises:
         UserError: Unknown model, bad arguments, or a model that does not fit the data.
     """
-    source = model_spec if isinstance(model_spec, ModelSource) else parse_model_spec(model_spec)
     built = build(source, spec, args)
     model, adapter = adapt(built.module)
     return ModelBuild(model, record(source, built.args, adapter), built.notes)
