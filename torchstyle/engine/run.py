@@ -136,6 +136,8 @@ def build_run(
     plan, resume_state, changes = _plan(cfg, source, model, strategy)
     seed_everything(cfg.seed + strategy.rank)
     configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
+    # The weights' input side and resize policy (a resume's own), before the data is read.
+    sizing = finetune.input_size(cfg, resume_state) if data is None else None
     data, build = setup.build_data_and_model(
         cfg,
         model,
@@ -145,10 +147,12 @@ def build_run(
         resume_state=resume_state,
         run_dir=plan.run_dir,
         device=strategy.device,
+        sizing=sizing,
     )
     if resume_state is not None:
         resume_policy.check_spec(resume_state["spec"], data.spec.to_dict(), run_dir=plan.run_dir)
-    return _assemble(cfg, source, strategy, plan, resume_state, changes, data, build, callbacks)
+    parts = (data, build, callbacks, sizing)
+    return _assemble(cfg, source, strategy, plan, resume_state, changes, *parts)
 
 
 def _plan(
@@ -182,6 +186,7 @@ def _assemble(
     data: DataBundle,
     build: ModelBuild,
     callbacks: Sequence[Callback],
+    sizing: finetune.InputSize | None,
 ) -> Run:
     """The model on its device and everything that steps it."""
     model = build.model
@@ -207,7 +212,7 @@ def _assemble(
         total_steps=total,
         strategy=strategy.name,
     )
-    pre = finetune.install_preprocessing(cfg, model, data.spec)
+    pre = finetune.install_preprocessing(cfg, model, data.spec, sizing)
     early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
     return Run(
         cfg=cfg,

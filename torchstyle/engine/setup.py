@@ -31,6 +31,7 @@ from torchstyle.data.device import DeviceBatches
 from torchstyle.data.folder import ImageFolderDataset
 from torchstyle.data.loaders import rebuild
 from torchstyle.engine import building, memory
+from torchstyle.engine.finetune import InputSize, describe_input
 from torchstyle.engine.strategies import Strategy
 from torchstyle.errors import UserError
 from torchstyle.models import TorchstyleModel
@@ -48,6 +49,7 @@ def build_data_and_model(
     resume_state: dict[str, Any] | None = None,
     run_dir: Path,
     device: torch.device | None = None,
+    sizing: InputSize | None = None,
 ) -> tuple[DataBundle, ModelBuild]:
     """The datasets and the model, each the one given or built as ``cfg`` says.
 
@@ -56,16 +58,19 @@ def build_data_and_model(
     resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
     ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
     ``source`` is ``--model`` as the run's builder parsed it (None for a given model): this
-    module never parses ``--model`` itself.
+    module never parses ``--model`` itself. ``sizing`` is the input side and resize policy
+    the weights ask for (``finetune.input_size``).
     """
     model_size, layout = building.model_preferences(source, model)
-    if device is not None and cfg.image_size:
-        memory.check_input_size(image_size=cfg.image_size, batch_size=cfg.batch_size, device=device)
+    sizing = sizing or InputSize(cfg.image_size)
+    if device is not None and sizing.size:
+        memory.check_input_size(image_size=sizing.size, batch_size=cfg.batch_size, device=device)
     if data is None:
         options = DataOptions(
             name=cfg.data or building.default_data(source, model),
             data_dir=cfg.data_dir,
-            image_size=cfg.image_size or model_size,
+            image_size=sizing.size or model_size,
+            resize=sizing.resize,
             channels=cfg.channels,
             skip_bad_images=cfg.skip_bad_images,
             download=cfg.download,
@@ -76,6 +81,7 @@ def build_data_and_model(
             test_split=cfg.test_split,
         )
         data = build_data(options)
+        data.info.update(describe_input(sizing))
     if model is None and resume_state is None and device is not None:
         spec = data.spec
         memory.check_model_fits(
