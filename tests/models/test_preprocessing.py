@@ -256,6 +256,12 @@ def test_an_exported_program_reproduces_the_runs_predictions_in_plain_pytorch(tm
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
     assert json.loads((run / "preprocessing.json").read_text())["normalize"] == "weights"
+    # What `torchstyle test` and a resume read back from the checkpoint: the weights' policy.
+    from torchstyle.engine.checkpoint import load_checkpoint
+    from torchstyle.engine.finetune import resize_policy
+
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert resize_policy(preprocessing.from_state(state)) == ResizePolicy(18, 16, "bilinear")
     image = data / "test" / "1" / "0.png"
     pred = run_cli("predict", str(run), str(image), "--output", str(tmp_path / "p.csv"))
     assert pred.returncode == 0, pred.stderr
