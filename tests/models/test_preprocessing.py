@@ -286,3 +286,12 @@ def test_an_exported_program_reproduces_the_runs_predictions_in_plain_pytorch(tm
             probs = program(_plain_pytorch_input(image, pre, baked=baked)).softmax(dim=1)[0]
         assert int(probs.argmax()) == int(row["class"])
         assert float(probs.max()) == pytest.approx(float(row["probability"]), abs=2e-6)
+    # A resume applies the run's recorded policy (from the checkpoint, not re-resolved from
+    # the flags); another --image-size is refused.
+    refused = run_cli("train", "--resume", str(run), "--image-size", "20", "--no-progress")
+    assert refused.returncode == 2 and "--image-size" in refused.stderr, refused.stderr
+    more = ("--epochs", "2", "--max-steps", "2", "--no-progress")
+    resumed = run_cli("train", "--resume", str(run), *more)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "image_size: 16 from --image-size (the weights' 224)" in resumed.stdout + resumed.stderr
+    assert json.loads((run / "preprocessing.json").read_text())["resize"] == 18
