@@ -234,6 +234,11 @@ def resize_policy(pre: preprocessing.Preprocessing | None) -> ResizePolicy | Non
     return ResizePolicy(*args) if args is not None else None
 
 
+def recorded_resize(state: dict[str, Any]) -> ResizePolicy | None:
+    """The resize policy a checkpoint's run read image files with (None: the centred square)."""
+    return resize_policy(preprocessing.from_state(state))
+
+
 def install_preprocessing(
     cfg: TrainConfig, model: TorchstyleModel, spec: DataSpec, sizing: InputSize | None = None
 ) -> preprocessing.Preprocessing:

@@ -151,8 +151,9 @@ def build_run(
     )
     if resume_state is not None:
         resume_policy.check_spec(resume_state["spec"], data.spec.to_dict(), run_dir=plan.run_dir)
-    parts = (data, build, callbacks, sizing)
-    return _assemble(cfg, source, strategy, plan, resume_state, changes, *parts)
+    return _assemble(
+        cfg, source, strategy, plan, resume_state, changes, data, build, callbacks, sizing
+    )
 
 
 def _plan(
@@ -198,8 +199,7 @@ def _assemble(
     train_sampler, train_batches = setup.build_batches(data.train, batches, strategy, train=True)
     # Evaluations during training run on validation when there is one: it picks best.pt
     # and drives early stopping; the test split is evaluated once, at the end.
-    eval_split = "val" if data.val is not None else "test"
-    evaluated = data.val if data.val is not None else data.test
+    eval_split, evaluated = ("val", data.val) if data.val is not None else ("test", data.test)
     eval_sampler, eval_batches = setup.build_batches(evaluated, batches, strategy, train=False)
     total = setup.total_steps(cfg, len(train_sampler))
     # The recipe regroups the optimizers and puts its warm-up before the schedule.

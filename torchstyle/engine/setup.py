@@ -58,8 +58,7 @@ def build_data_and_model(
     resumed run rebuilds its own from the checkpoint's record (see ``building.py``). With
     ``device``, sizes that cannot fit in its memory are refused before anything is allocated.
     ``source`` is ``--model`` as the run's builder parsed it (None for a given model): this
-    module never parses ``--model`` itself. ``sizing`` is the input side and resize policy
-    the weights ask for (``finetune.input_size``).
+    module never parses ``--model`` itself; ``sizing`` is ``finetune.input_size``'s decision.
     """
     model_size, layout = building.model_preferences(source, model)
     sizing = sizing or InputSize(cfg.image_size)
