@@ -172,6 +172,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
         load_run_model,
         run_spec,
     )
+    from torchstyle.engine.finetune import recorded_resize
     from torchstyle.engine.metrics import EvaluationMetrics, format_table
     from torchstyle.engine.setup import BatchSettings, build_batches
     from torchstyle.engine.strategies import SingleDeviceStrategy
@@ -181,8 +182,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     strategy = SingleDeviceStrategy.create(args.device, amp="off")
     path = checkpoint_path(Path(args.run), args.checkpoint)
     model, state = load_run_model(path, strategy.device, run_dir=Path(args.run))
-    cfg = state["config"]
-    spec = run_spec(state)
+    cfg, spec = state["config"], run_spec(state)
     if cfg["data"] == "python" and not args.data:
         raise UserError(
             f"run {args.run} trained on datasets given in Python (torchstyle.fit); "
@@ -193,6 +193,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
             name=args.data or cfg["data"],
             data_dir=cfg.get("data_dir"),
             image_size=spec.image_size,
+            resize=recorded_resize(state),  # the pretrained weights' policy, as trained
             seed=cfg["seed"],
             layout=type(model).data_layout,
             splits=("test",),  # only the evaluated split is read (and checked, and decoded)

@@ -210,6 +210,64 @@ def test_recipe_flags_on_a_model_they_do_not_fit_are_refused(tmp_path):
     assert proc.returncode == 2 and "no stochastic depth" in proc.stderr
 
 
+def _depth_modules(model: nn.Module) -> list[float]:
+    """The drop probabilities of a model's stochastic-depth modules (timm's DropPath,
+    torchvision's StochasticDepth)."""
+    from torchvision.ops import StochasticDepth
+
+    rates = []
+    for m in model.modules():
+        if isinstance(m, StochasticDepth):
+            rates.append(float(m.p))
+        elif type(m).__name__ == "DropPath":
+            rates.append(float(m.drop_prob))
+    return rates
+
+
+# Residual branches that do not start at zero (ConvNeXt's layer scale, timm ResNet's
+# zero-initialised last norm), so that a dropped branch changes the output.
+@pytest.mark.parametrize(
+    ("model", "arg", "model_args"),
+    [
+        pytest.param("timm:resnet10t", "drop_path_rate", {"zero_init_last": False}, id="timm"),
+        pytest.param("torchvision:efficientnet_b0", "stochastic_depth_prob", {}, id="torchvision"),
+    ],
+)
+def test_drop_path_reaches_the_models_stochastic_depth(tmp_path, model, arg, model_args):
+    """--drop-path builds the model with its own stochastic depth (each library scales the
+    rate linearly with depth, up to it): training forwards drop whole residual branches at
+    random, evaluation is deterministic, and the run records the rate."""
+    if model.startswith("timm:"):
+        pytest.importorskip("timm")
+    from torchstyle.engine.run import build_run
+
+    cfg = TrainConfig(
+        model=model,
+        model_args=model_args,
+        drop_path=0.5,
+        data="digits",
+        image_size=32,
+        batch_size=8,
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
+    run = build_run(cfg)
+    rates = _depth_modules(run.model)
+    n = len(rates)  # torchvision counts a first block of rate 0; timm builds none for it
+    top = 0.5 if model.startswith("timm:") else 0.5 * (n - 1) / n
+    assert n >= 3 and rates == sorted(rates) and max(rates) == pytest.approx(top)
+    x = torch.stack([run.data.train[i][0] for i in range(4)])  # (4, 1, 32, 32)
+    torch.manual_seed(0)
+    run.model.train()
+    with torch.no_grad():
+        first, second = run.model(x), run.model(x)
+        assert not torch.allclose(first, second)  # branches dropped at random
+        run.model.eval()
+        assert torch.equal(run.model(x), run.model(x))
+    assert run.cfg.drop_path == 0.5 and run.cfg.model_args[arg] == 0.5  # config.json
+    assert run.build.record["args"][arg] == 0.5  # the checkpoint's model record
+
+
 # Every flag of the recipe at once, on an MLP (no BatchNorm: a batch split across processes
 # gives one process's gradient).
 RECIPE = (

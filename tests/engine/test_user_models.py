@@ -274,6 +274,8 @@ def test_fine_tune_from_weights_with_another_head_and_export_round_trip(tmp_path
         str(weights),
         "--freeze",
         "layer1",
+        "--image-size",  # not the weights' 224: cheap
+        "16",
         "--epochs",
         "1",
         "--run-dir",

@@ -76,6 +76,32 @@ def make_paired_folder(root: Path) -> Path:
     return root
 
 
+def make_class_folder(root: Path) -> Path:
+    """Tiny RGB images of two classes in train/, val/ and test/ (20x26: resized, cropped)."""
+    rng = random.Random(1)
+    for split, count in (("train", 2), ("val", 1), ("test", 2)):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                noise = bytes(rng.randrange(256) for _ in range(20 * 26 * 3))
+                Image.frombytes("RGB", (26, 20), noise).save(root / split / label / f"{i}.png")
+    return root
+
+
+def fine_tune_args(tmp: Path) -> list[str]:
+    """The classifier fine-tuning torchvision's resnet18 from a local weights file."""
+    import torchvision
+
+    weights = tmp / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    data = make_class_folder(tmp / "images")
+    return [
+        "train.py", "--backbone", "torchvision:resnet18", "--weights", str(weights), "--data",
+        str(data), "--image-size", "16", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+        "--run-dir", "runs/finetune",
+    ]  # fmt: skip
+
+
 @dataclass
 class Result:
     """A finished process: exit code and output."""
@@ -152,7 +178,9 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     no_plugins = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     procs.start("pytest", ["-m", "pytest", "-q", "-p", "no:cacheprovider"], env=no_plugins)
     procs.start("lint", ["-m", "torchstyle", "lint", "--select", "ALL", str(root)])
-    results = procs.wait("train")
+    if template == "classifier":  # a pretrained backbone, read as its weights expect
+        procs.start("finetune", fine_tune_args(tmp))
+    results = procs.wait("train", *(["finetune"] if template == "classifier" else []))
 
     # On the one-epoch run: test.py and a resumed copy (flags from its config.json); once,
     # a new run into its folder without --resume, which must refuse.
@@ -163,6 +191,8 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         procs.start("resume", resume)
         if template == "classifier":  # the same check is in every template's train.py
             procs.start("again", ["train.py", "--run-dir", "runs/first", *train_args])
+    if template == "classifier" and results["finetune"].returncode == 0:
+        procs.start("finetune-test", ["test.py", "--run-dir", "runs/finetune"])
     results |= procs.wait()
     return Project(template, name, root, results)
 
@@ -231,6 +261,27 @@ def test_test_script_evaluates_the_trained_checkpoint(project: Project) -> None:
             assert report[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6)
     if project.template != "classifier":
         assert (project.run_dir("first") / "samples" / "test.png").is_file()
+
+
+def test_a_pretrained_backbone_fine_tunes_and_tests_with_its_weights_preprocessing(
+    project: Project,
+) -> None:
+    if project.template != "classifier":
+        pytest.skip("the classifier fine-tunes a backbone")
+    train = result(project, "finetune")
+    assert train.returncode == 0, str(train)
+    assert "new classification head" in train.stderr + train.stdout
+    run = project.run_dir("finetune")
+    hparams = load_checkpoint(run / "checkpoints" / "latest.pt")["hparams"]
+    assert hparams["backbone"] == "torchvision:resnet18" and hparams["image_size"] == 16
+    assert hparams["mean"] == pytest.approx([0.485, 0.456, 0.406])  # the weights' own
+    test = result(project, "finetune-test")
+    assert test.returncode == 0, str(test)
+    # test.py reads the images as training read them (the weights' resize and crop): it
+    # reproduces the final test pass's loss.
+    report = json.loads((run / "test_metrics.json").read_text())
+    final = {k[5:]: v for row in metrics_log(run) for k, v in row.items() if k.startswith("test/")}
+    assert report["loss"] == pytest.approx(final["loss"], rel=1e-4, abs=1e-6)
 
 
 def test_the_projects_own_tests_pass(project: Project) -> None:

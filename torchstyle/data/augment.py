@@ -16,12 +16,17 @@ Policies (``--augment``):
   (ten attempts, then the centre-crop fallback), then the flip.
 * ``randaugment``, ``trivialaugment``, ``autoaugment``: ``rrc-flip`` (on fixed-size in-memory
   data: ``flip``), then torchvision's policy of that name (``autoaugment.py``).
+
+A :class:`ResizePolicy` (pretrained weights' own: resize, crop, interpolation) replaces the
+centred square: evaluation resizes the shorter side and centre-crops as the weights' library
+evaluates, and the random resized crop resamples with the weights' interpolation.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +46,48 @@ _MASK31 = 0x7FFFFFFF
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 RRC_ATTEMPTS = 10
+
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class ResizePolicy:
+    """How pretrained weights' library evaluates an image: resize, then centre crop.
+
+    Attributes:
+        resize: The shorter side is resized to this (the longer one keeps the aspect ratio).
+        crop: Then the centred ``crop x crop`` square is taken: the model's input side.
+        interpolation: ``bilinear``, ``bicubic`` or ``nearest`` (antialiased when shrinking).
+    """
+
+    resize: int
+    crop: int
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS or not 0 < self.crop <= self.resize:
+            raise ValueError(f"not a resize policy: {self}")
+
+    def evaluate(self, image: Tensor) -> Tensor:
+        """``image`` (``(C, H, W)``) resized and centre-cropped to ``(C, crop, crop)``.
+
+        A uint8 image on the CPU is resampled by PIL, as torchvision's and timm's evaluation
+        transforms resample the PIL images they are given, so the result equals theirs; on
+        another device (or float) torchvision's tensor resize runs there (within 2/255 of
+        PIL's).
+        """
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        mode = InterpolationMode(self.interpolation)
+        if image.device.type == "cpu" and image.dtype == torch.uint8:
+            pil = TF.resize(TF.to_pil_image(image), [self.resize], interpolation=mode)
+            out: Tensor = TF.pil_to_tensor(TF.center_crop(pil, [self.crop]))
+            return out
+        resized = TF.resize(image, [self.resize], interpolation=mode, antialias=True)
+        cropped: Tensor = TF.center_crop(resized, [self.crop])
+        return cropped
 
 
 def keyed_uniform(seed: int, epoch: int, index: Tensor | int, stream: int) -> Tensor:
@@ -166,28 +213,37 @@ def centre_square(heights: Tensor, widths: Tensor) -> Tensor:
     return torch.stack([top, left, side, side], dim=1)
 
 
-def resized_crop(images: Sequence[Tensor], boxes: Tensor, size: int) -> Tensor:
-    """Crops each image to its box and resizes it to ``size x size`` (bilinear, antialiased).
+def resized_crop(
+    images: Sequence[Tensor], boxes: Tensor, size: int, interpolation: str = "bilinear"
+) -> Tensor:
+    """Crops each image to its box and resizes it to ``size x size`` (antialiased).
 
     The same arithmetic as torchvision's ``resized_crop`` on tensors. Images may differ in
     size, so this loops over them, but every op stays on the images' device.
 
     Args:
-        images: ``B`` images ``(C, H_i, W_i)``, float.
+        images: ``B`` images ``(C, H_i, W_i)``, float in ``[-1, 1]``.
         boxes: ``(B, 4)`` boxes ``(top, left, height, width)``.
         size: Output side.
+        interpolation: ``bilinear``, ``bicubic`` (clamped back into ``[-1, 1]``, as a
+            resampled uint8 image is) or ``nearest``.
 
     Returns:
         ``(B, C, size, size)``.
     """
     out = []
+    smooth = interpolation != "nearest"
     for img, (top, left, bh, bw) in zip(images, boxes.tolist(), strict=True):
         crop = img[:, top : top + bh, left : left + bw].unsqueeze(0)  # (1, C, bh, bw)
         if (bh, bw) != (size, size):
             crop = F.interpolate(
-                crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                crop,
+                size=(size, size),
+                mode=interpolation,
+                align_corners=False if smooth else None,
+                antialias=smooth,
             )
-        out.append(crop)
+        out.append(crop.clamp(-1.0, 1.0) if interpolation == "bicubic" else crop)
     return torch.cat(out)  # (B, C, S, S)
 
 
@@ -199,15 +255,18 @@ def transform_images(
     epoch: int,
     index: Tensor,
     train: bool,
+    resize: ResizePolicy | None = None,
 ) -> Tensor:
     """Decoded images of any sizes to a training or test batch, as a policy says.
 
     Training: the policy's crop (``rrc-flip``: a random resized crop; otherwise the centred
     square of the image's shorter side) resized to ``size``, then ``crop-flip``'s
     pad-and-crop, then the flip. Evaluation: the centred square resized (a resize of the
-    shorter side and a centre crop, without distorting the aspect ratio). The stock path
-    calls it on one image at a time in workers, the ``--decode gpu`` path on a whole batch on
-    the device: same draws, same arithmetic.
+    shorter side and a centre crop, without distorting the aspect ratio). With ``resize``
+    (the weights' policy), the centred square is the weights' resize and centre crop, and
+    the random resized crop resamples with their interpolation. The stock path calls it on
+    one image at a time in workers, the ``--decode gpu`` path on a whole batch on the
+    device: same draws, same arithmetic.
 
     Args:
         images: ``B`` uint8 (or ``[-1, 1]`` float) images ``(C, H_i, W_i)``.
@@ -217,17 +276,26 @@ def transform_images(
         epoch: The epoch.
         index: ``(B,)`` sample indices (the draws' keys).
         train: Augment; False only resizes.
+        resize: The weights' resize policy (its ``crop`` must be ``size``); None: the
+            centred square.
 
     Returns:
         ``(B, C, size, size)`` float in ``[-1, 1]``.
     """
-    heights = torch.tensor([img.shape[-2] for img in images])
-    widths = torch.tensor([img.shape[-1] for img in images])
-    if train and (policy == "rrc-flip" or policy in AUTO_POLICIES):
-        boxes = rrc_params(heights, widths, seed, epoch, index)
+    if resize is not None and resize.crop != size:
+        raise ValueError(f"{resize} crops to {resize.crop}, not the asked size {size}")
+    rrc = train and (policy == "rrc-flip" or policy in AUTO_POLICIES)
+    if resize is not None and not rrc:
+        x = to_float(torch.stack([resize.evaluate(img) for img in images]))  # (B, C, S, S)
     else:
-        boxes = centre_square(heights, widths)
-    x = resized_crop([to_float(img) for img in images], boxes, size)
+        heights = torch.tensor([img.shape[-2] for img in images])
+        widths = torch.tensor([img.shape[-1] for img in images])
+        if rrc:
+            boxes = rrc_params(heights, widths, seed, epoch, index)
+        else:
+            boxes = centre_square(heights, widths)
+        mode = resize.interpolation if resize is not None else "bilinear"
+        x = resized_crop([to_float(img) for img in images], boxes, size, mode)
     if train and policy != "none":
         x = augment_batch(x, "flip" if policy == "rrc-flip" else policy, seed, epoch, index)
     return x

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from torchstyle.data.augment import augment_batch, to_float
+from torchstyle.data.augment import ResizePolicy, augment_batch, to_float
 from torchstyle.data.autoaugment import AUTO_POLICIES
 from torchstyle.data.registry import SPLIT_NAMES
 from torchstyle.spec import DataSpec
@@ -58,6 +58,9 @@ class DataOptions:
     #: stratified by class, drawn from ``seed``). None: the folder's test/.
     test_split: float | None = None
     class_names: tuple[str, ...] | None = None
+    #: Pretrained weights' resize, centre crop and interpolation for images read from files
+    #: (its ``crop`` is ``image_size``); None: the centred square resized to ``image_size``.
+    resize: ResizePolicy | None = None
     splits: tuple[str, ...] = SPLIT_NAMES
 
     def wants(self, split: str) -> bool:

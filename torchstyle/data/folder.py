@@ -13,7 +13,8 @@ The rules, each with a message that names the path and the fix:
   says; every image is converted to them. The image size defaults to the training images'
   median shorter side (at most :data:`MAX_DEFAULT_SIZE`). Both decisions are logged.
 * Images are resized (shorter side) and centre-cropped to a square; ``rrc-flip`` instead
-  crops at random for training.
+  crops at random for training. With pretrained weights' :class:`ResizePolicy`
+  (``DataOptions.resize``), the resize, crop and interpolation are the weights'.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from torchstyle.data.augment import AUGMENTS, flip_mask, transform_images
+from torchstyle.data.augment import AUGMENTS, ResizePolicy, flip_mask, transform_images
 from torchstyle.data.base import DataBundle, DataOptions, TensorImageDataset
 from torchstyle.data.images import (
     DATASET_HINT,
@@ -186,8 +187,15 @@ def _refuse_one_level_too_deep(split_dir: Path, found: list[str]) -> None:
         )
 
 
-def load_image(path: Path, channels: int, image_size: int, hint: str = DATASET_HINT) -> Tensor:
-    """Decodes one image, resizes and centre-crops it to a ``(C, S, S)`` float in ``[-1, 1]``."""
+def load_image(
+    path: Path,
+    channels: int,
+    image_size: int,
+    hint: str = DATASET_HINT,
+    resize: ResizePolicy | None = None,
+) -> Tensor:
+    """Decodes one image, resizes and centre-crops it to a ``(C, S, S)`` float in ``[-1, 1]``
+    (as an evaluation split reads it: ``resize`` is the weights' policy, if any)."""
     img = read_image(path, channels, hint)
     return transform_images(
         [img],
@@ -197,6 +205,7 @@ def load_image(path: Path, channels: int, image_size: int, hint: str = DATASET_H
         epoch=0,
         index=torch.zeros(1, dtype=torch.long),
         train=False,
+        resize=resize,
     )[0]
 
 
@@ -211,6 +220,8 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         train: Augment (an evaluation split is only resized and centre-cropped).
         seed: Base seed of the augmentation draws, which are keyed on ``(seed, epoch, index)``
             so they do not depend on worker count or on where a resumed run restarted.
+        resize: Pretrained weights' resize, centre crop and interpolation (``crop`` equal
+            to ``image_size``); None takes the centred square.
 
     Being ``epoch_aware``, it takes ``(index, epoch)`` keys from
     :class:`~torchstyle.data.EpochBatchSampler` (plain indices mean epoch 0): persistent
@@ -228,6 +239,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         augment: str = "flip",
         train: bool = True,
         seed: int = 0,
+        resize: ResizePolicy | None = None,
     ) -> None:
         assert channels in (1, 3), f"channels must be 1 or 3, got {channels}"
         assert augment in AUGMENTS, f"augment must be one of {AUGMENTS}, got {augment!r}"
@@ -237,6 +249,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         self.augment = augment
         self.train = train
         self.seed = seed
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -247,7 +260,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         img = read_image(path, self.channels)
         idx = torch.tensor([index])
         x = transform_images(
-            [img], self.augment, self.image_size, self.seed, epoch, idx, self.train
+            [img], self.augment, self.image_size, self.seed, epoch, idx, self.train, self.resize
         )
         return x[0], label
 
@@ -260,6 +273,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
             augment=self.augment,
             train=train,
             seed=self.seed,
+            resize=self.resize,
         )
 
     def to_tensor_dataset(self) -> TensorImageDataset:
@@ -267,7 +281,8 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
         The images are resized and centre-cropped as the stock path does, and kept as uint8
         when no image needed resizing, else as float32: rounding a resized image back to
-        uint8 would make its batches differ from the stock path's.
+        uint8 would make its batches differ from the stock path's. The weights' policy
+        (``resize``) resamples to uint8 itself, so those are kept as uint8.
 
         Raises:
             UserError: The policy is ``rrc-flip``, which crops the original images.
@@ -278,6 +293,10 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
                 "--augment rrc-flip crops the original images, which --data-on-device does not "
                 "keep (it holds them resized); use --augment flip or crop-flip, or drop --data-on-device"
             )
+        labels = torch.tensor([label for _, label in self.samples])
+        if self.resize is not None:
+            held = [self.resize.evaluate(read_image(p, self.channels)) for p, _ in self.samples]
+            return TensorImageDataset(torch.stack(held), labels, augment=policy, seed=self.seed)
         images, exact = [], True
         for path, _ in self.samples:
             img = read_image(path, self.channels)
@@ -287,7 +306,6 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
                 (img, transform_images([img], "none", self.image_size, 0, 0, zero, False)[0])
             )
         stacked = torch.stack([raw if exact else resized for raw, resized in images])
-        labels = torch.tensor([label for _, label in self.samples])
         return TensorImageDataset(stacked, labels, augment=policy, seed=self.seed)
 
 
@@ -460,6 +478,7 @@ class _SplitOptions(TypedDict):
     image_size: int
     seed: int
     augment: str
+    resize: ResizePolicy | None
 
 
 def build_folder(options: DataOptions) -> DataBundle:
@@ -486,6 +505,7 @@ def build_folder(options: DataOptions) -> DataBundle:
         "image_size": size,
         "seed": options.seed,
         "augment": options.augment or "flip",
+        "resize": options.resize,
     }
     parts: dict[str, Dataset[Any]] = {
         name: ImageFolderDataset(samples, train=name == "train", **common)

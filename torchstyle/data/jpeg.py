@@ -147,6 +147,7 @@ class DecodeOnDevice:
             batch.epoch,
             index,
             self.source.train,
+            self.source.resize,
         )
         return x, batch.labels[keep].to(self.device, non_blocking=True)
 

@@ -3,7 +3,9 @@
 * the optimizers regrouped (norms and biases, layer decay) and the warm-up before the
   schedule (``param_groups.py``);
 * the batch recipe: random erasing, mixup/cutmix, label smoothing (``data/mixing.py``);
-* the weight average (``ema.py``).
+* the weight average (``ema.py``);
+* the input the weights expect: the side and resize policy image files are read with
+  (:func:`input_size`), and the normalisation installed on the model.
 
 The trainer calls :meth:`RecipeRun.prepare` on each micro-batch, :meth:`RecipeRun.after_step`
 after each optimizer step, evaluates inside :meth:`RecipeRun.evaluating`, and saves and
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as lr_sched
 
+from torchstyle.data.augment import ResizePolicy
 from torchstyle.data.mixing import BatchRecipe
 from torchstyle.engine import param_groups
 from torchstyle.engine.ema import WeightAverage
@@ -165,18 +168,93 @@ def build(
     return optimizers, schedulers, run
 
 
+@dataclass(frozen=True)
+class InputSize:
+    """The run's input side and how image files are resized to it.
+
+    Attributes:
+        size: The side (None: the data's own, or the model's default).
+        policy: The weights' resize policy at ``size`` (None: the centred square).
+        origin: Where ``size`` came from, for the summary and the record.
+    """
+
+    size: int | None
+    policy: preprocessing.WeightsPolicy | None = None
+    origin: str = ""
+
+    @property
+    def resize(self) -> ResizePolicy | None:
+        """The data path's form of :attr:`policy`."""
+        p = self.policy
+        return ResizePolicy(p.resize, p.crop, p.interpolation) if p is not None else None
+
+
+def input_size(cfg: TrainConfig, resume_state: dict[str, Any] | None = None) -> InputSize:
+    """The input side and resize policy of a run, decided before its data is built.
+
+    A resumed run keeps its recorded policy (applied, whatever the flags now say: a
+    different ``--image-size`` was refused by the resume check). A new ``torchvision:`` or
+    ``timm:`` model with ``--weights`` reads image files as the weights' library evaluates
+    them, at the weights' crop size unless ``--image-size`` says another (the resize keeps
+    the weights' ratio to the crop). Anything else keeps torchstyle's centred square.
+    """
+    if resume_state is not None:
+        pre = preprocessing.from_state(resume_state)
+        args = pre.resize_args() if pre is not None else None
+        if pre is None or args is None:
+            return InputSize(cfg.image_size)
+        resize, crop, mode = args
+        policy = preprocessing.WeightsPolicy(resize, crop, mode, pre.source)
+        return InputSize(crop, policy, pre.size_from or "the run's record")
+    found = preprocessing.library_policy(cfg.model) if cfg.weights else None
+    if found is None:
+        return InputSize(cfg.image_size, None, "--image-size" if cfg.image_size else "")
+    weights = found[0]
+    if cfg.image_size:
+        policy = weights.at_size(cfg.image_size)
+        return InputSize(cfg.image_size, policy, f"--image-size (the weights' {weights.crop})")
+    return InputSize(weights.crop, weights, f"the weights' crop ({weights.source})")
+
+
+def describe_input(sizing: InputSize) -> dict[str, str]:
+    """The summary's (and ``data.json``'s) lines about the input side and resize."""
+    p = sizing.policy
+    if p is None:
+        return {}
+    return {
+        "image_size": f"{p.crop} from {sizing.origin}",
+        "resize": f"image files: shorter side to {p.resize} ({p.interpolation}), centre "
+        f"{p.crop}x{p.crop} crop; training's random resized crop resamples {p.interpolation}",
+    }
+
+
+def resize_policy(pre: preprocessing.Preprocessing | None) -> ResizePolicy | None:
+    """The data path's resize policy of a recorded preprocessing (None: the centred square)."""
+    args = pre.resize_args() if pre is not None else None
+    return ResizePolicy(*args) if args is not None else None
+
+
+def recorded_resize(state: dict[str, Any]) -> ResizePolicy | None:
+    """The resize policy a checkpoint's run read image files with (None: the centred square)."""
+    return resize_policy(preprocessing.from_state(state))
+
+
 def install_preprocessing(
-    cfg: TrainConfig, model: TorchstyleModel, spec: DataSpec
+    cfg: TrainConfig, model: TorchstyleModel, spec: DataSpec, sizing: InputSize | None = None
 ) -> preprocessing.Preprocessing:
     """The weights' (or ``--normalize``'s) input normalisation, installed on the model; the
-    config records the resolved ``--normalize`` value."""
+    config records the resolved ``--normalize`` value, the record the applied resize."""
+    sizing = sizing or InputSize(cfg.image_size)
+    # Data given by the caller was not read by the policy: its record must not say it was.
+    applied = sizing.policy if sizing.size == spec.image_size else None
     pre = preprocessing.resolve(
         cfg.model,
-        model,
         weights=cfg.weights,
         normalize=cfg.normalize,
         channels=spec.channels,
         size=spec.image_size,
+        applied=applied,
+        size_from=sizing.origin or ("--image-size" if cfg.image_size else "the data"),
     )
     pre.height, pre.width = spec.height, spec.width
     cfg.normalize = pre.flag_value()

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor
 
 from torchstyle import writes
+from torchstyle.data.augment import ResizePolicy
 from torchstyle.errors import UserError
-from torchstyle.models import TorchstyleModel
+from torchstyle.models import TorchstyleModel, preprocessing
 from torchstyle.output import CommandOutput
 from torchstyle.spec import DataSpec
 
@@ -153,14 +154,20 @@ def predictor_for(model: TorchstyleModel, args: argparse.Namespace) -> Predictor
 
 # ---------------------------------------------------------------------------------- inputs
 def read_samples(
-    inputs: list[str], spec: DataSpec, *, skip: bool = False, skipped: list[str] | None = None
+    inputs: list[str],
+    spec: DataSpec,
+    *,
+    skip: bool = False,
+    skipped: list[str] | None = None,
+    resize: ResizePolicy | None = None,
 ) -> tuple[list[str], list[Tensor]]:
     """The samples ``inputs`` name, each shaped as the run's data: ``(names, tensors)``.
 
     With ``skip``, unreadable images are left out and their messages appended to ``skipped``.
 
     Images are read as the run's channels and resized to its height and width (square runs
-    take the centred square, as their evaluation split did); feature runs read rows of
+    take the centred square, or the weights' ``resize`` policy, as their evaluation split
+    did); feature runs read rows of
     ``.csv`` (a non-numeric first row is a header) or ``.npy`` files, named ``FILE:ROW``.
 
     Raises:
@@ -177,7 +184,7 @@ def read_samples(
 
     def read_one(path: Path) -> Tensor:
         if spec.height == spec.width:
-            return load_image(path, spec.channels, spec.height, _INPUT_HINT)
+            return load_image(path, spec.channels, spec.height, _INPUT_HINT, resize)
         image = read_image(path, spec.channels, _INPUT_HINT).float().unsqueeze(0)
         resized = torch.nn.functional.interpolate(image, size=size, mode="bilinear")[0]
         return resized.div_(127.5).sub_(1.0)
@@ -342,6 +349,7 @@ class Classify(Predictor):
         self, model: TorchstyleModel, spec: DataSpec, args: argparse.Namespace
     ) -> CommandOutput:
         """Classifies every input (all read before any is classified)."""
+        from torchstyle.engine.finetune import resize_policy
         from torchstyle.engine.rundir import atomic_write_text, check_output_file
 
         output = Path(args.output) if args.output else None
@@ -349,7 +357,11 @@ class Classify(Predictor):
             check_output_file(output)
         skipped: list[str] = []
         files, images = read_samples(
-            args.inputs, spec, skip=bool(getattr(args, "skip_bad_images", False)), skipped=skipped
+            args.inputs,
+            spec,
+            skip=bool(getattr(args, "skip_bad_images", False)),
+            skipped=skipped,
+            resize=resize_policy(preprocessing.installed(model)),  # the run's, as evaluated
         )
         device = next(model.parameters()).device
         rows: list[tuple[str, str, float]] = []

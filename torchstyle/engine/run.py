@@ -136,12 +136,13 @@ def build_run(
     plan, resume_state, changes = _plan(cfg, source, model, strategy)
     seed_everything(cfg.seed + strategy.rank)
     configure_backends(deterministic=cfg.deterministic, cudnn_benchmark=cfg.cudnn_benchmark)
-    if cfg.image_size:  # a size that cannot fit is refused before anything is allocated
-        memory.check_input_size(
-            image_size=cfg.image_size, batch_size=cfg.batch_size, device=strategy.device
-        )
+    # The weights' input side and resize policy (a resume's own), before the data is read.
+    sizing = finetune.input_size(cfg, resume_state) if data is None else None
+    size = sizing.size if sizing is not None else cfg.image_size
+    if size:  # a size that cannot fit is refused before anything is allocated
+        memory.check_input_size(image_size=size, batch_size=cfg.batch_size, device=strategy.device)
     data, build = setup.build_data_and_model(
-        data if data is not None else _data_options(cfg, source, model),
+        data if data is not None else _data_options(cfg, source, model, sizing),
         building.ModelSettings.of(cfg),
         model=model,
         source=source,
@@ -150,21 +151,30 @@ def build_run(
         run_dir=plan.run_dir,
         fits=setup.MemoryFit(strategy.device, cfg.batch_size, _size_settings(cfg)),
     )
+    if sizing is not None:
+        data.info.update(finetune.describe_input(sizing))
     if resume_state is not None:
         resume_policy.check_spec(resume_state["spec"], data.spec.to_dict(), run_dir=plan.run_dir)
-    return _assemble(cfg, source, strategy, plan, resume_state, changes, data, build, callbacks)
+    return _assemble(
+        cfg, source, strategy, plan, resume_state, changes, data, build, callbacks, sizing
+    )
 
 
 def _data_options(
-    cfg: TrainConfig, source: ModelSource | None, model: TorchstyleModel | None
+    cfg: TrainConfig,
+    source: ModelSource | None,
+    model: TorchstyleModel | None,
+    sizing: finetune.InputSize | None,
 ) -> DataOptions:
-    """What ``--data`` and its flags ask the data source for: every split, at the model's
-    preferred size and in its layout unless the flags say otherwise."""
+    """What ``--data`` and its flags ask the data source for: every split, at the weights' or
+    the flags' size (else the model's preferred one) and in the model's layout."""
     model_size, layout = building.model_preferences(source, model)
+    sizing = sizing or finetune.InputSize(cfg.image_size)
     return DataOptions(
         name=cfg.data or building.default_data(source, model),
         data_dir=cfg.data_dir,
-        image_size=cfg.image_size or model_size,
+        image_size=sizing.size or model_size,
+        resize=sizing.resize,
         channels=cfg.channels,
         skip_bad_images=cfg.skip_bad_images,
         download=cfg.download,
@@ -216,6 +226,7 @@ def _assemble(
     data: DataBundle,
     build: ModelBuild,
     callbacks: Sequence[Callback],
+    sizing: finetune.InputSize | None,
 ) -> Run:
     """The model on its device and everything that steps it."""
     model = build.model
@@ -227,8 +238,7 @@ def _assemble(
     train_sampler, train_batches = setup.build_batches(data.train, batches, strategy, train=True)
     # Evaluations during training run on validation when there is one: it picks best.pt
     # and drives early stopping; the test split is evaluated once, at the end.
-    eval_split = "val" if data.val is not None else "test"
-    evaluated = data.val if data.val is not None else data.test
+    eval_split, evaluated = ("val", data.val) if data.val is not None else ("test", data.test)
     eval_sampler, eval_batches = setup.build_batches(evaluated, batches, strategy, train=False)
     steps_per_epoch = math.ceil(len(train_sampler) / cfg.accumulate)
     # The recipe regroups the optimizers and puts its warm-up before the schedule.
@@ -241,7 +251,7 @@ def _assemble(
         total_steps=resume_policy.total_steps(cfg.epochs, steps_per_epoch, cfg.max_steps),
         strategy=strategy.name,
     )
-    pre = finetune.install_preprocessing(cfg, model, data.spec)
+    pre = finetune.install_preprocessing(cfg, model, data.spec, sizing)
     early = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
     return Run(
         cfg=cfg,

@@ -13,6 +13,11 @@ dict is unchanged, and the run's training, evaluation, ``test`` and ``predict`` 
 ``(pixel / 255 - mean) / std``. ``export`` writes the network without the hook, so an
 exported program takes normalised images, as :class:`Preprocessing`'s JSON says; with
 ``--with-preprocessing`` it takes ``pixel / 255`` and normalises itself.
+
+The weights' resize policy (:class:`WeightsPolicy`: resize of the shorter side, centre
+crop, interpolation) decides the run's input side when ``--image-size`` is not given, and
+the data path reads image files with it (``torchstyle.data.augment.ResizePolicy``); the
+record says so (``resize``, ``size_from``).
 """
 
 from __future__ import annotations
@@ -46,23 +51,13 @@ class WeightsPolicy:
     interpolation: str
     source: str
 
-    def transform(self, image: Any, mean: list[float], std: list[float]) -> Tensor:
-        """A PIL image (or uint8 ``(C, H, W)`` tensor) as the weights' library feeds it.
-
-        ``resize`` of the shorter side, centre crop, ``pixel / 255``, then ``mean``/``std``,
-        all by torchvision's ``transforms.v2.functional`` (PIL operations on a PIL image).
-        """
-        from torchvision.transforms import v2
-        from torchvision.transforms.v2 import functional as TF
-
-        mode = getattr(v2.InterpolationMode, self.interpolation.upper())
-        image = TF.resize(image, [self.resize], interpolation=mode, antialias=True)
-        image = TF.center_crop(image, [self.crop])
-        if not isinstance(image, Tensor):
-            image = TF.pil_to_tensor(image)
-        x = TF.to_dtype(image, torch.float32, scale=True)
-        out: Tensor = TF.normalize(x, mean, std)
-        return out
+    def at_size(self, size: int) -> WeightsPolicy:
+        """The policy for input side ``size``: the resize keeps the weights' ratio to the
+        crop (timm's ``crop_pct``), the interpolation stays."""
+        if size == self.crop:
+            return self
+        resize = max(size, size * self.resize // self.crop)
+        return WeightsPolicy(resize, size, self.interpolation, self.source)
 
 
 @dataclass
@@ -96,6 +91,18 @@ class Preprocessing:
     # The input's height and width (non-square data; 0: ``size`` x ``size``).
     height: int = 0
     width: int = 0
+    # The weights' policy as the run applies it to image files: the shorter side resized to
+    # ``resize`` (with ``interpolation``'s first word), then the centre ``size`` square;
+    # 0: the centred square of the shorter side resized to ``size``.
+    resize: int = 0
+    # Where ``size`` came from (``--image-size``, the weights' crop, the data).
+    size_from: str = ""
+
+    def resize_args(self) -> tuple[int, int, str] | None:
+        """``(resize, crop, interpolation)`` of the weights' policy the run applies, if any."""
+        if not self.resize:
+            return None
+        return self.resize, self.size, self.interpolation.split(",")[0].strip()
 
     @property
     def neutral(self) -> bool:
@@ -143,57 +150,78 @@ def torchvision_policy(name: str) -> tuple[WeightsPolicy, list[float], list[floa
     return policy, list(t.mean), list(t.std)
 
 
-def timm_policy(net: nn.Module, name: str) -> tuple[WeightsPolicy, list[float], list[float]]:
-    """timm's data config of a built timm model (its pretrained config; no download)."""
-    from timm.data.config import resolve_data_config
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
-    cfg = resolve_data_config({}, model=net)  # type: ignore[no-untyped-call]
+
+def timm_policy(name: str) -> tuple[WeightsPolicy, list[float], list[float]]:
+    """timm's data config of model ``name`` (``arch`` or ``arch.tag``), read from its
+    pretrained config as ``timm.data.resolve_data_config`` reads it (no model, no download)."""
+    from timm.data.config import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    pretrained = get_pretrained_cfg(name)
+    as_dict = pretrained.to_dict() if pretrained is not None else {}  # type: ignore[no-untyped-call]
+    cfg = resolve_data_config(pretrained_cfg=as_dict)  # type: ignore[no-untyped-call]
     crop = int(cfg["input_size"][-1])
+    interpolation = str(cfg["interpolation"])
     policy = WeightsPolicy(
         resize=math.floor(crop / float(cfg["crop_pct"])),
         crop=crop,
-        interpolation=str(cfg["interpolation"]),
+        # timm's "random" (a random mode per image) is for training: evaluate bilinear.
+        interpolation=interpolation if interpolation in _INTERPOLATIONS else "bilinear",
         source=f"timm {name} pretrained config",
     )
     return policy, list(cfg["mean"]), list(cfg["std"])
 
 
-def _timm_module(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if hasattr(m, "pretrained_cfg"):
-            return m
-    return model
+def library_policy(model_spec: str) -> tuple[WeightsPolicy, list[float], list[float]] | None:
+    """The weights' policy, mean and std of a ``torchvision:``/``timm:`` model; None for
+    any other ``--model``."""
+    lib, _, name = model_spec.partition(":")
+    if lib == "torchvision":
+        return torchvision_policy(name)
+    if lib == "timm":
+        return timm_policy(name)
+    return None
 
 
 def resolve(
     model_spec: str,
-    model: nn.Module,
     *,
     weights: str | None,
     normalize: str | None,
     channels: int,
     size: int,
+    applied: WeightsPolicy | None = None,
+    size_from: str = "",
 ) -> Preprocessing:
     """The run's preprocessing: ``--normalize`` if given, else the weights' own (a
-    ``torchvision:``/``timm:`` model with ``--weights``), else torchstyle's ``[-1, 1]``."""
-    lib, _, name = model_spec.partition(":")
-    policy: WeightsPolicy | None = None
+    ``torchvision:``/``timm:`` model with ``--weights``), else torchstyle's ``[-1, 1]``.
+
+    Args:
+        model_spec: ``--model``.
+        weights: ``--weights``.
+        normalize: ``--normalize``.
+        channels: The data's channels.
+        size: The model's input side.
+        applied: The weights' resize policy the run's image files are read with (at
+            ``size``), if any.
+        size_from: Where ``size`` came from, for the record.
+    """
+    found = library_policy(model_spec)
+    policy = found[0] if found is not None else None
     mean: list[float] = [NEUTRAL]
     std: list[float] = [NEUTRAL]
-    if lib == "torchvision":
-        policy, w_mean, w_std = torchvision_policy(name)
-    elif lib == "timm":
-        policy, w_mean, w_std = timm_policy(_timm_module(model), name)
     kind = "none"
-    if normalize in (None, "weights") and weights and policy is not None:
-        mean, std, kind = w_mean, w_std, "weights"
+    if normalize in (None, "weights") and weights and found is not None:
+        mean, std, kind = found[1], found[2], "weights"
     elif normalize == "imagenet":
         mean, std, kind = list(IMAGENET_MEAN), list(IMAGENET_STD), "imagenet"
     elif normalize not in (None, "none", "weights"):
         values = [float(v) for v in normalize.split(",")]
         half = len(values) // 2
         mean, std, kind = values[:half], values[half:], "custom"
-    return Preprocessing(
+    pre = Preprocessing(
         size=size,
         channel_order="RGB" if channels == 3 else "gray" if channels == 1 else f"{channels}-ch",
         mean=_per_channel(mean, channels),
@@ -201,7 +229,13 @@ def resolve(
         normalize=kind,
         source=policy.source if policy is not None and kind == "weights" else "",
         weights_policy=asdict(policy) if policy is not None else None,
+        size_from=size_from,
     )
+    if applied is not None:
+        pre.resize = applied.resize
+        pre.crop = f"the centre {size}x{size} after resizing the shorter side to {applied.resize}"
+        pre.interpolation = f"{applied.interpolation}, antialiased (PIL's resampling)"
+    return pre
 
 
 class Normalize(nn.Module):
@@ -221,12 +255,15 @@ class Normalize(nn.Module):
 
 
 _HANDLE = "_torchstyle_preprocessing"
+_RECORD = "_torchstyle_preprocessing_record"
 
 
 def install(model: nn.Module, pre: Preprocessing) -> None:
     """Makes ``model`` take torchstyle's ``[-1, 1]`` images and see them normalised as
-    ``pre`` says (a forward pre-hook; nothing for the neutral normalisation)."""
+    ``pre`` says (a forward pre-hook; nothing for the neutral normalisation). The model
+    keeps ``pre`` (:func:`installed`), so whatever feeds it image files resizes them so."""
     remove(model)
+    model.__dict__[_RECORD] = pre
     if pre.neutral:
         return
     mean = torch.tensor(pre.mean).view(1, -1, 1, 1)
@@ -245,6 +282,12 @@ def remove(model: nn.Module) -> None:
     handle = model.__dict__.pop(_HANDLE, None)
     if handle is not None:
         handle.remove()
+
+
+def installed(model: nn.Module) -> Preprocessing | None:
+    """The preprocessing :func:`install` gave ``model`` (None when it was given none)."""
+    pre = model.__dict__.get(_RECORD)
+    return pre if isinstance(pre, Preprocessing) else None
 
 
 def from_state(state: dict[str, Any]) -> Preprocessing | None:
