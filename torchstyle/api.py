@@ -53,8 +53,7 @@ def fit(
             the labels).
         class_names: Class names in label order (default: ``train_data.classes``).
         callbacks: Extra engine callbacks.
-        verbose: Show the start-up summary, epoch lines and final summary on stdout (no
-            ``logging`` set-up needed); False: warnings only, no progress bar.
+        verbose: Print the start-up summary and epoch lines (no logging set-up); False: quiet.
         **settings: Any ``torchstyle train`` setting by its field name (``epochs=3``,
             ``batch_size=32``, ``lr=1e-3``, ``run_dir="runs/a"``, ``resume="runs/a"``,
             ``overwrite=True``).

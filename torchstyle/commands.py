@@ -166,12 +166,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     evaluation (``setup.build_batches``, ``evaluation.evaluate_split``); prints the metrics."""
     from torchstyle.data import DataOptions, build_data
     from torchstyle.data.checks import check_data_fits_run
-    from torchstyle.engine.evaluation import (
-        checkpoint_path,
-        evaluate_split,
-        load_run_model,
-        run_spec,
-    )
+    from torchstyle.engine import evaluation
     from torchstyle.engine.finetune import recorded_resize
     from torchstyle.engine.metrics import EvaluationMetrics, format_table
     from torchstyle.engine.setup import BatchSettings, build_batches
@@ -180,9 +175,9 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}")
     strategy = SingleDeviceStrategy.create(args.device, amp="off")
-    path = checkpoint_path(Path(args.run), args.checkpoint)
-    model, state = load_run_model(path, strategy.device, run_dir=Path(args.run))
-    cfg, spec = state["config"], run_spec(state)
+    path = evaluation.checkpoint_path(Path(args.run), args.checkpoint)
+    model, state = evaluation.load_run_model(path, strategy.device, run_dir=Path(args.run))
+    cfg, spec = state["config"], evaluation.run_spec(state)
     if cfg["data"] == "python" and not args.data:
         raise UserError(
             f"run {args.run} trained on datasets given in Python (torchstyle.fit); "
@@ -209,7 +204,7 @@ def run_test(args: argparse.Namespace) -> CommandOutput:
     settings = BatchSettings(data=args.data or cfg["data"], batch_size=args.batch_size, workers=0)
     sampler, batches = build_batches(data.test, settings, strategy, train=False)
     sampler.set_epoch(0)
-    metrics = evaluate_split(
+    metrics = evaluation.evaluate_split(
         strategy, model, batches, EvaluationMetrics.for_model(model, spec, strategy.device)
     )
     n_test = len(data.test)  # type: ignore[arg-type]  # every data source gives a sized split
