@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-load lint format bench bench-gpu clean
+.PHONY: demo test test-fast test-fresh test-load lint format bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: lint
 # The quick loop while editing: everything but the tests that train in subprocesses.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# The suite with a fresh interpreter for every CLI run (no forking from a torch-imported server).
+test-fresh: $(STAMP)
+	TORCHSTYLE_TEST_FRESH_PROCESSES=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The suite while a busy loop keeps every core busy, three times in a row: no test that load can
 # break. Takes about twice as long as `make test` on an otherwise idle machine.

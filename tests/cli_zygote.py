@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import sys
+import traceback
+import types
 
 import numpy
 import torch  # noqa: F401
@@ -77,17 +80,27 @@ def _become(request: dict) -> None:
     numpy.random.seed()  # a fresh interpreter seeds numpy from the OS; `random` reseeds itself
 
 
+def _run(argv: list[str]) -> None:
+    if argv[0] == "-m":
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    elif argv[0] == "-c":
+        main = sys.modules["__main__"] = types.ModuleType("__main__")
+        exec(compile(argv[1], "<string>", "exec"), main.__dict__)
+    else:
+        runpy.run_path(argv[0], run_name="__main__")
+
+
 request = _serve()
 if request is None:
     sys.exit(0)
 _become(request)
-import runpy  # noqa: E402  (only the child needs it)
-import types  # noqa: E402
 
-if request["argv"][0] == "-m":
-    runpy.run_module(request["argv"][1], run_name="__main__", alter_sys=True)
-elif request["argv"][0] == "-c":
-    main = sys.modules["__main__"] = types.ModuleType("__main__")
-    exec(compile(request["argv"][1], "<string>", "exec"), main.__dict__)
-else:
-    runpy.run_path(request["argv"][0], run_name="__main__")
+
+try:
+    _run(request["argv"])
+except Exception as error:  # as the interpreter reports it, without this file's frames
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, runpy.__file__):
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb)
+    sys.exit(1)
