@@ -21,6 +21,7 @@ import json
 import locale
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class _Server:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
             self.proc.wait()
+            shutil.rmtree(self.outdir, ignore_errors=True)
 
     def read(self, timeout: float | None) -> dict | None:
         """The server's next message, or None when it did not come within the timeout."""
