@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import cli_runner
 from tests.cli_runner import run_python
-from tests.conftest import HANG_TIMEOUT, REPO
+from tests.conftest import HANG_TIMEOUT
 
 SHOW = (
     "import os, sys\n"
@@ -19,7 +19,8 @@ SHOW = (
 
 
 def _both(argv: list[str], cwd: Path, **env: str):
-    base = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    # The server's own start-up settings: an earlier test in this worker may have left others.
+    base = {**cli_runner._SERVER.env, **env}
     forked = run_python(argv, cwd=cwd, env=base, timeout=HANG_TIMEOUT)
     fresh_env = {**base, "TORCHSTYLE_TEST_FRESH_PROCESSES": "1"}
     fresh = run_python(argv, cwd=cwd, env=fresh_env, timeout=HANG_TIMEOUT)
@@ -57,7 +58,7 @@ def test_runs_are_forked_from_the_torch_server_unless_fresh_is_asked(tmp_path: P
     assert forked.stdout.strip() == "True"  # torch was imported once, by the server
     assert fresh.stdout.strip() == "False"
     # A setting the interpreter reads only at start-up cannot be forked: a fresh one runs.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "7"}
+    env = {**cli_runner._SERVER.env, "PYTHONHASHSEED": "7"}
     changed = run_python(code, cwd=tmp_path, env=env, timeout=HANG_TIMEOUT)
     assert changed.stdout.strip() == "False"
     assert sys.executable in forked.args
