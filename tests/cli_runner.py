@@ -37,7 +37,8 @@ _STARTUP_PREFIXES = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "LD_", "MALLOC_"
 _FRESH_FLAG = "TORCHSTYLE_TEST_FRESH_PROCESSES"
 
 
-def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
+def startup_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings in ENV that the interpreter or torch read only while starting."""
     return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES)}
 
 
@@ -146,7 +147,7 @@ def run_python(
     env = dict(os.environ if env is None else env)
     workdir = Path(cwd if cwd is not None else os.getcwd()).resolve()
     fresh = env.get(_FRESH_FLAG) == "1" or os.environ.get(_FRESH_FLAG) == "1"
-    same_start = _startup_env(env) == _startup_env(_SERVER.env)
+    same_start = startup_env(env) == startup_env(_SERVER.env)
     if not fresh and same_start and _SERVER.lock.acquire(False):
         try:
             return _run_forked(argv, workdir, env, timeout)

@@ -19,7 +19,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from tests.cli_runner import run_python
+from tests.cli_runner import run_python, startup_env
 
 torch.set_num_threads(1)
 
@@ -46,6 +46,20 @@ def run_cli(
     """
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return run_python(["-m", "torchstyle", *args], cwd=cwd, env=full_env, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _keep_startup_env():
+    """Puts back the start-up settings (``PYTHON*``, ``OMP_*``, ...) a test changed in os.environ.
+
+    Importing scikit-learn, for one, sets ``KMP_*`` variables. Left changed, every later CLI run
+    in the worker would differ from the forking server's start and need a fresh interpreter.
+    """
+    before = startup_env(os.environ)
+    yield
+    for key in startup_env(os.environ).keys() - before.keys():
+        del os.environ[key]
+    os.environ.update(before)
 
 
 @pytest.fixture

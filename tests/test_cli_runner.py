@@ -62,3 +62,31 @@ def test_runs_are_forked_from_the_torch_server_unless_fresh_is_asked(tmp_path: P
     changed = run_python(code, cwd=tmp_path, env=env, timeout=HANG_TIMEOUT)
     assert changed.stdout.strip() == "False"
     assert sys.executable in forked.args
+
+
+ENDING = (
+    "import atexit, sys, threading, time\n"
+    "log = open('log.txt', 'w')\n"  # never closed: the interpreter's exit must still flush it
+    "log.write('written before the end')\n"
+    "atexit.register(lambda: print('atexit ran'))\n"
+    "def late():\n"
+    "    time.sleep(0.2)\n"
+    "    print('thread finished')\n"
+    "threading.Thread(target=late).start()\n"
+    "sys.stdout.write('unflushed ')\n"
+)
+
+
+@pytest.mark.parametrize("end", ["", "sys.exit('a message')", "sys.exit(300)", "sys.exit()"])
+def test_a_forked_run_ends_as_the_interpreter_ends_a_program(tmp_path: Path, end: str) -> None:
+    results = []
+    for fresh in ("0", "1"):
+        folder = tmp_path / fresh
+        folder.mkdir()
+        env = {**cli_runner._SERVER.env, "TORCHSTYLE_TEST_FRESH_PROCESSES": fresh}
+        done = run_python(["-c", ENDING + end], cwd=folder, env=env, timeout=HANG_TIMEOUT)
+        log = (folder / "log.txt").read_text()
+        results.append((done.returncode, done.stdout, done.stderr, log))
+    assert results[0] == results[1]
+    assert "thread finished" in results[0][1] and "atexit ran" in results[0][1]
+    assert results[0][3] == "written before the end"
