@@ -77,8 +77,8 @@ def fit(
             raise
         from torchstyle.engine.summary import result_lines
 
-        for line in result_lines(result):
-            log.info("%s", in_python_terms(line) if line.startswith("evaluate") else line)
+        for line in result_lines(result, data_from_python=not isinstance(train_data, str)):
+            log.info("%s", line)
     return result
 
 

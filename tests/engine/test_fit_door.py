@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -121,7 +122,15 @@ def test_the_readme_fit_example_then_every_door_of_the_cli(tmp_path):
     run = tmp_path / "runs" / "notebook"
     assert (run / "model.pt2").is_file()
 
-    tested = run_cli("test", str(run), "--data", "digits", "--json", cwd=tmp_path)
+    # The command the run prints is the one that works: its data came from Python, so it
+    # names --data (without it, `test` refuses in one line).
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("evaluate again:")]
+    printed = shlex.split(line.removeprefix("evaluate again:").split("  (")[0])
+    assert printed == ["torchstyle", "test", str(run), "--data", "SOURCE"], line
+    refused = run_cli("test", str(run), cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "pass --data" in refused.stderr
+    tested = run_cli(*printed[1:-1], "digits", "--json", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert json.loads(tested.stdout)["samples"] > 0
     predicted = run_cli("predict", str(run), str(_digit_png(tmp_path / "zero.png")))

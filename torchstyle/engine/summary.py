@@ -113,8 +113,14 @@ def source_text(record: dict[str, Any]) -> str:
     return kind
 
 
-def result_lines(result: Any) -> list[str]:
-    """The few lines shown at the end of training, by `torchstyle train` and `torchstyle.fit`."""
+def result_lines(result: Any, *, data_from_python: bool = False) -> list[str]:
+    """The few lines shown at the end of training, by `torchstyle train` and `torchstyle.fit`.
+
+    Args:
+        result: The finished run's ``TrainResult``.
+        data_from_python: The datasets were Python objects (``torchstyle.fit``), which
+            ``torchstyle test`` cannot rebuild: its command then names ``--data``.
+    """
     done = f"done: {result.epochs} epochs, {result.steps} steps"
     if result.stop_reason and "--max-steps" in result.stop_reason:  # it may end mid-epoch
         whole = f"{result.epochs} whole epoch{'' if result.epochs == 1 else 's'}"
@@ -136,5 +142,11 @@ def result_lines(result: Any) -> list[str]:
         lines.append(f"best checkpoint: {result.best_checkpoint}")
     quoted = shlex.quote(str(result.run_dir))
     lines.append(f"TensorBoard:     tensorboard --logdir {quoted}")
-    lines.append(f"evaluate again:  torchstyle test {quoted}")
+    if data_from_python:
+        lines.append(
+            f"evaluate again:  torchstyle test {quoted} --data SOURCE"
+            "  (the data came from Python: name a data source or a file.py:function)"
+        )
+    else:
+        lines.append(f"evaluate again:  torchstyle test {quoted}")
     return lines
