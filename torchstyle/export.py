@@ -227,9 +227,10 @@ def _save_program(net: Any, output: Path, shape: tuple[int, ...], name: str) -> 
     """Traces ``net`` on samples of the training data's own ``shape``, batch size free."""
     import torch
 
-    example = (torch.zeros(2, *shape),)
+    from torchstyle.engine.programs import trace
+
     try:
-        program = torch.export.export(net, example, dynamic_shapes=({0: torch.export.Dim.AUTO},))
+        program = trace(net, torch.zeros(2, *shape))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(

@@ -89,6 +89,29 @@ def test_a_fit_run_of_a_module_instance_resumes_from_python(tmp_path):
     assert history.strip()
 
 
+def test_a_module_export_cannot_trace_trains_and_says_so_in_one_line(tmp_path, capfd):
+    class Branchy(Net):  # defined in a function, as in a notebook: no constructor to replay
+        """A network torch.export cannot trace: its branch depends on the data."""
+
+        def forward(self, x):
+            out = self.layers(x)
+            return out if x.sum() > 0 else -out
+
+    run = tmp_path / "run"
+    torchstyle.fit(Branchy(), _data(), _data(24), epochs=1, batch_size=16, run_dir=str(run))
+    shown = capfd.readouterr()
+    err = shown.out + shown.err
+    said = [line for line in err.splitlines() if "torch.export cannot trace Branchy" in line]
+    assert len(said) == 1 and "torchstyle.fit(NetClass" in said[0], err
+    assert "def forward" not in err, err  # torch's partial graph is held back
+    assert not (run / "model.pt2").exists() and (run / "checkpoints" / "best.pt").is_file()
+    refused = run_cli("test", str(run), "--data", "digits")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "holds no model.pt2" in refused.stderr
+    exported = run_cli("export", str(run), "--format", "safetensors")
+    assert exported.returncode == 0, exported.stderr
+
+
 def test_fit_names_the_cause_of_inputs_it_cannot_take(tmp_path):
     data = _data()
     with pytest.raises(UserError, match=r"train_data is a DataLoader; .*\(train_data.dataset\)"):

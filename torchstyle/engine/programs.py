@@ -11,9 +11,13 @@ says so.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
+import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,35 @@ def what_model(record: dict[str, Any]) -> str:
     return str(record.get("attr") or record.get("spec") or "model")
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Holds back torch's warnings while tracing, and on a failure its partial graph.
+
+    A trace that fails logs warnings and prints the graph it got so far to stderr (pages of
+    it); the caller reports the failure in one line instead. Whatever stderr got during a
+    trace that succeeded is written out after it.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    finally:
+        logging.disable(previous)
+    sys.stderr.write(held.getvalue())
+
+
+def trace(net: nn.Module, batch: Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``net`` on ``batch``, the batch size left free; torch's logs held back.
+
+    Raises:
+        Exception: torch.export's own error when ``net`` cannot be traced.
+    """
+    with _quiet():
+        return torch.export.export(net, (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+
+
 def save_program(model: TorchstyleModel, example: Tensor, run_dir: Path) -> str | None:
     """Writes ``run_dir/model.pt2`` for a classifier; returns the file's name (None if not).
 
@@ -53,7 +86,7 @@ def save_program(model: TorchstyleModel, example: Tensor, run_dir: Path) -> str 
     net = copy.deepcopy(unwrap(model)).cpu().eval()
     batch = example.detach().cpu()[None].expand(2, *example.shape).contiguous()
     try:
-        program = torch.export.export(net, (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+        program = trace(net, batch)
     except Exception as e:  # a network that cannot be traced still trains
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         log.warning(
